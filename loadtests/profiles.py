@@ -1,0 +1,160 @@
+"""Profiles: what load to run (scenarios, each a user behaviour plus a schedule), as typed objects.
+
+A profile (YAML)::
+
+    name: smtp-50mps
+    duration: 30s
+    scenarios:
+      - name: smtp
+        user: smtp
+        schedule: {kind: arrival, rate: 50, process: fixed, max_in_flight: 100}
+        smtp: {messages_per_session: 1, size: {fixed: 2KiB}, mx_lookup: true}
+        dns: {max_concurrent: 20, cache: false}
+
+Loading rejects unknown keys and reports every bad field with its path at once.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from loadtests.configfile import ByteSize, Duration, StrictModel, load_yaml_model
+from loadtests.targets import Target
+
+__all__ = [
+    "ArrivalSchedule",
+    "ClosedSchedule",
+    "DnsSettings",
+    "MessageSize",
+    "Profile",
+    "Scenario",
+    "SizeChoice",
+    "SmtpSettings",
+    "check_against_target",
+    "load_profile",
+]
+
+SCHEDULE_KINDS = ("arrival", "closed")
+USER_KINDS = ("smtp",)
+
+
+class ArrivalSchedule(StrictModel):
+    """Open model: sessions start at a rate whatever the target does (k6 constant-arrival-rate).
+
+    `max_in_flight` caps sessions running at once (a mail server's "SMTP channels"); a session due
+    while all are busy is counted as dropped. One that starts more than `late_after` after its
+    intended time is counted as late. Latency of whole sessions is measured from the intended time.
+    """
+
+    kind: Literal["arrival"]
+    rate: float = Field(gt=0, description="sessions started per second")
+    process: Literal["fixed", "poisson"] = "fixed"
+    max_in_flight: int = Field(default=100, ge=1, le=20000)
+    late_after: Duration = Field(default=0.05, gt=0)
+
+
+class ClosedSchedule(StrictModel):
+    """Closed model: a fixed number of users, each starting its next session after think time."""
+
+    kind: Literal["closed"]
+    users: int = Field(ge=1, le=100000)
+    spawn_rate: float | None = Field(default=None, gt=0)
+    think_time: Duration = 0.0
+
+
+Schedule = Annotated[ArrivalSchedule | ClosedSchedule, Field(discriminator="kind")]
+
+
+class SizeChoice(StrictModel):
+    size: ByteSize = Field(ge=0)
+    weight: float = Field(gt=0)
+
+
+class MessageSize(StrictModel):
+    """Either `fixed: 2KiB` or `choices: [{size: 2KiB, weight: 0.8}, {size: 40KiB, weight: 0.2}]`."""
+
+    fixed: ByteSize | None = Field(default=None, ge=0)
+    choices: list[SizeChoice] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MessageSize:
+        if (self.fixed is None) == (self.choices is None):
+            raise ValueError("give exactly one of fixed or choices")
+        return self
+
+    def draw(self, rng: random.Random) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        assert self.choices is not None
+        return rng.choices([c.size for c in self.choices], [c.weight for c in self.choices])[0]
+
+
+class SmtpSettings(StrictModel):
+    messages_per_session: int = Field(default=1, ge=1, le=100000)
+    recipients_per_message: int = Field(default=1, ge=1, le=1000)
+    size: MessageSize = MessageSize(fixed=2048)
+    mx_lookup: bool = True
+    connect_to: Literal["mx", "endpoint"] = Field(
+        default="mx",
+        description="mx: the address the MX lookup gave, on the endpoint's port; endpoint: as listed",
+    )
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    command_timeout: Duration = Field(default=30.0, gt=0)
+
+
+class DnsSettings(StrictModel):
+    max_concurrent: int = Field(default=20, ge=1, le=10000)
+    cache: bool = False
+    timeout: Duration = Field(default=5.0, gt=0)
+    aaaa: bool = False
+
+
+class Scenario(StrictModel):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    user: Literal["smtp"]
+    endpoint: str | None = None
+    schedule: Schedule
+    smtp: SmtpSettings = SmtpSettings()
+    dns: DnsSettings = DnsSettings()
+
+
+class Profile(StrictModel):
+    name: str = Field(min_length=1)
+    description: str = ""
+    duration: Duration = Field(default=30.0, gt=0)
+    drain: Duration = Field(default=10.0, ge=0)
+    seed: int | None = None
+    scenarios: list[Scenario] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Profile:
+        names = [s.name for s in self.scenarios]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"scenario names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+def load_profile(path: str | Path) -> Profile:
+    return load_yaml_model(Profile, path, tags=SCHEDULE_KINDS)
+
+
+def check_against_target(profile: Profile, target: Target) -> list[str]:
+    """What the profile needs that the target does not offer, as `path: problem` lines."""
+    problems = []
+    for i, sc in enumerate(profile.scenarios):
+        wanted = sc.endpoint or sc.user
+        ep = target.endpoint(wanted)
+        if ep is None:
+            problems.append(f"scenarios[{i}].endpoint: the target has no endpoint {wanted!r}")
+        elif ep.protocol != sc.user:
+            problems.append(
+                f"scenarios[{i}].endpoint: {wanted!r} is {ep.protocol}, the user needs {sc.user}"
+            )
+        if sc.user == "smtp" and sc.smtp.mx_lookup and target.endpoint("dns") is None:
+            problems.append(f"scenarios[{i}].smtp.mx_lookup: the target has no dns endpoint")
+    return problems
