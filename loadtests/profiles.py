@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from loadtests.configfile import ByteSize, Duration, StrictModel, load_yaml_model
+from loadtests.target.config import EmbeddedSettings
 from loadtests.targets import Target
 
 __all__ = [
@@ -75,7 +76,7 @@ class SizeChoice(StrictModel):
 
 
 class MessageSize(StrictModel):
-    """Either `fixed: 2KiB` or `choices: [{size: 2KiB, weight: 0.8}, {size: 40KiB, weight: 0.2}]`."""
+    """`fixed: 2KiB`, or `choices: [{size: 2KiB, weight: 8}, {size: 40KiB, weight: 2}]`."""
 
     fixed: ByteSize | None = Field(default=None, ge=0)
     choices: list[SizeChoice] | None = Field(default=None, min_length=1)
@@ -100,7 +101,8 @@ class SmtpSettings(StrictModel):
     mx_lookup: bool = True
     connect_to: Literal["mx", "endpoint"] = Field(
         default="mx",
-        description="mx: the address the MX lookup gave, on the endpoint's port; endpoint: as listed",
+        description="mx: the address the MX lookup gave, on the endpoint's port; "
+                    "endpoint: the endpoint's own address",
     )
     connect_timeout: Duration = Field(default=10.0, gt=0)
     command_timeout: Duration = Field(default=30.0, gt=0)
@@ -129,6 +131,10 @@ class Profile(StrictModel):
     drain: Duration = Field(default=10.0, ge=0)
     seed: int | None = None
     scenarios: list[Scenario] = Field(min_length=1)
+    embedded: EmbeddedSettings = Field(
+        default=EmbeddedSettings(),
+        description="settings of the embedded target, used when the run names no target file",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Profile:

@@ -1,0 +1,219 @@
+"""The `mailswarm` command: run, report, target (and stack, when that part is installed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from loadtests import __version__
+from loadtests.configfile import ConfigError
+from loadtests.units import parse_duration
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_RUN_EPILOG = """\
+examples:
+  mailswarm run profiles/smtp-50mps.yaml
+      50 SMTP messages/s, each after an MX lookup, for 30 s against the embedded target
+      (started in its own process on 127.0.0.1 and stopped afterwards)
+  mailswarm run profiles/smtp-50mps.yaml --target profiles/targets/stack.yaml --duration 2m
+      the same against the real Postfix + unbound stack (see `mailswarm stack up`)
+
+output (in --out, default reports/<profile>-<time>/):
+  results.jsonl  every request, session and per-second tick, written while the run goes
+  summary.json   computed from results.jsonl at the end; rebuild with `mailswarm report DIR`
+
+exit status: 0 run completed, 1 run failed, 2 bad profile/target/options, 130 interrupted.
+Ctrl-C stops the run early and keeps everything measured so far.
+"""
+
+
+def _duration_arg(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mailswarm",
+        description="Load-generation benchmark harness for mail servers (SMTP, DNS, IMAP, POP3, "
+                    "webmail), on Locust. Finds how much load a server holds and what stops it.",
+    )
+    parser.add_argument("--version", action="version", version=f"mailswarm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run a load profile against a target (embedded by default)",
+        description="Run a load profile. Without --target, an embedded target (SMTP + DNS) is "
+                    "started in a separate process on 127.0.0.1 for the run.",
+        epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("profile", type=Path, help="profile YAML file (see profiles/)")
+    run.add_argument("--target", type=Path, metavar="FILE",
+                     help="target YAML file naming the servers' endpoints and users")
+    run.add_argument("--duration", type=_duration_arg, metavar="TIME",
+                     help="override the profile's duration, e.g. 30s, 5m, 1h")
+    run.add_argument("--out", type=Path, metavar="DIR",
+                     help="output folder (default reports/<profile>-<YYYYmmdd-HHMMSS>)")
+    run.add_argument("--allow-remote", action="store_true",
+                     help="allow targets off 127.0.0.0/8 and ::1 (only for servers you may load)")
+    run.add_argument("--quiet", action="store_true", help="no live progress line")
+    run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser(
+        "report", help="rebuild summary.json from a run's results stream",
+        description="Recompute OUT/summary.json from OUT/results.jsonl (also for a run that "
+                    "was killed) and print the summary.")
+    report.add_argument("out", type=Path, metavar="DIR", help="a run's output folder")
+    report.add_argument("--json", action="store_true", help="print summary.json instead")
+    report.set_defaults(func=_cmd_report)
+
+    from loadtests.target.__main__ import add_arguments as add_target_arguments
+
+    target = sub.add_parser(
+        "target", help="run the embedded target in the foreground (Ctrl-C stops it)",
+        description="Run the embedded target: SMTP (aiosmtpd) accepting mail for "
+                    "user0001..userNNNN@DOMAIN and DNS answering MX DOMAIN -> mail.DOMAIN -> "
+                    "127.0.0.1, with optional delays and injected faults. Prints one JSON line "
+                    "with its ports when ready.")
+    add_target_arguments(target)
+    target.set_defaults(func=_cmd_target)
+
+    try:
+        from loadtests.stack.cli import register as register_stack
+    except ImportError:
+        pass
+    else:
+        register_stack(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    return int(args.func(args))
+
+
+def _cmd_target(args: argparse.Namespace) -> int:
+    from loadtests.target.__main__ import run_foreground
+
+    return run_foreground(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from loadtests.analysis import write_summary
+    from loadtests.console import format_summary
+    from loadtests.results import RESULTS_FILE
+
+    if not (args.out / RESULTS_FILE).is_file():
+        print(f"mailswarm report: no {RESULTS_FILE} in {args.out}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    summary = write_summary(args.out)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return EXIT_OK
+
+
+def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Profile and target, or the complete list of what is wrong with them (ConfigError)."""
+    from loadtests.profiles import check_against_target, load_profile
+    from loadtests.targets import check_loopback, load_target
+
+    problems: list[str] = []
+    profile = target = None
+    try:
+        profile = load_profile(args.profile)
+    except ConfigError as exc:
+        problems += [f"{exc.source}: {p}" for p in exc.problems]
+    if args.target is not None:
+        try:
+            target = load_target(args.target)
+        except ConfigError as exc:
+            problems += [f"{exc.source}: {p}" for p in exc.problems]
+        if target is not None and not args.allow_remote:
+            problems += [f"{args.target}: {p} (pass --allow-remote if you mean it)"
+                         for p in check_loopback(target)]
+        if profile is not None and target is not None:
+            problems += [f"{args.profile}: {p}" for p in check_against_target(profile, target)]
+    if problems:
+        raise ConfigError("mailswarm run", problems)
+    return profile, target
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()  # before Locust and the clients create sockets
+    try:
+        profile, target = _load_inputs(args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        print("nothing was sent.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    import signal
+
+    import gevent
+
+    from loadtests.console import ProgressPrinter, format_summary
+    from loadtests.runner import RunOptions, run_profile
+    from loadtests.target import EmbeddedTarget, TargetStartError
+
+    out = args.out or Path("reports") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    printer = None if args.quiet else ProgressPrinter()
+    options = RunOptions(out_dir=out, duration=args.duration, allow_remote=args.allow_remote,
+                         profile_file=str(args.profile), on_progress=printer)
+
+    def _on_signal() -> None:
+        if not options.stop.is_set():
+            print("\nstopping: finishing the run and writing what was measured "
+                  "(Ctrl-C again to stop at once)", file=sys.stderr)
+            options.stop.set()
+        else:
+            raise KeyboardInterrupt
+
+    handlers = [gevent.signal_handler(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)]
+    embedded = None
+    try:
+        if target is None:
+            embedded = EmbeddedTarget(profile.embedded, out)
+            try:
+                target = embedded.start()
+            except TargetStartError as exc:
+                print(f"mailswarm run: {exc}", file=sys.stderr)
+                return EXIT_FAILED
+            print(f"embedded target (pid {embedded.pid}): SMTP "
+                  f"{target.endpoints['smtp'].address}, DNS {target.endpoints['dns'].address}",
+                  file=sys.stderr)
+
+            def _embedded_stats() -> dict[str, object]:
+                embedded.stop()  # the load is over; on exit it writes its final counters
+                stats = embedded.stats()
+                return {"embedded_target": stats.__dict__ if stats else None}
+
+            options.extra_end = _embedded_stats
+        print(f"running {profile.name} for {options.duration or profile.duration:g} s "
+              f"-> {out}", file=sys.stderr)
+        result = run_profile(profile, target, options)
+    finally:
+        if printer is not None:
+            printer.close()
+        for handler in handlers:
+            handler.cancel()
+        if embedded is not None:
+            embedded.stop()
+    print(format_summary(result.summary))
+    print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}")
+    return EXIT_INTERRUPTED if result.reason == "interrupted" else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

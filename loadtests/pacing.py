@@ -1,0 +1,116 @@
+"""The open-model pacer: hands intended start times to Locust users, counting late and dropped.
+
+A scenario on an arrival schedule runs `max_in_flight` Locust users (its channels). One greenlet
+walks the intended start times; at each one, if a channel is idle it gets the token, else the
+session is counted as dropped (k6's dropped_iterations) — never silently skipped or delayed.
+A channel that picks its token up more than `late_after` after the intended time counts it late.
+Latency of whole sessions is measured by the users from the intended time (coordinated omission).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import gevent
+from gevent.queue import Queue
+
+from loadtests.profiles import ArrivalSchedule
+from loadtests.schedule import arrival_offsets
+
+__all__ = ["ArrivalPacer", "Token"]
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One session to start: intended start on the wall clock and on the monotonic clock."""
+
+    wall: float
+    mono: float
+    lag: float  # seconds between the intended start and the pick-up
+
+
+class ArrivalPacer:
+    def __init__(self, schedule: ArrivalSchedule, rng: random.Random) -> None:
+        self.schedule = schedule
+        self._rng = rng
+        self._queue: Queue = Queue()
+        self._greenlet: gevent.Greenlet | None = None
+        self.idle = 0
+        self.intended = 0
+        self.started = 0
+        self.late = 0
+        self.dropped = 0
+        self.completed = 0
+        self.interrupted = 0
+        self.in_flight = 0
+        self.in_flight_max = 0
+        self.started_at: float | None = None  # wall clock
+        self.stopped_at: float | None = None
+
+    # -- the schedule's side ---------------------------------------------------------------
+    def start(self, duration: float) -> None:
+        """Start issuing tokens now, for `duration` seconds."""
+        self._greenlet = gevent.spawn(self._issue, duration)
+
+    def _issue(self, duration: float) -> None:
+        mono0, wall0 = time.monotonic(), time.time()
+        self.started_at = wall0
+        try:
+            for offset in arrival_offsets(self.schedule.rate, self.schedule.process, self._rng):
+                if offset >= duration:
+                    break
+                delay = mono0 + offset - time.monotonic()
+                if delay > 0:
+                    gevent.sleep(delay)
+                self.intended += 1
+                if self.idle - self._queue.qsize() > 0:
+                    self._queue.put_nowait((wall0 + offset, mono0 + offset))
+                else:
+                    self.dropped += 1
+            remaining = mono0 + duration - time.monotonic()
+            if remaining > 0:
+                gevent.sleep(remaining)
+        finally:
+            self.stopped_at = time.time()
+
+    def stop(self) -> None:
+        """Stop issuing tokens (tokens already queued are still served)."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True)
+
+    @property
+    def running(self) -> bool:
+        return self._greenlet is not None and not self._greenlet.dead
+
+    # -- the users' side -------------------------------------------------------------------
+    def take(self) -> Token:
+        """Block until a token is due; the caller must call `finish()` after the session."""
+        self.idle += 1
+        try:
+            wall, mono = self._queue.get()
+        finally:
+            self.idle -= 1
+        lag = time.monotonic() - mono
+        if lag > self.schedule.late_after:
+            self.late += 1
+        self.started += 1
+        self.in_flight += 1
+        self.in_flight_max = max(self.in_flight_max, self.in_flight)
+        return Token(wall, mono, lag)
+
+    def finish(self, completed: bool) -> None:
+        self.in_flight -= 1
+        if completed:
+            self.completed += 1
+        else:
+            self.interrupted += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "intended": self.intended, "started": self.started, "late": self.late,
+            "dropped": self.dropped, "completed": self.completed,
+            "interrupted": self.interrupted, "in_flight": self.in_flight,
+            "in_flight_max": self.in_flight_max, "idle": self.idle,
+        }

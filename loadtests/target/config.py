@@ -1,0 +1,37 @@
+"""Settings of the embedded target: ports, population, delays and injected faults.
+
+The same model is the `embedded:` section of a profile and what `mailswarm target` builds from
+its flags, so a profile can carry the server model it wants to emulate.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from loadtests.configfile import Duration, StrictModel
+
+__all__ = ["FAULTS", "EmbeddedSettings"]
+
+Fault = Literal["none", "stall", "reset", "garbage", "reply-4xx", "reply-5xx", "close-mid-data"]
+FAULTS: tuple[str, ...] = Fault.__args__  # type: ignore[attr-defined]
+
+
+class EmbeddedSettings(StrictModel):
+    """Knobs of the embedded target. Ports 0 mean "any free port" (reported when ready)."""
+
+    host: str = "127.0.0.1"
+    smtp_port: int = Field(default=0, ge=0, le=65535)
+    dns_port: int = Field(default=0, ge=0, le=65535)
+    domain: str = "example.test"
+    users: int = Field(default=1000, ge=1)
+    command_delay: Duration = Field(default=0.0, description="added before every SMTP reply")
+    dns_delay: Duration = Field(default=0.0, description="added before every DNS answer")
+    fault: Fault = "none"
+    fault_ratio: float = Field(
+        default=1.0, ge=0, le=1, description="share of SMTP connections the fault applies to"
+    )
+    fault_after: Duration = Field(
+        default=0.0, description="the fault starts this long after the target starts"
+    )

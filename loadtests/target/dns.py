@@ -1,0 +1,124 @@
+"""The embedded DNS server: MX for the test domain -> mail.<domain> -> 127.0.0.1 (and ::1),
+NXDOMAIN for other names in the domain, REFUSED outside it; over UDP and TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from loadtests.target.config import EmbeddedSettings
+from loadtests.target.stats import TargetStats
+
+__all__ = ["DnsZone", "serve_dns"]
+
+
+class DnsZone:
+    """The answers, as a pure function of the query bytes."""
+
+    def __init__(self, domain: str, ttl: int = 300) -> None:
+        self.origin = dns.name.from_text(domain)
+        self.mail = dns.name.from_text(f"mail.{domain}")
+        self.ttl = ttl
+
+    def answer(self, wire: bytes) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return None  # not DNS: drop it, as servers do
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA
+        if not query.question:
+            response.set_rcode(dns.rcode.FORMERR)
+            return response.to_wire()
+        question = query.question[0]
+        name, rdtype = question.name, question.rdtype
+        records: list[str] = []
+        if name == self.origin and rdtype == dns.rdatatype.MX:
+            records = [f"10 {self.mail}"]
+        elif name == self.mail and rdtype == dns.rdatatype.A:
+            records = ["127.0.0.1"]
+        elif name == self.mail and rdtype == dns.rdatatype.AAAA:
+            records = ["::1"]
+        elif not name.is_subdomain(self.origin):
+            response.flags &= ~dns.flags.AA
+            response.set_rcode(dns.rcode.REFUSED)
+        elif name not in (self.origin, self.mail):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        if records:
+            response.answer.append(
+                dns.rrset.from_text_list(name, self.ttl, dns.rdataclass.IN, rdtype, records)
+            )
+        return response.to_wire()
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, zone: DnsZone, stats: TargetStats, delay: float) -> None:
+        self.zone, self.stats, self.delay = zone, stats, delay
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.stats.dns_queries += 1
+        reply = self.zone.answer(data)
+        if reply is None or self.transport is None:
+            return
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(self.delay, self.transport.sendto, reply, addr)
+        else:
+            self.transport.sendto(reply, addr)
+
+
+async def _tcp_client(zone: DnsZone, stats: TargetStats, delay: float,
+                      reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+            data = await reader.readexactly(length)
+            stats.dns_queries += 1
+            reply = zone.answer(data)
+            if reply is None:
+                break
+            if delay > 0:
+                await asyncio.sleep(delay)
+            writer.write(struct.pack("!H", len(reply)) + reply)
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve_dns(settings: EmbeddedSettings, stats: TargetStats,
+                    ) -> tuple[int, asyncio.DatagramTransport, asyncio.Server]:
+    """Start UDP and TCP on the same port; returns (port, udp transport, tcp server)."""
+    loop = asyncio.get_running_loop()
+    zone = DnsZone(settings.domain)
+    delay = settings.dns_delay
+    port = settings.dns_port
+    # bind UDP first (port 0 -> any), then TCP on the same number; retry if TCP's is taken
+    for _ in range(20):
+        udp, _proto = await loop.create_datagram_endpoint(
+            lambda: _Udp(zone, stats, delay), local_addr=(settings.host, port)
+        )
+        bound = udp.get_extra_info("sockname")[1]
+        try:
+            tcp = await asyncio.start_server(
+                lambda r, w: _tcp_client(zone, stats, delay, r, w), settings.host, bound
+            )
+        except OSError:
+            udp.close()
+            if port:
+                raise
+            continue
+        return bound, udp, tcp
+    raise OSError("no port free for DNS on both UDP and TCP")

@@ -1,0 +1,108 @@
+"""Starting the embedded target as a child process and stopping it again, by its PID only."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loadtests.target.config import EmbeddedSettings
+from loadtests.target.stats import TargetStats
+from loadtests.targets import Endpoint, Target, UserPattern
+
+__all__ = ["EmbeddedTarget", "TargetStartError"]
+
+
+class TargetStartError(RuntimeError):
+    """The embedded target did not come up; the message holds what it printed."""
+
+
+class EmbeddedTarget:
+    """`with EmbeddedTarget(settings, workdir) as t: t.target` — a Target pointing at it."""
+
+    def __init__(self, settings: EmbeddedSettings, workdir: Path) -> None:
+        self.settings = settings
+        self.workdir = workdir
+        self.stats_file = workdir / "embedded-target-stats.json"
+        self.log_file = workdir / "embedded-target.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ready: dict[str, Any] = {}
+
+    def start(self, timeout: float = 15.0) -> Target:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = self.log_file.open("ab")
+        cmd = [sys.executable, "-m", "loadtests.target", "--settings-json",
+               self.settings.model_dump_json(), "--stats-file", str(self.stats_file),
+               "--die-with-parent"]
+        # own session: a Ctrl-C in the terminal reaches the runner, which stops us in order
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
+                                        start_new_session=True)
+        log.close()
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            ready, _, _ = select.select([self.process.stdout], [], [], 0.2)
+            if ready:
+                chunk = os.read(self.process.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                line += chunk
+            elif self.process.poll() is not None:
+                break
+        try:
+            self.ready = json.loads(line)
+        except ValueError:
+            self.stop()
+            tail = self.log_file.read_text(errors="replace")[-2000:]
+            raise TargetStartError(
+                f"the embedded target did not start (log {self.log_file}):\n{tail}"
+            ) from None
+        return self.target
+
+    @property
+    def target(self) -> Target:
+        host = self.ready["host"]
+        return Target(
+            name="embedded",
+            domain=self.ready["domain"],
+            users=UserPattern(count=self.ready["users"]),
+            endpoints={
+                "smtp": Endpoint(protocol="smtp", host=host, port=self.ready["smtp_port"]),
+                "dns": Endpoint(protocol="dns", host=host, port=self.ready["dns_port"]),
+            },
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def stats(self) -> TargetStats | None:
+        return TargetStats.read(self.stats_file)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM to our child, then SIGKILL after `timeout`; reaps it (no zombie left)."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def __enter__(self) -> EmbeddedTarget:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

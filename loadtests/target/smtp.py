@@ -1,0 +1,131 @@
+"""The embedded SMTP server (aiosmtpd): accepts and counts mail for the test domain's users,
+with per-reply delay and injected faults per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import socket
+import struct
+import time
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from loadtests.target.config import EmbeddedSettings
+from loadtests.target.stats import TargetStats
+
+__all__ = ["SmtpServerFactory"]
+
+_USER = re.compile(r"user(\d+)")
+
+
+class _CountingHandler:
+    """aiosmtpd handler: recipients user0001..userNNNN@domain; mail is counted, not kept."""
+
+    def __init__(self, settings: EmbeddedSettings, stats: TargetStats, fault: str) -> None:
+        self.domain = settings.domain.lower()
+        self.users = settings.users
+        self.stats = stats
+        self.fault = fault
+
+    def _known(self, address: str) -> bool:
+        local, _, domain = address.rpartition("@")
+        match = _USER.fullmatch(local.lower())
+        return domain.lower() == self.domain and bool(match) and 1 <= int(match[1]) <= self.users
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if self.fault == "reply-4xx":
+            return "451 4.3.0 mailswarm target: injected temporary failure"
+        if self.fault == "reply-5xx":
+            return "554 5.7.1 mailswarm target: injected permanent failure"
+        if not self._known(address):
+            self.stats.smtp_rejected_recipients += 1
+            return f"550 5.1.1 <{address}>: recipient unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.fault == "close-mid-data":
+            if server.transport is not None:
+                server.transport.abort()
+            return "421 4.4.2 closing"  # never reaches the client: the socket is gone
+        self.stats.smtp_messages += 1
+        self.stats.smtp_recipients += len(envelope.rcpt_tos)
+        self.stats.smtp_bytes += len(envelope.original_content or b"")
+        return "250 2.0.0 OK queued"
+
+
+class _DelayedSMTP(SMTP):
+    """aiosmtpd's server with a fixed delay before every reply (a slow server model)."""
+
+    def __init__(self, *args: Any, delay: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._delay = delay
+
+    async def push(self, status: str) -> None:
+        await asyncio.sleep(self._delay)
+        await super().push(status)
+
+
+class _Stall(asyncio.Protocol):
+    """Accepts the connection and never says a word."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+
+class _Reset(asyncio.Protocol):
+    """Answers the connection with a TCP reset."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+
+
+class _Garbage(asyncio.Protocol):
+    """Sends bytes that are not SMTP, then closes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(b"\x00\xff garbage, not an SMTP greeting \xfe\r\n")
+        transport.close()
+
+
+class SmtpServerFactory:
+    """Protocol factory for `loop.create_server`: a healthy or a faulty server per connection."""
+
+    def __init__(self, settings: EmbeddedSettings, stats: TargetStats) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.started = time.monotonic()
+        self._rng = random.Random()
+        self._healthy = _CountingHandler(settings, stats, "none")
+        self._faulty = _CountingHandler(settings, stats, settings.fault)
+
+    def _fault_now(self) -> bool:
+        s = self.settings
+        return (s.fault != "none" and time.monotonic() - self.started >= s.fault_after
+                and self._rng.random() < s.fault_ratio)
+
+    def __call__(self) -> asyncio.Protocol:
+        self.stats.smtp_connections += 1
+        handler = self._healthy
+        if self._fault_now():
+            self.stats.smtp_faults += 1
+            fault = self.settings.fault
+            if fault == "stall":
+                return _Stall()
+            if fault == "reset":
+                return _Reset()
+            if fault == "garbage":
+                return _Garbage()
+            handler = self._faulty
+        kwargs: dict[str, Any] = {"hostname": f"mail.{self.settings.domain}", "ident": "mailswarm"}
+        if self.settings.command_delay > 0:
+            return _DelayedSMTP(handler, delay=self.settings.command_delay, **kwargs)
+        return SMTP(handler, **kwargs)

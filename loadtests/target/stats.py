@@ -1,0 +1,34 @@
+"""Counters of the embedded target, written as JSON so the runner can put them in the summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["TargetStats"]
+
+
+@dataclass
+class TargetStats:
+    smtp_connections: int = 0
+    smtp_messages: int = 0
+    smtp_recipients: int = 0
+    smtp_bytes: int = 0
+    smtp_rejected_recipients: int = 0
+    smtp_faults: int = 0
+    dns_queries: int = 0
+
+    def write(self, path: Path) -> None:
+        """Atomically replace `path` with the current counters."""
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: Path) -> TargetStats | None:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None

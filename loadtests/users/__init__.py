@@ -1,0 +1,10 @@
+"""Thin Locust users: each turns one iteration of a client's behaviour into request events.
+
+`ScenarioUser` is the abstract base (schedule handling, event firing); `SmtpUser` sends mail.
+`user_class_for(scenario, ...)` builds the concrete class a profile's scenario runs.
+"""
+
+from loadtests.users.base import ScenarioUser, user_class_for
+from loadtests.users.smtp import SmtpUser
+
+__all__ = ["ScenarioUser", "SmtpUser", "user_class_for"]

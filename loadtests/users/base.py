@@ -1,0 +1,102 @@
+"""The base of every mailswarm Locust user: one task that runs one iteration when the schedule
+says so, and turns the client's timed steps into Locust request events."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any, ClassVar
+
+from locust import User, constant, task
+
+from loadtests.clients.steps import Step
+from loadtests.pacing import ArrivalPacer, Token
+from loadtests.profiles import ArrivalSchedule, Scenario
+from loadtests.targets import Target
+
+__all__ = ["ScenarioUser", "user_class_for"]
+
+_REGISTRY: dict[str, type[ScenarioUser]] = {}
+
+
+class ScenarioUser(User):
+    """Abstract: subclasses implement `iteration(token)` and set `kind` (the profile's `user:`)."""
+
+    abstract = True
+    kind: ClassVar[str] = ""
+    scenario: ClassVar[Scenario]
+    target: ClassVar[Target]
+    pacer: ClassVar[ArrivalPacer | None] = None
+    allow_remote: ClassVar[bool] = False
+    seed: ClassVar[int | None] = None
+    _numbers: ClassVar[itertools.count[int]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.kind and cls.kind not in _REGISTRY:
+            _REGISTRY[cls.kind] = cls
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.number = next(type(self)._numbers)
+        seed = None if self.seed is None else f"{self.seed}/{self.scenario.name}/{self.number}"
+        self.rng = random.Random(seed)
+
+    @task
+    def _one_iteration(self) -> None:
+        pacer = self.pacer
+        if pacer is None:
+            self.iteration(None)
+            return
+        token = pacer.take()
+        completed = False
+        try:
+            self.iteration(token)
+            completed = True
+        finally:
+            pacer.finish(completed)
+
+    def iteration(self, token: Token | None) -> None:
+        raise NotImplementedError
+
+    # -- recording -------------------------------------------------------------------------
+    def fire(self, step: Step) -> None:
+        self.environment.events.request.fire(
+            request_type=step.protocol, name=step.name, response_time=step.ms,
+            response_length=step.length, exception=step.error, start_time=step.started,
+            context={"scenario": self.scenario.name}, response=None, url=None,
+        )
+
+    def fire_session(self, protocol: str, token: Token | None, started_wall: float,
+                     started_mono: float, error: BaseException | None, length: int = 0) -> None:
+        """One record for the whole session, timed from the intended start in the open model."""
+        now = time.monotonic()
+        context: dict[str, Any] = {"scenario": self.scenario.name}
+        if token is not None:
+            elapsed, start = now - token.mono, token.wall
+            context["lag_ms"] = round(token.lag * 1000, 3)
+        else:
+            elapsed, start = now - started_mono, started_wall
+        self.environment.events.request.fire(
+            request_type=protocol, name="session", response_time=elapsed * 1000,
+            response_length=length, exception=error, start_time=start, context=context,
+            response=None, url=None,
+        )
+
+
+def user_class_for(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | None,
+                   allow_remote: bool, seed: int | None) -> type[ScenarioUser]:
+    """A concrete Locust user class for one scenario, its count fixed by the schedule."""
+    base = _REGISTRY[scenario.user]
+    schedule = scenario.schedule
+    if isinstance(schedule, ArrivalSchedule):
+        count, wait = schedule.max_in_flight, constant(0)
+    else:
+        count, wait = schedule.users, constant(schedule.think_time)
+    attrs = {
+        "abstract": False, "scenario": scenario, "target": target, "pacer": pacer,
+        "allow_remote": allow_remote, "seed": seed, "fixed_count": count, "wait_time": wait,
+        "_numbers": itertools.count(), "__module__": __name__,
+    }
+    return type(f"{base.__name__}_{scenario.name}", (base,), attrs)

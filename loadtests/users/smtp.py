@@ -1,0 +1,95 @@
+"""`SmtpUser`: one iteration is one SMTP session, preceded by the MX lookup a mail server does.
+
+Records: DNS `MX` and `A` steps, SMTP `CONNECT`, `EHLO`, `MAIL`, `RCPT`, `DATA`, `QUIT` steps,
+and one `SMTP session` record timed from the intended start (open model) or the actual start.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from loadtests import bridge
+from loadtests.clients.dns import MxResolver
+from loadtests.clients.smtp import Envelope, SmtpOptions, send_session
+from loadtests.clients.steps import StepRecorder
+from loadtests.pacing import Token
+from loadtests.targets import is_loopback
+from loadtests.users.base import ScenarioUser
+
+__all__ = ["RemoteAddressRefused", "SmtpUser"]
+
+
+class RemoteAddressRefused(ConnectionRefusedError):
+    """The MX lookup pointed off this machine and --allow-remote was not given."""
+
+
+class SmtpUser(ScenarioUser):
+    abstract = True
+    kind = "smtp"
+    _resolver: ClassVar[MxResolver | None] = None
+
+    @classmethod
+    def resolver(cls) -> MxResolver:
+        """One resolver per scenario class and process, so the concurrency cap is shared."""
+        if cls.__dict__.get("_resolver") is None:
+            dns_ep = cls.target.endpoint("dns")
+            assert dns_ep is not None, "checked against the profile before the run"
+            settings = cls.scenario.dns
+            cls._resolver = MxResolver(
+                dns_ep.host, dns_ep.port, max_concurrent=settings.max_concurrent,
+                cache=settings.cache, timeout=settings.timeout, aaaa=settings.aaaa,
+            )
+        assert cls._resolver is not None
+        return cls._resolver
+
+    def envelopes(self) -> list[Envelope]:
+        smtp, users, domain = self.scenario.smtp, self.target.users, self.target.domain
+        return [
+            Envelope(
+                recipients=[f"{users.name(self.rng.randrange(users.count))}@{domain}"
+                            for _ in range(smtp.recipients_per_message)],
+                size=smtp.size.draw(self.rng),
+            )
+            for _ in range(smtp.messages_per_session)
+        ]
+
+    async def _session(self, envelopes: list[Envelope]) -> tuple[StepRecorder, StepRecorder]:
+        smtp = self.scenario.smtp
+        endpoint = self.target.endpoint(self.scenario.endpoint or "smtp")
+        assert endpoint is not None, "checked against the profile before the run"
+        dns_rec, smtp_rec = StepRecorder("DNS"), StepRecorder("SMTP")
+        host = endpoint.host
+        if smtp.mx_lookup:
+            try:
+                _name, addresses = await self.resolver().resolve_mail_host(
+                    self.target.domain, dns_rec)
+            except Exception:
+                return dns_rec, smtp_rec  # recorded as a failed DNS step
+            if smtp.connect_to == "mx":
+                host = addresses[0]
+        if not (self.allow_remote or is_loopback(host)):
+            await smtp_rec.step("CONNECT", _refuse(host))
+        else:
+            options = SmtpOptions(sender=self.target.sender,
+                                  connect_timeout=smtp.connect_timeout,
+                                  command_timeout=smtp.command_timeout)
+            await send_session(host, endpoint.port, envelopes, options, smtp_rec)
+        return dns_rec, smtp_rec
+
+    def iteration(self, token: Token | None) -> None:
+        started_wall, started_mono = time.time(), time.monotonic()
+        envelopes = self.envelopes()
+        dns_rec, smtp_rec = bridge.run(self._session(envelopes))
+        error: BaseException | None = None
+        for step in (*dns_rec.steps, *smtp_rec.steps):
+            self.fire(step)
+            error = error or step.error
+        if not smtp_rec.steps and error is None:
+            error = RuntimeError("session ended before connecting")
+        sent = sum(s.length for s in smtp_rec.steps if s.name == "DATA" and s.error is None)
+        self.fire_session("SMTP", token, started_wall, started_mono, error, sent)
+
+
+async def _refuse(host: str) -> Any:
+    raise RemoteAddressRefused(f"{host} is not a loopback address; pass --allow-remote to use it")
