@@ -1,0 +1,149 @@
+"""Postfix: a private instance (`postfix -c DIR`) taking SMTP for example.test into the maildirs.
+
+Pitfalls (DESIGN.md section 4): chroot off in master.cf, data_directory owned by postfix, log
+to a file through the postlog service, and no comment after a value in main.cf.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+
+from loadtests.stack.services.base import Daemon, Service, chown_tree, system_ids
+from loadtests.stack.settings import (
+    DOMAIN,
+    MAIL_GID,
+    MAIL_HOST,
+    MAIL_UID,
+    PORTS,
+    StackConfig,
+    user_names,
+)
+
+__all__ = ["Postfix"]
+
+# service type private unpriv chroot wakeup maxproc command (Debian's list, chroot off)
+_MASTER_SERVICES = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class Postfix(Service):
+    name = "postfix"
+    summary = f"SMTP on port {PORTS['smtp']}: {DOMAIN} delivered to the maildirs Dovecot reads"
+    packages = ("postfix",)
+    endpoints = ("smtp",)
+
+    def _dir(self, cfg: StackConfig) -> str:
+        """The config directory (kept apart from the queue: postfix-script wants it root-owned)."""
+        return str(cfg.run_dir / "postfix/conf")
+
+    def files(self, cfg: StackConfig) -> dict[str, str]:
+        base = cfg.run_dir / "postfix"
+        inet = "127.0.0.1" if cfg.listen == "127.0.0.1" else "all"
+        main = f"""\
+# mailswarm reference stack: private Postfix instance (no comment after a value: it breaks)
+compatibility_level = 3.6
+queue_directory = {base}/queue
+data_directory = {base}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = {MAIL_HOST}
+mydomain = {DOMAIN}
+myorigin = $myhostname
+mydestination = localhost
+inet_interfaces = {inet}
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16
+relayhost =
+alias_maps =
+alias_database =
+biff = no
+append_dot_mydomain = no
+smtpd_banner = $myhostname ESMTP mailswarm
+smtpd_peername_lookup = no
+smtpd_relay_restrictions = reject_unauth_destination
+default_transport = error:5.7.1 the mailswarm stack delivers only to {DOMAIN}
+relay_transport = error:5.7.1 the mailswarm stack delivers only to {DOMAIN}
+message_size_limit = 52428800
+maillog_file = {self.log_file(cfg)}
+maillog_file_prefixes = {cfg.log_dir}
+virtual_mailbox_domains = {DOMAIN}
+virtual_mailbox_base = {cfg.mail_dir}
+virtual_mailbox_maps = texthash:{base}/conf/vmailbox
+virtual_minimum_uid = 100
+virtual_uid_maps = static:{MAIL_UID}
+virtual_gid_maps = static:{MAIL_GID}
+virtual_mailbox_limit = 0
+"""
+        master = f"{cfg.listen}:{PORTS['smtp']} inet n - n - - smtpd\n" + _MASTER_SERVICES
+        vmailbox = "".join(f"{u}@{DOMAIN} {DOMAIN}/{u}/\n" for u in user_names(cfg.users))
+        return {"postfix/conf/main.cf": main, "postfix/conf/master.cf": master,
+                "postfix/conf/vmailbox": vmailbox}
+
+    def prepare(self, cfg: StackConfig) -> None:
+        base = cfg.run_dir / "postfix"
+        (base / "queue").mkdir(parents=True, exist_ok=True)
+        data = base / "data"
+        data.mkdir(exist_ok=True)
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file(cfg).touch()
+        if os.geteuid() == 0:
+            uid, gid = system_ids("postfix")
+            chown_tree(data, uid, gid)
+        (cfg.mail_dir / DOMAIN).mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            for path in (cfg.mail_dir, cfg.mail_dir / DOMAIN):
+                os.chown(path, MAIL_UID, MAIL_GID)
+
+    def diagnose(self, cfg: StackConfig) -> str:
+        """`postfix check` under a pseudo-terminal: Postfix prints fatal errors only to a tty."""
+        reader, writer = pty.openpty()
+        try:
+            subprocess.run(["postfix", "-c", self._dir(cfg), "check"], stdin=writer,
+                           stdout=writer, stderr=writer, check=False, timeout=30)
+            os.close(writer)
+            writer = -1
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(reader, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace").strip()
+        finally:
+            os.close(reader)
+            if writer >= 0:
+                os.close(writer)
+
+    def daemons(self, cfg: StackConfig) -> list[Daemon]:
+        base = self._dir(cfg)
+        return [Daemon("postfix", ("postfix", "-c", base, "start"), ports=(PORTS["smtp"],),
+                       daemonizes=True, own_pid_file=cfg.run_dir / "postfix/queue/pid/master.pid")]

@@ -1,0 +1,126 @@
+"""What the reference stack is: fixed ports, the mail domain, its users, and the knobs of one run.
+
+Other code (target files, tests, profiles) relies on these ports; change them only together with
+`profiles/targets/stack.yaml` and the docker compose file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "DEFAULT_RUN_DIR",
+    "DOMAIN",
+    "MAIL_GID",
+    "MAIL_HOST",
+    "MAIL_UID",
+    "PASSWORD",
+    "PORTS",
+    "RUN_DIR_ENV",
+    "USER_COUNT",
+    "USER_PATTERN",
+    "DovecotLimits",
+    "StackConfig",
+    "default_run_dir",
+    "user_names",
+]
+
+DOMAIN = "example.test"
+MAIL_HOST = f"mail.{DOMAIN}"
+PASSWORD = "mailswarm-test"  # the one shared test password; never print it
+USER_PATTERN = "user{n:04d}"
+USER_COUNT = 1000
+MAIL_UID = 5000  # owner of the maildirs; needs no passwd entry
+MAIL_GID = 5000
+RUN_DIR_ENV = "MAILSWARM_STACK_DIR"
+DEFAULT_RUN_DIR = Path("/tmp/mailswarm-stack")
+
+PORTS: dict[str, int] = {
+    "dns": 10053,
+    "smtp": 10025,
+    "imap": 10143,
+    "pop3": 10110,
+    "imap-nginx": 11143,
+    "pop3-nginx": 11110,
+    "nginx-auth": 10081,
+    "imap-perdition": 12143,
+    "pop3-perdition": 12110,
+    "http": 10080,
+}
+"""Endpoint name -> TCP port (dns is UDP and TCP). Fixed: other code relies on them."""
+
+
+def default_run_dir() -> Path:
+    """`$MAILSWARM_STACK_DIR`, else /tmp/mailswarm-stack."""
+    return Path(os.environ.get(RUN_DIR_ENV) or DEFAULT_RUN_DIR)
+
+
+def user_names(count: int = USER_COUNT, first: int = 1) -> list[str]:
+    """Local parts of the mailboxes: user0001, user0002, ..."""
+    return [USER_PATTERN.format(n=n) for n in range(first, first + count)]
+
+
+@dataclass(frozen=True)
+class DovecotLimits:
+    """Dovecot's concurrency limits; None keeps Dovecot's own default (shown in brackets).
+
+    - process_limit: imap and pop3 processes at most [1024]; beyond it LOGIN hangs ~10 s, then
+      the connection closes without a reply.
+    - client_limit: clients per imap/pop3 process [1]; only matters with service_count 0.
+    - service_count: clients a process serves before it exits [1]; 0 = unlimited, so one
+      process can hold many clients (up to client_limit).
+    - mail_max_userip_connections: sessions per user and client address [10]; beyond it
+      `NO [LIMIT]` and a close.
+    """
+
+    process_limit: int | None = None
+    client_limit: int | None = None
+    service_count: int | None = None
+    mail_max_userip_connections: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"dovecot {name} must be a whole number >= 0, not {value!r}")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything that decides what the rendered configs say.
+
+    `listen` is the address every server binds; `backend` the IPv4 address at which the
+    proxies and Roundcube reach Dovecot (127.0.0.1 on one machine; a fixed container address
+    under docker compose, because nginx's `Auth-Server` must be an IP address).
+    """
+
+    run_dir: Path = field(default_factory=default_run_dir)
+    limits: DovecotLimits = DovecotLimits()
+    listen: str = "127.0.0.1"
+    backend: str = "127.0.0.1"
+    smtp_host: str = "127.0.0.1"
+    users: int = USER_COUNT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_dir", Path(self.run_dir).absolute())
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "log"
+
+    @property
+    def pid_dir(self) -> Path:
+        return self.run_dir / "pids"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Maildirs: <mail_dir>/example.test/user0001/{cur,new,tmp}."""
+        return self.run_dir / "mail"
+
+    def pid_file(self, daemon: str) -> Path:
+        """The pid file of one daemon's master process (what monitors read)."""
+        return self.pid_dir / f"{daemon}.pid"
+
+    def maildir(self, user: str) -> Path:
+        return self.mail_dir / DOMAIN / user
