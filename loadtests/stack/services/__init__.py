@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from loadtests.stack.services.base import Daemon, Service
+from loadtests.stack.services.dovecot import Dovecot
+from loadtests.stack.services.nginx import NginxMail
+from loadtests.stack.services.perdition import Perdition
 from loadtests.stack.services.postfix import Postfix
+from loadtests.stack.services.roundcube import Roundcube
 from loadtests.stack.services.unbound import Unbound
 
 __all__ = ["SERVICES", "Daemon", "Service", "resolve"]
 
-SERVICES: dict[str, Service] = {s.name: s for s in (Unbound(), Postfix())}
+SERVICES: dict[str, Service] = {
+    s.name: s for s in (Unbound(), Postfix(), Dovecot(), NginxMail(), Perdition(), Roundcube())
+}
 """Every service, in the order `up` starts them (dependencies first)."""
 
 

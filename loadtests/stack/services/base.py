@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from loadtests.stack.settings import PORTS, StackConfig
+from loadtests.stack.settings import DOMAIN, MAIL_GID, MAIL_UID, PORTS, StackConfig
 
-__all__ = ["Daemon", "Service", "chown_tree", "system_ids"]
+__all__ = ["Daemon", "Service", "chown_tree", "make_mail_root", "system_ids"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +80,12 @@ def chown_tree(path: Path, uid: int, gid: int) -> None:
     for root, dirs, files in os.walk(path):
         for name in dirs + files:
             os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
+
+def make_mail_root(cfg: StackConfig) -> None:
+    """The maildir root shared by Postfix (writes) and Dovecot (reads), owned by the mail uid."""
+    domain = cfg.mail_dir / DOMAIN
+    domain.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        for path in (cfg.mail_dir, domain):
+            os.chown(path, MAIL_UID, MAIL_GID)

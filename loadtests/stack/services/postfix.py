@@ -10,7 +10,13 @@ import os
 import pty
 import subprocess
 
-from loadtests.stack.services.base import Daemon, Service, chown_tree, system_ids
+from loadtests.stack.services.base import (
+    Daemon,
+    Service,
+    chown_tree,
+    make_mail_root,
+    system_ids,
+)
 from loadtests.stack.settings import (
     DOMAIN,
     MAIL_GID,
@@ -115,10 +121,7 @@ virtual_mailbox_limit = 0
         if os.geteuid() == 0:
             uid, gid = system_ids("postfix")
             chown_tree(data, uid, gid)
-        (cfg.mail_dir / DOMAIN).mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            for path in (cfg.mail_dir, cfg.mail_dir / DOMAIN):
-                os.chown(path, MAIL_UID, MAIL_GID)
+        make_mail_root(cfg)
 
     def diagnose(self, cfg: StackConfig) -> str:
         """`postfix check` under a pseudo-terminal: Postfix prints fatal errors only to a tty."""

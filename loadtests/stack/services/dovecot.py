@@ -1,0 +1,118 @@
+"""Dovecot: IMAP and POP3 for the 1,000 test users, reading the maildirs Postfix writes.
+
+Its own base_dir, state_dir and instance_name keep it apart from any other Dovecot; an opening
+`{` must end its line. Limits come from `StackConfig.limits` so a test can lower them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from loadtests.stack.services.base import Daemon, Service, make_mail_root, system_ids
+from loadtests.stack.settings import (
+    DOMAIN,
+    MAIL_GID,
+    MAIL_UID,
+    PASSWORD,
+    PORTS,
+    DovecotLimits,
+    StackConfig,
+    user_names,
+)
+
+__all__ = ["Dovecot"]
+
+
+def _service_limits(limits: DovecotLimits) -> str:
+    lines = [f"  {name} = {value}\n" for name, value in (
+        ("process_limit", limits.process_limit), ("client_limit", limits.client_limit),
+        ("service_count", limits.service_count)) if value is not None]
+    return "".join(lines)
+
+
+def _protocol_limits(limits: DovecotLimits) -> str:
+    if limits.mail_max_userip_connections is None:
+        return ""
+    return f"  mail_max_userip_connections = {limits.mail_max_userip_connections}\n"
+
+
+class Dovecot(Service):
+    name = "dovecot"
+    summary = (f"IMAP {PORTS['imap']}, POP3 {PORTS['pop3']}: user0001..user1000@{DOMAIN}, "
+               "limits from options")
+    packages = ("dovecot-core", "dovecot-imapd", "dovecot-pop3d")
+    endpoints = ("imap", "pop3")
+    needs = ()
+
+    def files(self, cfg: StackConfig) -> dict[str, str]:
+        base = cfg.run_dir / "dovecot"
+        limits = _service_limits(cfg.limits)
+        proto = _protocol_limits(cfg.limits)
+        conf = f"""\
+# mailswarm reference stack: private Dovecot instance
+instance_name = mailswarm
+base_dir = {base}/run
+state_dir = {base}/state
+log_path = {self.log_file(cfg)}
+protocols = imap pop3
+listen = {cfg.listen}
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_default_realm = {DOMAIN}
+auth_username_format = %Lu
+first_valid_uid = {MAIL_UID}
+last_valid_uid = {MAIL_UID}
+mail_location = maildir:{cfg.mail_dir}/%d/%n
+login_greeting = Dovecot ready.
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {base}/users
+}}
+userdb {{
+  driver = static
+  args = uid={MAIL_UID} gid={MAIL_GID} home={cfg.mail_dir}/%d/%n
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {PORTS['imap']}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {PORTS['pop3']}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+service imap {{
+{limits}}}
+service pop3 {{
+{limits}}}
+protocol imap {{
+{proto}}}
+protocol pop3 {{
+{proto}}}
+"""
+        users = "".join(f"{u}@{DOMAIN}:{{PLAIN}}{PASSWORD}::::::\n"
+                        for u in user_names(cfg.users))
+        return {"dovecot/dovecot.conf": conf, "dovecot/users": users}
+
+    def prepare(self, cfg: StackConfig) -> None:
+        base = cfg.run_dir / "dovecot"
+        for sub in ("run", "state"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        users = base / "users"
+        users.chmod(0o640)
+        if os.geteuid() == 0:
+            os.chown(users, 0, system_ids("dovecot")[1])  # auth runs as the dovecot user
+        make_mail_root(cfg)
+
+    def daemons(self, cfg: StackConfig) -> list[Daemon]:
+        conf = str(cfg.run_dir / "dovecot/dovecot.conf")
+        return [Daemon("dovecot", ("dovecot", "-F", "-c", conf),
+                       ports=(PORTS["imap"], PORTS["pop3"]))]
