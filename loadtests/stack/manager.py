@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from loadtests.stack import packages
@@ -28,6 +28,7 @@ from loadtests.stack.procs import (
 )
 from loadtests.stack.services import Daemon, Service, resolve
 from loadtests.stack.settings import DovecotLimits, StackConfig
+from loadtests.stack.targetfile import render_target
 
 __all__ = [
     "ServiceState",
@@ -70,7 +71,7 @@ class ServiceState:
 def _config(run_dir: str | Path | None, limits: DovecotLimits | None,
             config: StackConfig | None) -> StackConfig:
     if config is not None:
-        return config
+        return config if limits is None else replace(config, limits=limits)
     kwargs: dict[str, object] = {"limits": limits or DovecotLimits()}
     if run_dir is not None:
         kwargs["run_dir"] = Path(run_dir)
@@ -134,9 +135,11 @@ def _write_files(service: Service, cfg: StackConfig) -> bool:
 
 
 def _base_dirs(cfg: StackConfig) -> None:
+    """The run folder with its logs and pid records, and target.yaml describing this stack."""
     for path in (cfg.run_dir, cfg.log_dir, cfg.pid_dir):
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o755)
+    (cfg.run_dir / "target.yaml").write_text(render_target(cfg))
 
 
 def render(services: list[str] | None = None, *, run_dir: str | Path | None = None,
