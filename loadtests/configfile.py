@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -11,7 +11,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from loadtests.units import parse_duration, parse_size
 
-__all__ = ["ByteSize", "ConfigError", "Duration", "StrictModel", "load_yaml_model", "validate_model"]
+__all__ = [
+    "ByteSize", "ConfigError", "Duration", "StrictModel", "load_yaml_model", "validate_model",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -71,21 +73,35 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if kind == "union_tag_invalid":
-        return f"unknown kind {error['input']!r}; expected one of {error['ctx']['expected_tags']}"
+        return (f"unknown kind {error['ctx']['tag']!r}; "
+                f"expected one of {error['ctx']['expected_tags']}")
     return error["msg"]
 
 
-def validate_model(model: type[M], data: Any, source: str, tags: Iterable[str] = ()) -> M:
-    """`model` from plain data, or ConfigError naming every bad field (tags: union names to hide)."""
+RawCheck = Callable[[Any], list[str]]
+
+
+def validate_model(model: type[M], data: Any, source: str, tags: Iterable[str] = (),
+                   checks: Iterable[RawCheck] = ()) -> M:
+    """`model` from plain data, or ConfigError naming every bad field.
+
+    `tags` are pydantic's names for union branches, hidden from the paths shown to users.
+    `checks` look at the raw data across fields (pydantic skips a model's own cross-field
+    validators when a field is bad, so these make sure such problems are listed too)."""
+    problems = [p for check in checks for p in check(data)]
     try:
-        return model.model_validate(data)
+        result = model.model_validate(data)
     except ValidationError as exc:
         hidden = frozenset(tags)
-        problems = [f"{_path(e['loc'], hidden)}: {_message(e)}" for e in exc.errors()]  # type: ignore[arg-type]
-        raise ConfigError(source, problems) from None
+        problems += [f"{_path(e['loc'], hidden)}: {_message(e)}"  # type: ignore[arg-type]
+                     for e in exc.errors()]
+    if problems:
+        raise ConfigError(source, problems)
+    return result
 
 
-def load_yaml_model(model: type[M], path: str | Path, tags: Iterable[str] = ()) -> M:
+def load_yaml_model(model: type[M], path: str | Path, tags: Iterable[str] = (),
+                    checks: Iterable[RawCheck] = ()) -> M:
     """Read a YAML file into `model`; a missing file or bad YAML is a ConfigError too."""
     source = str(path)
     try:
@@ -98,4 +114,4 @@ def load_yaml_model(model: type[M], path: str | Path, tags: Iterable[str] = ()) 
         raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must hold a mapping of fields (key: value)"])
-    return validate_model(model, data, source, tags)
+    return validate_model(model, data, source, tags, checks)

@@ -1,20 +1,22 @@
 """The open-model pacer: hands intended start times to Locust users, counting late and dropped.
 
 A scenario on an arrival schedule runs `max_in_flight` Locust users (its channels). One greenlet
-walks the intended start times; at each one, if a channel is idle it gets the token, else the
-session is counted as dropped (k6's dropped_iterations) — never silently skipped or delayed.
-A channel that picks its token up more than `late_after` after the intended time counts it late.
-Latency of whole sessions is measured by the users from the intended time (coordinated omission).
+walks the intended start times and queues a token at each. A channel takes the oldest token; one
+that waited longer than `max_wait` for a channel is counted as dropped (k6's dropped_iterations),
+one taken more than `late_after` after its intended time is counted as late — sessions are never
+silently skipped or shifted. Latency of whole sessions is measured by the users from the intended
+time (coordinated omission).
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import gevent
-from gevent.queue import Queue
+from gevent.event import AsyncResult
 
 from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule import arrival_offsets
@@ -35,7 +37,8 @@ class ArrivalPacer:
     def __init__(self, schedule: ArrivalSchedule, rng: random.Random) -> None:
         self.schedule = schedule
         self._rng = rng
-        self._queue: Queue = Queue()
+        self._queue: deque[tuple[float, float]] = deque()  # (wall, monotonic) intended starts
+        self._waiters: deque[AsyncResult] = deque()  # idle channels, longest idle first
         self._greenlet: gevent.Greenlet | None = None
         self.idle = 0
         self.intended = 0
@@ -65,10 +68,7 @@ class ArrivalPacer:
                 if delay > 0:
                     gevent.sleep(delay)
                 self.intended += 1
-                if self.idle - self._queue.qsize() > 0:
-                    self._queue.put_nowait((wall0 + offset, mono0 + offset))
-                else:
-                    self.dropped += 1
+                self._offer((wall0 + offset, mono0 + offset))
             remaining = mono0 + duration - time.monotonic()
             if remaining > 0:
                 gevent.sleep(remaining)
@@ -85,13 +85,46 @@ class ArrivalPacer:
         return self._greenlet is not None and not self._greenlet.dead
 
     # -- the users' side -------------------------------------------------------------------
+    def _expire(self, now: float) -> None:
+        """Count tokens that waited longer than max_wait as dropped."""
+        limit = now - self.schedule.max_wait
+        while self._queue and self._queue[0][1] < limit:
+            self._queue.popleft()
+            self.dropped += 1
+
+    def close(self) -> None:
+        """The run is over: tokens nobody took are dropped."""
+        self.stop()
+        self.dropped += len(self._queue)
+        self._queue.clear()
+
+    def _offer(self, item: tuple[float, float]) -> None:
+        """A token is due: straight to the channel idle longest, else into the backlog."""
+        if self._waiters:
+            self._waiters.popleft().set(item)
+        else:
+            self._expire(time.monotonic())
+            self._queue.append(item)
+
     def take(self) -> Token:
         """Block until a token is due; the caller must call `finish()` after the session."""
-        self.idle += 1
-        try:
-            wall, mono = self._queue.get()
-        finally:
-            self.idle -= 1
+        self._expire(time.monotonic())
+        if self._queue:
+            wall, mono = self._queue.popleft()
+        else:
+            waiter: AsyncResult = AsyncResult()
+            self._waiters.append(waiter)
+            self.idle += 1
+            try:
+                wall, mono = waiter.get()
+            except BaseException:
+                if waiter.ready():
+                    self.dropped += 1  # handed to us as we were stopped: nobody will run it
+                else:
+                    self._waiters.remove(waiter)
+                raise
+            finally:
+                self.idle -= 1
         lag = time.monotonic() - mono
         if lag > self.schedule.late_after:
             self.late += 1
@@ -112,5 +145,5 @@ class ArrivalPacer:
             "intended": self.intended, "started": self.started, "late": self.late,
             "dropped": self.dropped, "completed": self.completed,
             "interrupted": self.interrupted, "in_flight": self.in_flight,
-            "in_flight_max": self.in_flight_max, "idle": self.idle,
+            "in_flight_max": self.in_flight_max, "idle": self.idle, "queued": len(self._queue),
         }

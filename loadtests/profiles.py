@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -46,9 +46,10 @@ USER_KINDS = ("smtp",)
 class ArrivalSchedule(StrictModel):
     """Open model: sessions start at a rate whatever the target does (k6 constant-arrival-rate).
 
-    `max_in_flight` caps sessions running at once (a mail server's "SMTP channels"); a session due
-    while all are busy is counted as dropped. One that starts more than `late_after` after its
-    intended time is counted as late. Latency of whole sessions is measured from the intended time.
+    `max_in_flight` caps sessions running at once (a mail server's "SMTP channels"). A session due
+    while all are busy waits for one up to `max_wait`, then is counted as dropped (0: dropped at
+    once, as k6 does). One that starts more than `late_after` after its intended time is counted
+    as late. Latency of whole sessions is measured from the intended time.
     """
 
     kind: Literal["arrival"]
@@ -56,6 +57,7 @@ class ArrivalSchedule(StrictModel):
     process: Literal["fixed", "poisson"] = "fixed"
     max_in_flight: int = Field(default=100, ge=1, le=20000)
     late_after: Duration = Field(default=0.05, gt=0)
+    max_wait: Duration = Field(default=1.0, ge=0)
 
 
 class ClosedSchedule(StrictModel):
@@ -136,17 +138,20 @@ class Profile(StrictModel):
         description="settings of the embedded target, used when the run names no target file",
     )
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Profile:
-        names = [s.name for s in self.scenarios]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"scenario names must be unique; repeated: {', '.join(dupes)}")
-        return self
+
+
+def _unique_scenario_names(data: Any) -> list[str]:
+    scenarios = data.get("scenarios") if isinstance(data, dict) else None
+    if not isinstance(scenarios, list):
+        return []
+    names = [s.get("name") for s in scenarios if isinstance(s, dict) and s.get("name")]
+    dupes = sorted({str(n) for n in names if names.count(n) > 1})
+    return [f"scenarios: names must be unique; repeated: {', '.join(dupes)}"] if dupes else []
 
 
 def load_profile(path: str | Path) -> Profile:
-    return load_yaml_model(Profile, path, tags=SCHEDULE_KINDS)
+    # the raw check lists duplicate names even when other fields are wrong too
+    return load_yaml_model(Profile, path, tags=SCHEDULE_KINDS, checks=[_unique_scenario_names])
 
 
 def check_against_target(profile: Profile, target: Target) -> list[str]:

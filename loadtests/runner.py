@@ -161,6 +161,8 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
             gevent.sleep(0.05)
         runner.stop()
         runner.quit()
+        for pacer in pacers.values():
+            pacer.close()  # sessions still waiting for a channel were never sent: dropped
         tick()
     except BaseException:
         reason = "crashed"

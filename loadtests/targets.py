@@ -79,9 +79,11 @@ class UserPattern(StrictModel):
     @model_validator(mode="after")
     def _pattern_has_n(self) -> UserPattern:
         try:
-            self.pattern.format(n=self.first)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"pattern must use {{n}}, e.g. user{{n:04d}} ({exc})") from None
+            distinct = self.pattern.format(n=1) != self.pattern.format(n=2)
+        except (KeyError, IndexError, ValueError):
+            distinct = False
+        if not distinct:
+            raise ValueError("pattern must use {n}, e.g. user{n:04d}")
         return self
 
     def name(self, index: int) -> str:

@@ -1,0 +1,134 @@
+"""The asyncio <-> gevent bridge: results, errors, cancellation when a user is stopped, shutdown."""
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+
+import gevent
+import pytest
+from locust import User, constant, task
+from locust.env import Environment
+from locust.event import Events
+
+from loadtests import bridge
+
+
+@pytest.fixture(autouse=True)
+def _loop():
+    bridge.start()
+    yield
+
+
+def test_start_is_idempotent():
+    assert bridge.start() is bridge.start() is bridge.loop()
+
+
+def test_returns_results_and_raises_the_coroutines_errors():
+    async def double(x):
+        await asyncio.sleep(0.01)
+        return 2 * x
+
+    async def fail():
+        raise ConnectionResetError("peer went away")
+
+    assert bridge.run(double(21)) == 42
+    with pytest.raises(ConnectionResetError, match="peer went away"):
+        bridge.run(fail())
+
+
+def test_many_greenlets_share_the_loop():
+    async def work(i):
+        await asyncio.sleep(0.05)
+        return i
+
+    t0 = time.monotonic()
+    jobs = [gevent.spawn(bridge.run, work(i)) for i in range(500)]
+    gevent.joinall(jobs, timeout=10)
+    assert sorted(j.value for j in jobs) == list(range(500))
+    assert time.monotonic() - t0 < 2  # concurrent, not one after another
+
+
+def test_killing_the_greenlet_cancels_the_task_and_runs_its_cleanup():
+    seen = []
+
+    async def session():
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            await asyncio.sleep(0.05)  # a clean-up that talks to the server (DONE, QUIT)
+            seen.append("cleaned up")
+            raise
+
+    glet = gevent.spawn(bridge.run, session())
+    gevent.sleep(0.1)
+    t0 = time.monotonic()
+    glet.kill(block=True, timeout=5)
+    assert glet.dead
+    assert seen == ["cancelled", "cleaned up"]
+    assert time.monotonic() - t0 < 1
+
+
+def test_timeout_cancels_the_task():
+    seen = []
+
+    async def slow():
+        try:
+            await asyncio.sleep(60)
+        finally:
+            seen.append("finally")
+
+    with pytest.raises(TimeoutError):
+        bridge.run(slow(), timeout=0.1)
+    gevent.sleep(0.05)
+    assert seen == ["finally"]
+
+
+def test_stopping_a_locust_user_cancels_its_session():
+    seen = []
+
+    class Sleeper(User):
+        wait_time = constant(0)
+
+        @task
+        def session(self):
+            async def idle():
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    seen.append("cancelled")
+                    raise
+            bridge.run(idle())
+
+    env = Environment(user_classes=[Sleeper], events=Events())
+    runner = env.create_local_runner()
+    runner.start(20, spawn_rate=1000, wait=False)
+    gevent.sleep(0.5)
+    assert runner.user_count == 20
+    t0 = time.monotonic()
+    runner.stop()
+    runner.quit()
+    assert time.monotonic() - t0 < 3
+    assert seen.count("cancelled") == 20
+
+
+def test_process_exits_promptly_with_sessions_still_open():
+    script = textwrap.dedent("""
+        from gevent import monkey; monkey.patch_all()
+        import asyncio, gevent
+        from loadtests import bridge
+        bridge.start()
+        for _ in range(50):
+            gevent.spawn(bridge.run, asyncio.sleep(3600))
+        gevent.sleep(0.2)
+        bridge.stop()
+        print("stopped")
+    """)
+    t0 = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "stopped" in result.stdout
+    assert time.monotonic() - t0 < 10

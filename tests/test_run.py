@@ -1,0 +1,69 @@
+"""End to end through the CLI, against the embedded target: the seed's 50 msg/s case, the stream,
+the summary, and `mailswarm report` rebuilding it."""
+
+import itertools
+import json
+
+import pytest
+from conftest import mailswarm
+
+from loadtests.results import read_results
+
+
+@pytest.fixture(scope="module")
+def smtp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = mailswarm("run", "profiles/smtp-50mps.yaml", "--duration", "10s", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_fifty_messages_per_second_without_failures(smtp_run):
+    out, _ = smtp_run
+    summary = json.loads((out / "summary.json").read_text())
+    arrival = summary["arrival"]["smtp"]
+    assert arrival["intended_per_s"] == 50
+    assert arrival["achieved_per_s"] == pytest.approx(50, abs=1)
+    assert arrival["late"] == 0 and arrival["dropped"] == 0
+    requests = {(r["type"], r["name"]): r for r in summary["requests"]}
+    assert {("DNS", "MX"), ("DNS", "A"), ("SMTP", "CONNECT"), ("SMTP", "EHLO"), ("SMTP", "MAIL"),
+            ("SMTP", "RCPT"), ("SMTP", "DATA"), ("SMTP", "QUIT"), ("SMTP", "session")} <= set(
+        requests)
+    assert all(r["failures"] == 0 for r in summary["requests"])
+    assert requests[("DNS", "MX")]["count"] == requests[("SMTP", "session")]["count"] == 500
+    assert summary["embedded_target"]["smtp_messages"] == 500
+    assert summary["duration_s"] == pytest.approx(10, abs=0.5)
+    assert summary["profile"] == "smtp-50mps" and summary["target"]["name"] == "embedded"
+    for field in ("p50_ms", "p95_ms", "p99_ms", "count", "failures", "type", "name"):
+        assert field in summary["requests"][0]
+
+
+def test_stream_is_written_as_the_run_goes(smtp_run):
+    out, _ = smtp_run
+    records = list(read_results(out / "results.jsonl"))
+    assert records[0]["kind"] == "run" and records[-1]["kind"] == "end"
+    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
+    ticks = [r["ts"] for r in records if r["kind"] == "tick"]
+    assert len(ticks) >= 10
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 1.5
+    sessions = [r for r in records if r["kind"] == "req" and r["name"] == "session"]
+    assert all("lag_ms" in r for r in sessions)  # open model: timed from the intended start
+    sizes = {r["len"] for r in records if r["kind"] == "req" and r["name"] == "DATA"}
+    assert sizes == {2048, 8192, 40960}  # the profile's size choices
+
+
+def test_report_rebuilds_the_same_summary(smtp_run):
+    out, _run = smtp_run
+    before = json.loads((out / "summary.json").read_text())
+    (out / "summary.json").unlink()
+    result = mailswarm("report", str(out))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "summary.json").read_text()) == before
+    assert "SMTP   session" in result.stdout and "achieved" in result.stdout
+
+
+def test_progress_and_summary_are_printed(smtp_run):
+    _, result = smtp_run
+    assert "embedded target (pid" in result.stderr
+    assert "running" in result.stderr and "in flight" in result.stderr
+    assert "arrival smtp: intended 50.0/s" in result.stdout
