@@ -14,9 +14,9 @@ from loadtests.target.server import die_with_parent, serve
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the embedded target, shared with `mailswarm target`."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    parser.add_argument("--smtp-port", type=int, default=10025, help="SMTP port (10025; 0 = any)")
-    parser.add_argument("--dns-port", type=int, default=10053,
-                        help="DNS port, UDP and TCP (10053; 0 = any)")
+    parser.add_argument("--smtp-port", type=int, default=20025, help="SMTP port (20025; 0 = any)")
+    parser.add_argument("--dns-port", type=int, default=20053,
+                        help="DNS port, UDP and TCP (20053; 0 = any)")
     parser.add_argument("--domain", default="example.test", help="mail domain (example.test)")
     parser.add_argument("--users", type=int, default=1000,
                         help="mailboxes user0001..userNNNN (1000)")
