@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from conftest import mailswarm
+
 from loadtests.clients.message import SENT_HEADER
 from loadtests.stack import StackConfig, down, up
 

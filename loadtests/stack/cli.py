@@ -73,7 +73,7 @@ def _handle(args: argparse.Namespace) -> int:
             return 0
         if args.action == "up":
             _print(up(names, config=_config(args), install_missing=not args.no_install,
-                      timeout=args.timeout), args.json)
+                      with_needs=not args.no_deps, timeout=args.timeout), args.json)
             return 0
         if args.action == "run":
             return _run_foreground(names, args)
@@ -105,7 +105,7 @@ def _run_foreground(names: list[str] | None, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         _print(up(names, config=cfg, install_missing=not args.no_install,
-                  timeout=args.timeout), args.json)
+                  with_needs=not args.no_deps, timeout=args.timeout), args.json)
         sys.stdout.flush()
         while not stop["signal"]:
             time.sleep(1)
@@ -141,6 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     starting = argparse.ArgumentParser(add_help=False)
     starting.add_argument("--no-install", action="store_true",
                           help="do not apt-get install missing packages")
+    starting.add_argument("--no-deps", action="store_true",
+                          help="start only the named services, not the ones they talk to "
+                               "(one server per container)")
     starting.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
                           help="how long each daemon may take to accept connections "
                                "(default: 20)")

@@ -273,16 +273,18 @@ def install(services: list[str] | None = None, *, log: Path | None = None) -> li
 
 def up(services: list[str] | None = None, *, run_dir: str | Path | None = None,
        dovecot_limits: DovecotLimits | None = None, config: StackConfig | None = None,
-       install_missing: bool = True, timeout: float = 20.0) -> dict[str, ServiceState]:
+       install_missing: bool = True, with_needs: bool = True,
+       timeout: float = 20.0) -> dict[str, ServiceState]:
     """Start the services (all when None) and what they need; idempotent.
 
     A named service that already runs with the same configs is left alone; one whose configs
     changed (e.g. other Dovecot limits) is restarted. Services pulled in only as dependencies
-    are started when down and otherwise left as they are. Raises StackError or
+    are started when down and otherwise left as they are (`with_needs=False`: not at all, as in
+    a container that runs one server). Raises StackError or
     packages.PackageError.
     """
     cfg = _config(run_dir, dovecot_limits, config)
-    chosen = resolve(services, with_needs=True)
+    chosen = resolve(services, with_needs=with_needs)
     named = {s.name for s in resolve(services)}
     _base_dirs(cfg)
     if install_missing:
