@@ -11,7 +11,7 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.stack")
+    parser = argparse.ArgumentParser(prog="mailswarm")
     sub = parser.add_subparsers(dest="command", required=True)
     register(sub)
     args = parser.parse_args(["stack", *(sys.argv[1:] if argv is None else argv)])

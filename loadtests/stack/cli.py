@@ -160,11 +160,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     stack = subparsers.add_parser("stack", help="start/stop the real Debian mail server stack",
                                   description=_DESCRIPTION, epilog=_EPILOG, formatter_class=fmt)
     actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("install", parents=[common], formatter_class=fmt,
+    actions.add_parser("install", parents=[common],
                        help="apt-get install the packages the services need (root)",
                        description="Install the Debian packages of the services (all by "
                                    "default) that are missing, non-interactively, as root.")
-    actions.add_parser("up", parents=[common, limits, starting, placement], formatter_class=fmt,
+    actions.add_parser("up", parents=[common, limits, starting, placement],
                        help="start services (idempotent); restarts one whose config changed",
                        description="Start the services and what they need. A service already "
                                    "running with the same config is left alone; one whose "

@@ -1,0 +1,150 @@
+"""The stack without running it: rendered configs, the target file, docker/ and the CLI's help.
+
+These need no root and no Debian packages (checkers are used when installed); docker/ is only
+parsed, as no Docker engine runs on these machines.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loadtests.stack import PORTS, SERVICES, StackConfig, render
+from loadtests.stack.settings import DovecotLimits
+from loadtests.stack.targetfile import ENDPOINTS, render_target
+from loadtests.targets import check_loopback, load_target
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+
+
+def test_target_file_is_the_rendered_one_and_valid() -> None:
+    path = ROOT / "profiles/targets/stack.yaml"
+    cfg = StackConfig(run_dir=Path("/tmp/mailswarm-stack"))
+    assert path.read_text() == render_target(cfg), "regenerate with loadtests.stack.targetfile"
+    target = load_target(path)
+    assert set(target.endpoints) == set(ENDPOINTS)
+    assert check_loopback(target) == []
+    assert target.secret() == "mailswarm-test"
+    assert target.users.name(0) == "user0001" and target.users.count == 1000
+    for name, endpoint in target.endpoints.items():
+        assert endpoint.port == PORTS[name]
+        assert endpoint.monitor and all(ref.pid_file for ref in endpoint.monitor)
+
+
+def test_every_service_renders_with_limits(tmp_path: Path) -> None:
+    limits = DovecotLimits(process_limit=50, client_limit=7, service_count=0,
+                           mail_max_userip_connections=99)
+    written = render(config=StackConfig(run_dir=tmp_path, limits=limits))
+    assert all(p.is_file() and p.is_relative_to(tmp_path) for p in written)
+    dovecot = (tmp_path / "dovecot/dovecot.conf").read_text()
+    for line in ("process_limit = 50", "client_limit = 7", "service_count = 0",
+                 "mail_max_userip_connections = 99"):
+        assert dovecot.count(line) == 2, line  # imap and pop3
+    assert all(line.rstrip().endswith("{") for line in dovecot.splitlines() if "{" in line)
+    assert (tmp_path / "dovecot/users").read_text().count("\n") == 1000
+    main_cf = (tmp_path / "postfix/conf/main.cf").read_text()
+    assert not re.search(r"^[^#\n]*=.*#", main_cf, re.M), "a comment after a value breaks Postfix"
+    assert (tmp_path / "target.yaml").is_file()
+
+
+def test_defaults_leave_dovecot_limits_alone(tmp_path: Path) -> None:
+    render(["dovecot"], config=StackConfig(run_dir=tmp_path))
+    conf = (tmp_path / "dovecot/dovecot.conf").read_text()
+    assert "process_limit" not in conf and "mail_max_userip_connections" not in conf
+
+
+@pytest.mark.skipif(not shutil.which("doveconf"), reason="dovecot-core is not installed")
+def test_dovecot_config_parses(tmp_path: Path) -> None:
+    render(["dovecot"], config=StackConfig(run_dir=tmp_path,
+                                           limits=DovecotLimits(process_limit=50)))
+    out = subprocess.run(["doveconf", "-n", "-c", str(tmp_path / "dovecot/dovecot.conf")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "process_limit = 50" in out.stdout
+
+
+@pytest.mark.skipif(not shutil.which("unbound-checkconf"), reason="unbound is not installed")
+def test_unbound_config_parses(tmp_path: Path) -> None:
+    render(["unbound"], config=StackConfig(run_dir=tmp_path))
+    out = subprocess.run(["unbound-checkconf", str(tmp_path / "unbound/unbound.conf")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_container_rendering_binds_everywhere_and_reaches_dovecot_by_ip(tmp_path: Path) -> None:
+    cfg = StackConfig(run_dir=tmp_path, listen="0.0.0.0", backend="172.28.0.10",
+                      smtp_host="postfix")
+    render(config=cfg)
+    assert "Auth-Server 172.28.0.10" in (tmp_path / "nginx/nginx.conf").read_text()
+    assert "listen 0.0.0.0:11143" in (tmp_path / "nginx/nginx.conf").read_text()
+    assert "'172.28.0.10:10143'" in (tmp_path / "roundcube/config/config.inc.php").read_text()
+    assert "0.0.0.0:10025 inet" in (tmp_path / "postfix/conf/master.cf").read_text()
+    assert "--outgoing_server" in SERVICES["perdition"].daemons(cfg)[0].argv
+
+
+def _compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def _copy_sources(dockerfile: Path) -> list[str]:
+    sources = []
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY "):
+            sources += line.split()[1:-1]
+    return sources
+
+
+def test_compose_file_references_existing_files() -> None:
+    compose = _compose()
+    assert compose["services"]
+    for name, service in compose["services"].items():
+        build = service["build"]
+        context = (DOCKER / build["context"]).resolve()
+        dockerfile = context / build["dockerfile"]
+        assert dockerfile.is_file(), name
+        for source in _copy_sources(dockerfile):
+            assert (context / source).exists(), f"{name}: COPY {source}"
+        for volume in service.get("volumes", []):
+            host = volume.split(":")[0]
+            if host.startswith("."):
+                assert (DOCKER / host).resolve().exists(), f"{name}: {volume}"
+            else:
+                assert host in compose["volumes"], f"{name}: {volume}"
+
+
+def test_compose_servers_match_the_stack() -> None:
+    compose = _compose()
+    servers = {n: s for n, s in compose["services"].items() if "SERVICE" in
+               s["build"].get("args", {})}
+    assert {s["build"]["args"]["SERVICE"] for s in servers.values()} == set(SERVICES)
+    published = {int(p.split(":")[2].split("/")[0]) for s in servers.values()
+                 for p in s["ports"]}
+    assert published == set(PORTS.values()) - {PORTS["nginx-auth"]}
+    assert all(p.startswith("127.0.0.1:") for s in servers.values() for p in s["ports"])
+    dovecot_ip = servers["dovecot"]["networks"]["mailswarm"]["ipv4_address"]
+    assert f"ARG BACKEND={dovecot_ip}" in (DOCKER / "stack.Dockerfile").read_text()
+    for name, service in servers.items():
+        for dep in service.get("depends_on", []):
+            assert dep in servers, name
+    assert "generator-master" in compose["services"]
+    assert "generator-worker" in compose["services"]
+
+
+def test_cli_help() -> None:
+    for args in ([], ["up"], ["down"], ["status"], ["install"], ["render"], ["run"]):
+        out = subprocess.run([sys.executable, "-m", "loadtests.stack", *args, "--help"],
+                             capture_output=True, text=True, cwd=ROOT, check=False)
+        assert out.returncode == 0, out.stderr
+        assert "usage:" in out.stdout
+    up_help = subprocess.run([sys.executable, "-m", "loadtests.stack", "up", "--help"],
+                             capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    for flag in ("--process-limit", "--client-limit", "--service-count",
+                 "--max-userip-connections", "--dir"):
+        assert flag in up_help
