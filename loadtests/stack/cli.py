@@ -51,13 +51,19 @@ def _print(states: dict[str, ServiceState], as_json: bool) -> None:
     if as_json:
         print(json.dumps({k: v.as_dict() for k, v in states.items()}, indent=2))
         return
-    print(f"{'service':<10} {'state':<16} {'pids':<34} ports")
+    rows = [("service", "state", "pids", "ports")]
     for st in states.values():
         pids = " ".join(f"{k}={v or '-'}" for k, v in st.pids.items())
         ports = " ".join(f"{k}={p}{'' if p in st.listening else '(closed)'}"
                          for k, p in st.ports.items())
-        print(f"{st.name:<10} {st.action or ('running' if st.running else 'down'):<16} "
-              f"{pids:<34} {ports}")
+        rows.append((st.name, st.action or ("running" if st.running else "down"), pids, ports))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " +
+              row[3])
+    logs = [f"  {st.name}: {st.log}" for st in states.values() if st.log and not st.running]
+    if logs and any(st.action not in ("stopped", "not running") for st in states.values()):
+        print("logs of services not running:\n" + "\n".join(logs))
 
 
 def _handle(args: argparse.Namespace) -> int:

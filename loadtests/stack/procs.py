@@ -87,20 +87,38 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _wait_gone(pgid: int, seconds: float, leader: int | None = None) -> bool:
+    """Wait until the group (or only its leader) runs no more; reaps our own children."""
+    deadline = time.monotonic() + seconds
+    while True:
+        members = group_members(pgid)
+        for member in members:
+            reap(member.pid)
+        if not [m for m in members if leader is None or m.pid == leader]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def stop_group(pgid: int, timeout: float = 10.0) -> bool:
-    """SIGTERM the whole process group, then SIGKILL what is left; True when none runs."""
+    """Stop a process group we started; True when none of it runs any more.
+
+    The leader gets SIGTERM first so it can shut its children down in order; what outlives it
+    (Dovecot's logged-in imap processes, perdition's children) gets SIGTERM, then SIGKILL.
+    """
+    info = proc_info(pgid)
+    if info is not None and info.running and info.pgid == pgid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pgid, signal.SIGTERM)
+        _wait_gone(pgid, min(timeout, 3.0), leader=pgid)
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        if not group_members(pgid):
+        if _wait_gone(pgid, 0):
             return True
         _signal_group(pgid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            for member in group_members(pgid):
-                reap(member.pid)
-            if not group_members(pgid):
-                return True
-            time.sleep(0.05)
-    return not group_members(pgid)
+        if _wait_gone(pgid, wait):
+            return True
+    return False
 
 
 def listening_ports(ports: set[int] | None = None) -> set[int]:

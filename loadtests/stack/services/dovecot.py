@@ -106,6 +106,9 @@ protocol pop3 {{
         base = cfg.run_dir / "dovecot"
         for sub in ("run", "state"):
             (base / sub).mkdir(parents=True, exist_ok=True)
+        # Called only when no master of ours runs: a leftover pid file may name a zombie
+        # (PID 1 reaps late) for which kill -0 succeeds, and Dovecot would refuse to start.
+        (base / "run/master.pid").unlink(missing_ok=True)
         users = base / "users"
         users.chmod(0o640)
         if os.geteuid() == 0:
