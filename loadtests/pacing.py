@@ -61,7 +61,13 @@ class ArrivalPacer:
         mono0, wall0 = time.monotonic(), time.time()
         self.started_at = wall0
         try:
-            for offset in arrival_offsets(self.schedule.rate, self.schedule.process, self._rng):
+            bursts = self.schedule.bursts
+            offsets = arrival_offsets(
+                self.schedule.sessions_per_s, self.schedule.process, self._rng,
+                burst_share=bursts.share if bursts else 0.0,
+                burst_every=bursts.every if bursts else 60.0,
+                burst_spread=bursts.spread if bursts else 1.0)
+            for offset in offsets:
                 if offset >= duration:
                     break
                 delay = mono0 + offset - time.monotonic()

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from loadtests.configfile import ByteSize, Duration, StrictModel, load_yaml_model
+from loadtests.population import Derived, derive
 from loadtests.target.config import EmbeddedSettings
 from loadtests.targets import Target
 
@@ -43,6 +44,27 @@ SCHEDULE_KINDS = ("arrival", "closed")
 USER_KINDS = ("smtp",)
 
 
+class Population(StrictModel):
+    """The seed's model: `users` each checking `checks_per_user` times in `peak_window`,
+    a check lasting `session_time`; the rate is users x checks / window (see population.py)."""
+
+    users: int = Field(ge=1)
+    checks_per_user: float = Field(gt=0)
+    session_time: Duration = Field(gt=0)
+    peak_window: Duration = Field(gt=0)
+
+    def derived(self) -> Derived:
+        return derive(self.users, self.checks_per_user, self.session_time, self.peak_window)
+
+
+class Bursts(StrictModel):
+    """`share` of the sessions start together at the top of every `every` (over `spread`)."""
+
+    share: float = Field(gt=0, le=1)
+    every: Duration = Field(default=60.0, gt=0)
+    spread: Duration = Field(default=1.0, ge=0)
+
+
 class ArrivalSchedule(StrictModel):
     """Open model: sessions start at a rate whatever the target does (k6 constant-arrival-rate).
 
@@ -53,11 +75,27 @@ class ArrivalSchedule(StrictModel):
     """
 
     kind: Literal["arrival"]
-    rate: float = Field(gt=0, description="sessions started per second")
+    rate: float | None = Field(default=None, gt=0, description="sessions started per second")
+    population: Population | None = Field(
+        default=None, description="derive the rate from a user population (instead of rate)")
     process: Literal["fixed", "poisson"] = "fixed"
+    bursts: Bursts | None = None
     max_in_flight: int = Field(default=100, ge=1, le=20000)
     late_after: Duration = Field(default=0.05, gt=0)
     max_wait: Duration = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _rate_or_population(self) -> ArrivalSchedule:
+        if (self.rate is None) == (self.population is None):
+            raise ValueError("give exactly one of rate or population")
+        return self
+
+    @property
+    def sessions_per_s(self) -> float:
+        if self.population is not None:
+            return self.population.derived().rate_per_s
+        assert self.rate is not None
+        return self.rate
 
 
 class ClosedSchedule(StrictModel):

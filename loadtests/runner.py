@@ -105,7 +105,9 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     runner = env.create_local_runner()
     writer.write("run", version=__version__, profile=profile.model_dump(mode="json"),
                  profile_file=options.profile_file, target=target.public(),
-                 duration=duration)
+                 duration=duration,
+                 rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
+                        if isinstance(sc.schedule, ArrivalSchedule)})
     writer.flush()
 
     total_users = sum(c.fixed_count for c in classes)

@@ -42,7 +42,7 @@ def _arrival(header: dict[str, Any], ticks: dict[str, dict[str, Any]],
         seconds = window.get("arrival_stop", 0) - window.get("arrival_start", 0)
         completed = counters.get("completed", 0)
         out[name] = {
-            "intended_per_s": schedule["rate"],
+            "intended_per_s": header.get("rates", {}).get(name, schedule.get("rate")),
             "achieved_per_s": round(completed / seconds, 3) if seconds > 0 else 0.0,
             "window_s": round(seconds, 3),
             "intended": counters.get("intended", 0),

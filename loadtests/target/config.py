@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from loadtests.configfile import Duration, StrictModel
+from loadtests.configfile import ByteSize, Duration, StrictModel
 
 __all__ = ["FAULTS", "EmbeddedSettings"]
 
@@ -24,8 +24,25 @@ class EmbeddedSettings(StrictModel):
     host: str = "127.0.0.1"
     smtp_port: int = Field(default=0, ge=0, le=65535)
     dns_port: int = Field(default=0, ge=0, le=65535)
+    pop3_port: int = Field(default=0, ge=0, le=65535)
+    imap_port: int = Field(default=0, ge=0, le=65535)
     domain: str = "example.test"
-    users: int = Field(default=1000, ge=1)
+    users: int = Field(default=1000, ge=1, le=1_000_000)
+    messages_per_user: int = Field(default=5, ge=0, le=10000)
+    message_size: ByteSize = Field(default=2048, ge=100)
+    mode: Literal["event", "thread"] = Field(
+        default="event",
+        description="POP3/IMAP server model: one event loop, or one OS thread per connection",
+    )
+    max_connections: int = Field(
+        default=0, ge=0, description="event mode: connections held per protocol (0: no cap)")
+    thread_limit: int = Field(default=256, ge=1, le=30000,
+                              description="thread mode: threads (connections) at most")
+    thread_stack_size: ByteSize = Field(default=0, ge=0,
+                                        description="thread mode: stack per thread (0: default)")
+    nofile_limit: int = Field(default=0, ge=0,
+                              description="RLIMIT_NOFILE of the target process (0: unchanged)")
+    backlog: int = Field(default=128, ge=1, le=65535, description="listen queue length")
     command_delay: Duration = Field(default=0.0, description="added before every SMTP reply")
     dns_delay: Duration = Field(default=0.0, description="added before every DNS answer")
     fault: Fault = "none"

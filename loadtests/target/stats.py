@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["TargetStats"]
 
@@ -19,6 +20,7 @@ class TargetStats:
     smtp_rejected_recipients: int = 0
     smtp_faults: int = 0
     dns_queries: int = 0
+    listeners: dict[str, dict[str, Any]] = field(default_factory=dict)  # per protocol counters
 
     def write(self, path: Path) -> None:
         """Atomically replace `path` with the current counters."""
