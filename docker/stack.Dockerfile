@@ -20,7 +20,7 @@ COPY loadtests/__init__.py loadtests/py.typed loadtests/
 COPY loadtests/stack loadtests/stack
 
 RUN apt-get update \
- && python3 -m loadtests.stack install "$SERVICE" \
+ && python3 -m loadtests.stack install "$SERVICE" --no-deps \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m loadtests.stack render "$SERVICE" --listen "$LISTEN" --backend "$BACKEND" \
         --smtp-host "$SMTP_HOST"

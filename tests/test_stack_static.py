@@ -148,3 +148,26 @@ def test_cli_help() -> None:
     for flag in ("--process-limit", "--client-limit", "--service-count",
                  "--max-userip-connections", "--dir"):
         assert flag in up_help
+
+
+def test_dockerfile_stack_commands_parse() -> None:
+    """Every `loadtests.stack` call in stack.Dockerfile is valid for the CLI (parsed, not run)."""
+    import argparse
+    import shlex
+
+    from loadtests.stack.cli import register
+
+    parser = argparse.ArgumentParser(prog="mailswarm")
+    register(parser.add_subparsers(dest="command"))
+    text = (DOCKER / "stack.Dockerfile").read_text().replace('\\"', '"')
+    values = {"$SERVICE": "dovecot", "$LISTEN": "0.0.0.0", "$BACKEND": "172.28.0.10",
+              "$SMTP_HOST": "postfix"}
+    calls = re.findall(r"python3 -m loadtests\.stack ([^\\\n&]+?)(?:\"\]|\s*\\|\s*&&|\n)", text)
+    assert {c.split()[0] for c in calls} == {"install", "render", "run"}
+    for call in calls:
+        for var, value in values.items():
+            call = call.replace(var, value)
+        args = parser.parse_args(["stack", *shlex.split(call)])
+        assert args.services == ["dovecot"]
+        if args.action != "render":
+            assert args.no_deps

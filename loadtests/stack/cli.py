@@ -70,7 +70,7 @@ def _handle(args: argparse.Namespace) -> int:
     names = args.services or None
     try:
         if args.action == "install":
-            done = install(names, log=None)
+            done = install(names, log=None, with_needs=not args.no_deps)
             print("installed: " + " ".join(done) if done else "all packages already installed")
             return 0
         if args.action == "render":
@@ -147,12 +147,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     starting = argparse.ArgumentParser(add_help=False)
     starting.add_argument("--no-install", action="store_true",
                           help="do not apt-get install missing packages")
-    starting.add_argument("--no-deps", action="store_true",
-                          help="start only the named services, not the ones they talk to "
-                               "(one server per container)")
     starting.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
                           help="how long each daemon may take to accept connections "
                                "(default: 20)")
+    deps = argparse.ArgumentParser(add_help=False)
+    deps.add_argument("--no-deps", action="store_true",
+                      help="only the named services, not the ones they talk to "
+                           "(one server per container)")
     placement = argparse.ArgumentParser(add_help=False)
     where = placement.add_argument_group("addresses (for containers; defaults suit one machine)")
     where.add_argument("--listen", default="127.0.0.1", metavar="ADDR",
@@ -166,11 +167,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     stack = subparsers.add_parser("stack", help="start/stop the real Debian mail server stack",
                                   description=_DESCRIPTION, epilog=_EPILOG, formatter_class=fmt)
     actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
-    actions.add_parser("install", parents=[common],
+    actions.add_parser("install", parents=[common, deps],
                        help="apt-get install the packages the services need (root)",
                        description="Install the Debian packages of the services (all by "
                                    "default) that are missing, non-interactively, as root.")
-    actions.add_parser("up", parents=[common, limits, starting, placement],
+    actions.add_parser("up", parents=[common, deps, limits, starting, placement],
                        help="start services (idempotent); restarts one whose config changed",
                        description="Start the services and what they need. A service already "
                                    "running with the same config is left alone; one whose "
@@ -185,7 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     actions.add_parser("render", parents=[common, limits, placement],
                        help="write the configs only (used by docker/)",
                        description="Write every config into --dir without starting anything.")
-    actions.add_parser("run", parents=[common, limits, starting, placement],
+    actions.add_parser("run", parents=[common, deps, limits, starting, placement],
                        help="up in the foreground until SIGTERM, then down (containers)",
                        description="Start the services, stay in the foreground, and stop them "
                                    "on SIGTERM/SIGINT or when one of their daemons exits.")

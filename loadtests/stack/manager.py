@@ -265,9 +265,11 @@ def _state(service: Service, cfg: StackConfig, action: str = "") -> ServiceState
         action=action)
 
 
-def install(services: list[str] | None = None, *, log: Path | None = None) -> list[str]:
-    """apt-get install the Debian packages the services need; returns what was installed."""
-    wanted = [p for s in resolve(services, with_needs=True) for p in s.packages]
+def install(services: list[str] | None = None, *, log: Path | None = None,
+            with_needs: bool = True) -> list[str]:
+    """apt-get install the Debian packages the services (and what they need) use; returns
+    what was installed. Raises packages.PackageError."""
+    wanted = [p for s in resolve(services, with_needs=with_needs) for p in s.packages]
     return packages.install(wanted, log=log)
 
 

@@ -8,6 +8,7 @@ a child per connection that survives SIGTERM to the parent (the stack stops the 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from loadtests.stack.services.base import Daemon, Service, system_ids
 from loadtests.stack.settings import PORTS, StackConfig
@@ -31,7 +32,7 @@ class Perdition(Service):
     def _log(self, cfg: StackConfig, proto: str) -> str:
         return str(cfg.log_dir / f"perdition-{proto}.log")
 
-    def log_file(self, cfg: StackConfig):  # type: ignore[no-untyped-def]
+    def log_file(self, cfg: StackConfig) -> Path:
         return cfg.log_dir / "perdition-imap4.log"
 
     def prepare(self, cfg: StackConfig) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 from loadtests.stack.services.base import Daemon, Service, chown_tree, system_ids
 from loadtests.stack.services.nginx import nginx_daemon, nginx_main, prepare_nginx
@@ -119,7 +120,7 @@ php_admin_flag[log_errors] = on
             for path in writable:
                 chown_tree(path, uid, gid)
 
-    def log_file(self, cfg: StackConfig):  # type: ignore[no-untyped-def]
+    def log_file(self, cfg: StackConfig) -> Path:
         return cfg.log_dir / "roundcube-php-fpm.log"
 
     def daemons(self, cfg: StackConfig) -> list[Daemon]:
