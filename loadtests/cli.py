@@ -163,7 +163,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     import gevent
 
-    from loadtests.console import ProgressPrinter, format_summary
+    from loadtests.console import ProgressPrinter, describe_plan, format_summary
     from loadtests.runner import RunOptions, run_profile
     from loadtests.target import EmbeddedTarget, TargetStartError
 
@@ -200,8 +200,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return {"embedded_target": stats.__dict__ if stats else None}
 
             options.extra_end = _embedded_stats
-        print(f"running {profile.name} for {options.duration or profile.duration:g} s "
-              f"-> {out}", file=sys.stderr)
+        duration = options.duration or profile.duration
+        print(f"running {profile.name} -> {out}\n{describe_plan(profile, duration)}",
+              file=sys.stderr)
         result = run_profile(profile, target, options)
     finally:
         if printer is not None:

@@ -5,10 +5,33 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from loadtests.profiles import ArrivalSchedule, Profile
 from loadtests.runner import Progress
 from loadtests.units import format_duration
 
-__all__ = ["ProgressPrinter", "format_summary"]
+__all__ = ["ProgressPrinter", "describe_plan", "format_summary"]
+
+
+def describe_plan(profile: Profile, duration: float) -> str:
+    """What the run is about to do, scenario by scenario, with the population derivation."""
+    lines = []
+    for sc in profile.scenarios:
+        s = sc.schedule
+        if isinstance(s, ArrivalSchedule):
+            head = (f"{sc.name}: {sc.user} sessions arriving at {s.sessions_per_s:.3f}/s "
+                    f"({s.process}{', bursts' if s.bursts else ''}), at most {s.max_in_flight} "
+                    f"at once, for {format_duration(duration)}")
+            lines.append(head)
+            if s.population is not None:
+                derived = s.population.derived()
+                lines += [f"    {line}" for line in derived.lines]
+            if s.bursts is not None:
+                lines.append(f"    {s.bursts.share:.0%} of them in bursts at the top of every "
+                             f"{format_duration(s.bursts.every)}")
+        else:
+            lines.append(f"{sc.name}: {s.users} {sc.user} users (closed model, think time "
+                         f"{format_duration(s.think_time)}) for {format_duration(duration)}")
+    return "\n".join(lines)
 
 
 class ProgressPrinter:

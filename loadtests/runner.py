@@ -26,6 +26,7 @@ from loadtests.analysis import write_summary
 from loadtests.pacing import ArrivalPacer
 from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Profile
 from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
+from loadtests.sessions import gauge
 from loadtests.targets import Target
 from loadtests.users import user_class_for
 
@@ -83,6 +84,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     options.out_dir.mkdir(parents=True, exist_ok=True)
     duration = options.duration if options.duration is not None else profile.duration
     bridge.start()
+    gauge.reset()
     master_rng = random.Random(profile.seed)
     pacers: dict[str, ArrivalPacer] = {}
     classes = []
@@ -119,7 +121,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     def tick() -> None:
         snapshot = {name: p.snapshot() for name, p in pacers.items()}
         writer.write("tick", elapsed=round(time.monotonic() - start, 3), phase=phase,
-                     users=runner.user_count, scenarios=snapshot)
+                     users=runner.user_count, scenarios=snapshot, sessions=gauge.snapshot())
         writer.flush()
         if options.on_progress is not None:
             options.on_progress(Progress(

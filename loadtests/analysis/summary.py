@@ -64,6 +64,8 @@ def summarize(out_dir: Path) -> dict[str, Any]:
     failures: Counter[tuple[str, str]] = Counter()
     errors: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     ticks: dict[str, dict[str, Any]] = {}
+    sessions: dict[str, dict[str, Any]] = {}
+    open_samples: dict[str, list[int]] = defaultdict(list)
     phases: dict[str, dict[str, float]] = defaultdict(dict)
     escaped: Counter[str] = Counter()
     first_ts = last_ts = None
@@ -77,6 +79,10 @@ def summarize(out_dir: Path) -> dict[str, Any]:
                 errors[key][rec.get("err") or "unknown"] += 1
         elif kind == "tick":
             ticks.update(rec.get("scenarios", {}))
+            sessions.update(rec.get("sessions", {}))
+            if rec.get("phase") == "running":
+                for proto, counts in rec.get("sessions", {}).items():
+                    open_samples[proto].append(counts["open"])
             first_ts = rec["ts"] if first_ts is None else first_ts
             last_ts = rec["ts"]
         elif kind == "phase":
@@ -106,6 +112,12 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         "end": end.get("reason", "killed (no end record)"),
         "requests": requests,
         "arrival": _arrival(header, ticks, phases),
+        "sessions": {
+            proto: {"peak": c["peak"], "opened": c["opened"], "dropped": c["dropped"],
+                    "mean": round(sum(open_samples[proto]) / len(open_samples[proto]), 2)
+                    if open_samples[proto] else 0.0}
+            for proto, c in sorted(sessions.items())
+        },
         "errors": [
             {"type": t, "name": n, "error": text, "count": count}
             for (t, n), counter in sorted(errors.items())

@@ -6,14 +6,19 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from typing import Any, ClassVar
+from collections.abc import Coroutine
+from typing import Any, ClassVar, TypeVar
 
 from locust import User, constant, task
 
+from loadtests import bridge
 from loadtests.clients.steps import Step
 from loadtests.pacing import ArrivalPacer, Token
 from loadtests.profiles import ArrivalSchedule, Scenario
+from loadtests.sessions import gauge
 from loadtests.targets import Target
+
+T = TypeVar("T")
 
 __all__ = ["ScenarioUser", "user_class_for"]
 
@@ -59,6 +64,14 @@ class ScenarioUser(User):
 
     def iteration(self, token: Token | None) -> None:
         raise NotImplementedError
+
+    def run_session(self, protocol: str, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one client session on the bridge, counted as an open `protocol` session."""
+        gauge.opening(protocol)
+        try:
+            return bridge.run(coro)
+        finally:
+            gauge.closed(protocol)
 
     # -- recording -------------------------------------------------------------------------
     def fire(self, step: Step) -> None:
