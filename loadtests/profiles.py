@@ -41,7 +41,9 @@ __all__ = [
 ]
 
 SCHEDULE_KINDS = ("arrival", "closed")
-USER_KINDS = ("smtp",)
+USER_KINDS = ("smtp", "pop3", "imap-idle", "imap-active", "webuser")
+PROTOCOL_OF_USER = {"smtp": "smtp", "pop3": "pop3", "imap-idle": "imap", "imap-active": "imap",
+                    "webuser": "http"}
 
 
 class Population(StrictModel):
@@ -155,13 +157,68 @@ class DnsSettings(StrictModel):
     aaaa: bool = False
 
 
+class Pop3Settings(StrictModel):
+    """A check-mail session: log in, STAT/UIDL, RETR what is new, QUIT."""
+
+    retrieve: Literal["new", "all", "none"] = "new"
+    delete: bool = Field(default=False, description="DELE what was retrieved (else leave mail)")
+    apop: bool = False
+    session_time: Duration | None = Field(
+        default=None, ge=0,
+        description="hold each session about this long before QUIT, like a slow real client "
+                    "(default: the population's session_time, else no holding)")
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    read_timeout: Duration = Field(default=30.0, gt=0)
+
+
+class Backoff(StrictModel):
+    first: Duration = Field(default=1.0, gt=0)
+    max: Duration = Field(default=60.0, gt=0)
+
+
+class ImapSettings(StrictModel):
+    """imap-idle: log in, SELECT INBOX, stay `hold` in IDLE (or NOOP polling), LOGOUT.
+    imap-active: a mail-reading session of `actions` FETCH/SEARCH/STORE steps."""
+
+    mode: Literal["idle", "noop"] = "idle"
+    hold: Duration = Field(default=60.0, gt=0, description="how long an idle session stays")
+    noop_interval: Duration = Field(default=60.0, gt=0)
+    idle_rearm: Duration = Field(default=25 * 60.0, gt=0, le=29 * 60.0)
+    reconnect: Backoff = Backoff()
+    actions: int = Field(default=5, ge=1, le=1000)
+    search: bool = True
+    flag_changes: bool = True
+    expunge: bool = False
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    read_timeout: Duration = Field(default=30.0, gt=0)
+
+
+class WebSettings(StrictModel):
+    """A webmail session: log in, open the inbox, poll, open messages, sometimes send, log out."""
+
+    app: Literal["embedded", "roundcube"] = "embedded"
+    connection: Literal["keep-alive", "close"] = "close"
+    session_length: Duration = Field(default=300.0, gt=0)
+    poll_interval: Duration = Field(default=60.0, gt=0)
+    open_message_ratio: float = Field(default=0.3, ge=0, le=1)
+    send_ratio: float = Field(default=0.05, ge=0, le=1)
+    request_timeout: Duration = Field(default=30.0, gt=0)
+
+
 class Scenario(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    user: Literal["smtp"]
+    user: Literal["smtp", "pop3", "imap-idle", "imap-active", "webuser"]
     endpoint: str | None = None
     schedule: Schedule
     smtp: SmtpSettings = SmtpSettings()
     dns: DnsSettings = DnsSettings()
+    pop3: Pop3Settings = Pop3Settings()
+    imap: ImapSettings = ImapSettings()
+    web: WebSettings = WebSettings()
+
+    @property
+    def protocol(self) -> str:
+        return PROTOCOL_OF_USER[self.user]
 
 
 class Profile(StrictModel):
@@ -196,14 +253,13 @@ def check_against_target(profile: Profile, target: Target) -> list[str]:
     """What the profile needs that the target does not offer, as `path: problem` lines."""
     problems = []
     for i, sc in enumerate(profile.scenarios):
-        wanted = sc.endpoint or sc.user
+        wanted = sc.endpoint or sc.protocol
         ep = target.endpoint(wanted)
         if ep is None:
             problems.append(f"scenarios[{i}].endpoint: the target has no endpoint {wanted!r}")
-        elif ep.protocol != sc.user:
-            problems.append(
-                f"scenarios[{i}].endpoint: {wanted!r} is {ep.protocol}, the user needs {sc.user}"
-            )
+        elif ep.protocol != sc.protocol:
+            problems.append(f"scenarios[{i}].endpoint: {wanted!r} is {ep.protocol}, the "
+                            f"{sc.user} user needs {sc.protocol}")
         if sc.user == "smtp" and sc.smtp.mx_lookup and target.endpoint("dns") is None:
             problems.append(f"scenarios[{i}].smtp.mx_lookup: the target has no dns endpoint")
     return problems
