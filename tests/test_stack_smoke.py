@@ -37,6 +37,7 @@ from loadtests.stack import (
     down,
     status,
     up,
+    using,
 )
 from loadtests.stack.procs import group_members, listening_ports
 
@@ -55,12 +56,10 @@ POP3_PORTS = {"direct": PORTS["pop3"], "nginx": PORTS["pop3-nginx"],
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[StackConfig]:
-    cfg = StackConfig()
     started = time.monotonic()
-    up(config=cfg)
-    assert time.monotonic() - started < 60
-    yield cfg
-    down(config=cfg)
+    with using() as cfg:  # another pytest session on this machine waits for us
+        assert time.monotonic() - started < 60
+        yield cfg
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -171,3 +171,19 @@ def test_dockerfile_stack_commands_parse() -> None:
         assert args.services == ["dovecot"]
         if args.action != "render":
             assert args.no_deps
+
+
+def test_exclusive_is_reentrant_here_and_blocks_other_processes(tmp_path: Path) -> None:
+    from loadtests.stack import exclusive
+
+    cfg = StackConfig(run_dir=tmp_path / "stack")
+    probe = ("import sys; from pathlib import Path; from loadtests.stack import StackBusy, "
+             "StackConfig, exclusive\n"
+             "try:\n    with exclusive(StackConfig(run_dir=Path(sys.argv[1])), wait=0.3): pass\n"
+             "except StackBusy: sys.exit(7)\n")
+    with exclusive(cfg), exclusive(cfg):
+        held = subprocess.run([sys.executable, "-c", probe, str(cfg.run_dir)], cwd=ROOT,
+                              check=False)
+        assert held.returncode == 7
+    free = subprocess.run([sys.executable, "-c", probe, str(cfg.run_dir)], cwd=ROOT, check=False)
+    assert free.returncode == 0

@@ -4,6 +4,10 @@
     up(["postfix", "dovecot"], dovecot_limits=DovecotLimits(process_limit=50))
     down()
 
+Tests (and anything else that holds the stack for a while) use `using([...])`, which waits
+while another process holds it, so two test sessions on one machine do not stop each other's
+servers.
+
 Every config is rendered into a run folder (default /tmp/mailswarm-stack, or
 $MAILSWARM_STACK_DIR); nothing under /etc changes. Ports are in `PORTS`.
 """
@@ -21,6 +25,7 @@ from loadtests.stack.manager import (
 )
 from loadtests.stack.packages import PackageError
 from loadtests.stack.services import SERVICES
+from loadtests.stack.session import StackBusy, exclusive, using
 from loadtests.stack.settings import (
     DOMAIN,
     PASSWORD,
@@ -39,13 +44,16 @@ __all__ = [
     "DovecotLimits",
     "PackageError",
     "ServiceState",
+    "StackBusy",
     "StackConfig",
     "StackError",
     "default_run_dir",
     "down",
+    "exclusive",
     "install",
     "render",
     "status",
     "up",
     "user_names",
+    "using",
 ]

@@ -9,9 +9,12 @@ perdition's children and Postfix's daemons outlive a SIGTERM to their master.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -66,6 +69,15 @@ class ServiceState:
         return {"name": self.name, "running": self.running, "ports": self.ports,
                 "pids": self.pids, "listening": self.listening,
                 "log": str(self.log) if self.log else None, "action": self.action}
+
+
+@contextlib.contextmanager
+def _locked(cfg: StackConfig) -> Iterator[None]:
+    """One up/down at a time per run folder (two callers would race on the same records)."""
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.run_dir / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def _config(run_dir: str | Path | None, limits: DovecotLimits | None,
@@ -286,6 +298,12 @@ def up(services: list[str] | None = None, *, run_dir: str | Path | None = None,
     packages.PackageError.
     """
     cfg = _config(run_dir, dovecot_limits, config)
+    with _locked(cfg):
+        return _up(services, cfg, install_missing, with_needs, timeout)
+
+
+def _up(services: list[str] | None, cfg: StackConfig, install_missing: bool, with_needs: bool,
+        timeout: float) -> dict[str, ServiceState]:
     chosen = resolve(services, with_needs=with_needs)
     named = {s.name for s in resolve(services)}
     _base_dirs(cfg)
@@ -314,10 +332,11 @@ def down(services: list[str] | None = None, *, run_dir: str | Path | None = None
     """Stop the services (all when None) that this stack started, whole process groups."""
     cfg = _config(run_dir, None, config)
     states = {}
-    for service in reversed(resolve(services)):
-        was = any(_read_record(cfg, d.name) for d in service.daemons(cfg))
-        _stop(service, cfg)
-        states[service.name] = _state(service, cfg, "stopped" if was else "not running")
+    with _locked(cfg):
+        for service in reversed(resolve(services)):
+            was = any(_read_record(cfg, d.name) for d in service.daemons(cfg))
+            _stop(service, cfg)
+            states[service.name] = _state(service, cfg, "stopped" if was else "not running")
     return dict(reversed(states.items()))
 
 
@@ -325,5 +344,7 @@ def status(services: list[str] | None = None, *, run_dir: str | Path | None = No
            config: StackConfig | None = None) -> dict[str, ServiceState]:
     """Each service's pids (None when not running), ports and which of them listen."""
     cfg = _config(run_dir, None, config)
-    return {s.name: _state(s, cfg, "running" if _state(s, cfg).running else "not running")
-            for s in resolve(services)}
+    states = {s.name: _state(s, cfg) for s in resolve(services)}
+    for state in states.values():
+        state.action = "running" if state.running else "not running"
+    return states
