@@ -36,9 +36,9 @@ def stack() -> Iterator[tuple[int, str, object]]:
     from loadtests.stack import PASSWORD, PORTS, StackConfig, down, up
 
     cfg = StackConfig()
-    up(["unbound", "postfix", "dovecot"], config=cfg)
-    bridge.start()
-    try:
+    try:  # down even when up fails half-way
+        up(["unbound", "postfix", "dovecot"], config=cfg)
+        bridge.start()
         for user in USERS:
             empty(PORTS["pop3"], user, PASSWORD)
         yield PORTS["pop3"], PASSWORD, cfg
