@@ -187,3 +187,18 @@ def test_exclusive_is_reentrant_here_and_blocks_other_processes(tmp_path: Path) 
         assert held.returncode == 7
     free = subprocess.run([sys.executable, "-c", probe, str(cfg.run_dir)], cwd=ROOT, check=False)
     assert free.returncode == 0
+
+
+def test_bare_down_elsewhere_waits_for_the_holder(tmp_path: Path) -> None:
+    from loadtests.stack import down, exclusive
+
+    cfg = StackConfig(run_dir=tmp_path / "stack")
+    probe = ("import sys; from pathlib import Path; from loadtests.stack import StackConfig, down\n"
+             "from loadtests.stack.session import StackBusy, wait_while_held_elsewhere\n"
+             "try:\n    wait_while_held_elsewhere(StackConfig(run_dir=Path(sys.argv[1])), 0.3)\n"
+             "except StackBusy: sys.exit(7)\n")
+    with exclusive(cfg):
+        down(config=cfg)  # the holder itself is never blocked
+        held = subprocess.run([sys.executable, "-c", probe, str(cfg.run_dir)], cwd=ROOT,
+                              check=False)
+        assert held.returncode == 7

@@ -73,7 +73,11 @@ class ServiceState:
 
 @contextlib.contextmanager
 def _locked(cfg: StackConfig) -> Iterator[None]:
-    """One up/down at a time per run folder (two callers would race on the same records)."""
+    """One up/down at a time per run folder (two callers would race on the same records), and
+    none while another process holds the stack with session.exclusive()."""
+    from loadtests.stack.session import wait_while_held_elsewhere
+
+    wait_while_held_elsewhere(cfg)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     with open(cfg.run_dir / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

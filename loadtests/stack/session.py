@@ -21,7 +21,7 @@ from typing import IO
 from loadtests.stack.manager import down, up
 from loadtests.stack.settings import DovecotLimits, StackConfig
 
-__all__ = ["StackBusy", "exclusive", "using"]
+__all__ = ["StackBusy", "exclusive", "using", "wait_while_held_elsewhere"]
 
 _held: dict[Path, tuple[IO[str], int]] = {}
 _guard = threading.Lock()
@@ -33,6 +33,25 @@ class StackBusy(TimeoutError):
 
 def _lock_path(cfg: StackConfig) -> Path:
     return cfg.run_dir.with_name(cfg.run_dir.name + ".hold")
+
+
+def wait_while_held_elsewhere(cfg: StackConfig, wait: float = 900.0) -> None:
+    """Block while another process holds the stack (so a bare up()/down() elsewhere does not
+    pull servers from under a holder); returns at once when this process holds it."""
+    path = _lock_path(cfg)
+    with _guard:
+        if path in _held or not path.exists():
+            return
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return  # closing the file drops the shared lock again
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StackBusy(f"another process holds the stack ({path})") from None
+                time.sleep(0.5)
 
 
 @contextlib.contextmanager
