@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default reports/<profile>-<YYYYmmdd-HHMMSS>)")
     run.add_argument("--allow-remote", action="store_true",
                      help="allow targets off 127.0.0.0/8 and ::1 (only for servers you may load)")
+    run.add_argument("--workers", type=int, default=0, metavar="N",
+                     help="run the users in N local worker processes (Locust master/worker); "
+                          "needed past ~19,000 connections, the open-files limit of one process")
     run.add_argument("--quiet", action="store_true", help="no live progress line")
     run.set_defaults(func=_cmd_run)
 
@@ -143,6 +146,8 @@ def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                          for p in check_loopback(target)]
         if profile is not None and target is not None:
             problems += [f"{args.profile}: {p}" for p in check_against_target(profile, target)]
+    if args.workers < 0 or args.workers > 64:
+        problems.append("--workers: between 0 and 64")
     if problems:
         raise ConfigError("mailswarm run", problems)
     return profile, target
@@ -164,13 +169,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import gevent
 
     from loadtests.console import ProgressPrinter, describe_plan, format_summary
-    from loadtests.runner import RunOptions, run_profile
+    from loadtests.runner import RunError, RunOptions, run_profile
     from loadtests.target import EmbeddedTarget, TargetStartError
 
     out = args.out or Path("reports") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     printer = None if args.quiet else ProgressPrinter()
     options = RunOptions(out_dir=out, duration=args.duration, allow_remote=args.allow_remote,
-                         profile_file=str(args.profile), on_progress=printer)
+                         workers=args.workers, profile_file=str(args.profile),
+                         on_progress=printer)
 
     def _on_signal() -> None:
         if not options.stop.is_set():
@@ -203,7 +209,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         duration = options.duration or profile.duration
         print(f"running {profile.name} -> {out}\n{describe_plan(profile, duration)}",
               file=sys.stderr)
-        result = run_profile(profile, target, options)
+        try:
+            result = run_profile(profile, target, options)
+        except RunError as exc:
+            print(f"mailswarm run: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     finally:
         if printer is not None:
             printer.close()

@@ -34,8 +34,10 @@ class Token:
 
 
 class ArrivalPacer:
-    def __init__(self, schedule: ArrivalSchedule, rng: random.Random) -> None:
+    def __init__(self, schedule: ArrivalSchedule, rng: random.Random, share: float = 1.0) -> None:
+        """`share`: this process's part of the schedule's rate (1/N with N worker processes)."""
         self.schedule = schedule
+        self.share = share
         self._rng = rng
         self._queue: deque[tuple[float, float]] = deque()  # (wall, monotonic) intended starts
         self._waiters: deque[AsyncResult] = deque()  # idle channels, longest idle first
@@ -63,7 +65,7 @@ class ArrivalPacer:
         try:
             bursts = self.schedule.bursts
             offsets = arrival_offsets(
-                self.schedule.sessions_per_s, self.schedule.process, self._rng,
+                self.schedule.sessions_per_s * self.share, self.schedule.process, self._rng,
                 burst_share=bursts.share if bursts else 0.0,
                 burst_every=bursts.every if bursts else 60.0,
                 burst_spread=bursts.spread if bursts else 1.0)

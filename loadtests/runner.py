@@ -1,16 +1,25 @@
-"""Runs a profile against a target in this process on Locust, writing the results stream.
+"""Runs a profile against a target on Locust, writing the results stream.
 
 Order of a run: header record -> spawn every scenario's users -> start the open-model pacers ->
 once a second: flush the stream, write a tick, show progress -> at the end of the duration (or
 on a stop request such as Ctrl-C): stop the pacers, let sessions in flight drain (bounded by the
 profile's `drain`), stop the users -> end record -> summary.json from the stream.
+
+With `workers` = 0 everything runs in this process. With N > 0 this process is a Locust master
+and N local worker processes (loadtests.worker) run the users, each with 1/N of every arrival
+rate; their records reach this stream through Locust's messaging (one process holds at most
+~19,000 sockets here, so large runs need several).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
+import socket
+import subprocess
+import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +29,23 @@ import gevent
 from gevent.event import Event
 from locust.env import Environment
 from locust.event import Events
+from locust.runners import STATE_RUNNING, Runner
 
 from loadtests import __version__, bridge
 from loadtests.analysis import write_summary
+from loadtests.loadplan import build_load, spawn_rate
 from loadtests.pacing import ArrivalPacer
-from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Profile
+from loadtests.profiles import ArrivalSchedule, Profile
 from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
 from loadtests.sessions import gauge
 from loadtests.targets import Target
-from loadtests.users import user_class_for
+from loadtests.worker import FINAL, FINISH, REPORT_KEY, START, job_for_worker
 
-__all__ = ["Progress", "RunOptions", "RunResult", "run_profile"]
+__all__ = ["Progress", "RunError", "RunOptions", "RunResult", "run_profile"]
+
+
+class RunError(RuntimeError):
+    """The run could not start (e.g. worker processes did not connect)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class RunOptions:
     out_dir: Path
     duration: float | None = None  # overrides the profile's
     allow_remote: bool = False
+    workers: int = 0  # 0: run the users in this process
     profile_file: str | None = None
     on_progress: Callable[[Progress], None] | None = None
     stop: Event = field(default_factory=Event)  # set it (e.g. from a SIGINT handler) to end early
@@ -71,30 +87,119 @@ class _Counters:
     def __init__(self) -> None:
         self.requests = self.failures = self.sessions = 0
 
-    def on_request(self, name: str, exception: BaseException | None = None, **_: Any) -> None:
+    def count(self, name: str, ok: bool) -> None:
         self.requests += 1
-        if exception is not None:
-            self.failures += 1
-        if name == "session":
-            self.sessions += 1
+        self.failures += not ok
+        self.sessions += name == "session"
+
+    def on_request(self, name: str, exception: BaseException | None = None, **_: Any) -> None:
+        self.count(name, exception is None)
+
+
+class _LocalFeed:
+    """Counters of this process's own pacers and sessions."""
+
+    def __init__(self, pacers: dict[str, ArrivalPacer]) -> None:
+        self.pacers = pacers
+
+    def pacer_snapshots(self) -> dict[str, dict[str, int]]:
+        return {name: p.snapshot() for name, p in self.pacers.items()}
+
+    def sessions(self) -> dict[str, dict[str, int]]:
+        return gauge.snapshot()
+
+
+class _WorkerFeed:
+    """Master side: records and counters arriving from the worker processes."""
+
+    def __init__(self, writer: ResultsWriter, counters: _Counters) -> None:
+        self.writer = writer
+        self.counters = counters
+        self.pacers: dict[str, dict[str, dict[str, int]]] = {}
+        self.sessions_by_worker: dict[str, dict[str, dict[str, int]]] = {}
+        self.finished: set[str] = set()
+        self._peaks: dict[str, int] = defaultdict(int)
+
+    def _take(self, worker: str, data: dict[str, Any] | None) -> None:
+        if not data:
+            return
+        for record in data["records"]:
+            record["worker"] = worker
+            self.writer.write_record(record)
+            if record.get("kind") == "req":
+                self.counters.count(record["name"], record["ok"])
+        self.pacers[worker] = data["pacers"]
+        self.sessions_by_worker[worker] = data["sessions"]
+
+    def on_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        self._take(client_id, data.get(REPORT_KEY))
+
+    def on_final(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._take(msg.node_id, msg.data)
+        self.finished.add(msg.node_id)
+
+    def pacer_snapshots(self) -> dict[str, dict[str, int]]:
+        total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for per_worker in self.pacers.values():
+            for name, counts in per_worker.items():
+                for key, value in counts.items():
+                    total[name][key] += value  # in_flight_max: sum of the workers' maxima
+        return {name: dict(c) for name, c in total.items()}
+
+    def sessions(self) -> dict[str, dict[str, int]]:
+        total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for per_worker in self.sessions_by_worker.values():
+            for proto, counts in per_worker.items():
+                for key in ("open", "opened", "dropped"):
+                    total[proto][key] += counts[key]
+        for proto, counts in total.items():  # peak of the sum, as sampled each second
+            self._peaks[proto] = max(self._peaks[proto], counts["open"])
+            counts["peak"] = self._peaks[proto]
+        return {proto: dict(c) for proto, c in total.items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_workers(profile: Profile, target: Target, options: RunOptions,
+                   port: int) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for index in range(options.workers):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "loadtests.worker", "--master-port", str(port)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=(options.out_dir / f"worker{index}.log").open("ab"))
+        assert proc.stdin is not None
+        proc.stdin.write(job_for_worker(profile, target, allow_remote=options.allow_remote,
+                                        workers=options.workers, index=index).encode())
+        proc.stdin.close()
+        procs.append(proc)
+    return procs
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunResult:
     logging.getLogger("locust").setLevel(logging.ERROR)
     options.out_dir.mkdir(parents=True, exist_ok=True)
     duration = options.duration if options.duration is not None else profile.duration
+    distributed = options.workers > 0
     bridge.start()
     gauge.reset()
-    master_rng = random.Random(profile.seed)
-    pacers: dict[str, ArrivalPacer] = {}
-    classes = []
-    for sc in profile.scenarios:
-        pacer = None
-        if isinstance(sc.schedule, ArrivalSchedule):
-            pacer = ArrivalPacer(sc.schedule, random.Random(master_rng.random()))
-            pacers[sc.name] = pacer
-        classes.append(user_class_for(sc, target, pacer=pacer, allow_remote=options.allow_remote,
-                                      seed=profile.seed))
+    classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
+    if distributed:
+        pacers = {}  # the workers pace; the master only counts
     writer = ResultsWriter(options.out_dir / RESULTS_FILE)
     counters = _Counters()
     events = Events()
@@ -104,24 +209,37 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         lambda user_instance, exception, tb, **_: writer.write(
             "error", user=type(user_instance).__name__, error=describe_error(exception)))
     env = Environment(user_classes=classes, events=events)
-    runner = env.create_local_runner()
+    feed: _LocalFeed | _WorkerFeed
+    procs: list[subprocess.Popen[bytes]] = []
+    runner: Runner
+    if distributed:
+        port = _free_port()
+        runner = env.create_master_runner("127.0.0.1", port)
+        feed = _WorkerFeed(writer, counters)
+        events.worker_report.add_listener(feed.on_report)
+        runner.register_message(FINAL, feed.on_final)
+    else:
+        runner = env.create_local_runner()
+        feed = _LocalFeed(pacers)
     writer.write("run", version=__version__, profile=profile.model_dump(mode="json"),
                  profile_file=options.profile_file, target=target.public(),
-                 duration=duration,
+                 duration=duration, workers=options.workers,
                  rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
                         if isinstance(sc.schedule, ArrivalSchedule)})
     writer.flush()
 
     total_users = sum(c.fixed_count for c in classes)
-    spawn_rate = max(_spawn_rate(sc.schedule) for sc in profile.scenarios)
     start = time.monotonic()
+    load_start = start
+    load_end: float | None = None
     reason = "completed"
     phase = "spawning"
 
     def tick() -> None:
-        snapshot = {name: p.snapshot() for name, p in pacers.items()}
+        snapshot = feed.pacer_snapshots()
+        sessions = feed.sessions()
         writer.write("tick", elapsed=round(time.monotonic() - start, 3), phase=phase,
-                     users=runner.user_count, scenarios=snapshot, sessions=gauge.snapshot())
+                     users=runner.user_count, scenarios=snapshot, sessions=sessions)
         writer.flush()
         if options.on_progress is not None:
             options.on_progress(Progress(
@@ -130,19 +248,36 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
                 requests=counters.requests, failures=counters.failures,
                 sessions=counters.sessions, scenarios=snapshot))
 
-    load_start = start
-    load_end: float | None = None
+    def spawning() -> bool:
+        if distributed:
+            return not (runner.state == STATE_RUNNING and getattr(runner, "spawning_completed",
+                                                                   False))
+        glet = runner.spawning_greenlet
+        return glet is not None and not glet.dead
+
     try:
-        runner.start(total_users, spawn_rate=spawn_rate, wait=False)
-        while runner.spawning_greenlet is not None and not runner.spawning_greenlet.dead:
+        if distributed:
+            procs = _start_workers(profile, target, options, port)
+            deadline = time.monotonic() + 60
+            while runner.worker_count < options.workers:  # type: ignore[attr-defined]
+                if time.monotonic() > deadline or options.stop.wait(timeout=0.2):
+                    raise RunError(f"only {runner.worker_count} of {options.workers} worker "  # type: ignore[attr-defined]
+                                   f"processes connected; see {options.out_dir}/worker*.log")
+        runner.start(total_users, spawn_rate=spawn_rate(profile), wait=False)
+        gevent.sleep(0.1)
+        while spawning():
             if options.stop.wait(timeout=1.0):
                 break
             tick()
         load_start = time.monotonic()
         writer.write("phase", name="load_start", scenario="*")
-        for name, pacer in pacers.items():
+        if distributed:
+            runner.send_message(START, {"duration": duration})
+        for pacer in pacers.values():
             pacer.start(duration)
-            writer.write("phase", name="arrival_start", scenario=name, ts=time.time())
+        for sc in profile.scenarios:
+            if isinstance(sc.schedule, ArrivalSchedule):
+                writer.write("phase", name="arrival_start", scenario=sc.name)
         phase = "running"
         deadline = load_start + duration
         while not options.stop.is_set():
@@ -154,15 +289,26 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         if options.stop.is_set():
             reason = "interrupted"
         phase = "draining"
-        for name, pacer in pacers.items():
+        for pacer in pacers.values():
             pacer.stop()
-            writer.write("phase", name="arrival_stop", scenario=name,
-                         ts=pacer.stopped_at or time.time())
         load_end = time.time()
-        drain_deadline = time.monotonic() + profile.drain
-        while (any(p.in_flight for p in pacers.values()) and time.monotonic() < drain_deadline
-               and not options.stop.is_set()):  # a (second) stop request cuts the drain short
-            gevent.sleep(0.05)
+        for sc in profile.scenarios:
+            if isinstance(sc.schedule, ArrivalSchedule):
+                writer.write("phase", name="arrival_stop", scenario=sc.name, ts=load_end)
+        drain = 0.0 if options.stop.is_set() else profile.drain
+        if distributed:
+            runner.send_message(FINISH, {"drain": drain})
+            wait_until = time.monotonic() + drain + 10
+            # a worker that died (no heartbeat) is no longer counted: don't wait for it
+            while (len(feed.finished) < min(options.workers, runner.worker_count)  # type: ignore[union-attr,attr-defined]
+                   and time.monotonic() < wait_until):
+                gevent.sleep(0.1)
+        else:
+            drain_deadline = time.monotonic() + drain
+            while (any(p.in_flight for p in pacers.values())
+                   and time.monotonic() < drain_deadline
+                   and not options.stop.is_set()):  # a stop request cuts the drain short
+                gevent.sleep(0.05)
         runner.stop()
         runner.quit()
         for pacer in pacers.values():
@@ -172,14 +318,11 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         reason = "crashed"
         raise
     finally:
+        with contextlib.suppress(Exception):
+            runner.quit()
+        _stop_workers(procs)
         extra = options.extra_end() if options.extra_end is not None else {}
         writer.write("end", reason=reason, load_end=load_end or time.time(), **extra)
         writer.close()
     summary = write_summary(options.out_dir)
     return RunResult(options.out_dir, summary, reason)
-
-
-def _spawn_rate(schedule: ArrivalSchedule | ClosedSchedule) -> float:
-    if isinstance(schedule, ArrivalSchedule):
-        return float(schedule.max_in_flight)  # channels are idle until the pacer starts
-    return schedule.spawn_rate or float(schedule.users)

@@ -11,7 +11,7 @@ import pytest
 from conftest import mailswarm
 
 from loadtests.clients.message import SENT_HEADER
-from loadtests.stack import StackConfig, down, up
+from loadtests.stack import StackConfig, using
 
 pytestmark = [
     pytest.mark.stack,
@@ -21,10 +21,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def postfix() -> Iterator[StackConfig]:
-    cfg = StackConfig()
-    up(["unbound", "postfix"], config=cfg)
-    yield cfg
-    down(config=cfg)
+    with using(["unbound", "postfix"]) as cfg:  # holds the stack against other test sessions
+        yield cfg
 
 
 def delivered(cfg: StackConfig) -> set[Path]:

@@ -1,0 +1,39 @@
+"""The Locust user classes and open-model pacers of a profile, built the same way in a local run,
+in the master (which only needs the classes and their counts) and in each worker process."""
+
+from __future__ import annotations
+
+import random
+
+from loadtests.pacing import ArrivalPacer
+from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Profile
+from loadtests.targets import Target
+from loadtests.users import ScenarioUser, user_class_for
+
+__all__ = ["build_load", "spawn_rate"]
+
+
+def build_load(profile: Profile, target: Target, *, allow_remote: bool, rate_share: float = 1.0,
+               seed_salt: str = "") -> tuple[list[type[ScenarioUser]], dict[str, ArrivalPacer]]:
+    """User classes (one per scenario, counts fixed by the schedule) and pacers by scenario."""
+    master_rng = random.Random(f"{profile.seed}{seed_salt}" if profile.seed is not None else None)
+    pacers: dict[str, ArrivalPacer] = {}
+    classes = []
+    for sc in profile.scenarios:
+        pacer = None
+        if isinstance(sc.schedule, ArrivalSchedule):
+            pacer = ArrivalPacer(sc.schedule, random.Random(master_rng.random()), rate_share)
+            pacers[sc.name] = pacer
+        classes.append(user_class_for(sc, target, pacer=pacer, allow_remote=allow_remote,
+                                      seed=profile.seed))
+    return classes, pacers
+
+
+def spawn_rate(profile: Profile) -> float:
+    return max(_spawn_rate(sc.schedule) for sc in profile.scenarios)
+
+
+def _spawn_rate(schedule: ArrivalSchedule | ClosedSchedule) -> float:
+    if isinstance(schedule, ArrivalSchedule):
+        return float(schedule.max_in_flight)  # channels are idle until the pacer starts
+    return schedule.spawn_rate or float(schedule.users)
