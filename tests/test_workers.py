@@ -47,7 +47,7 @@ def test_a_killed_worker_keeps_what_it_reported(tmp_path):
         assert len(workers) == 2
         time.sleep(7)  # spawning and a few seconds of load
         workers[0].send_signal(signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=90)
+        _, stderr = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
