@@ -1,0 +1,356 @@
+"""An IMAP client on aioimaplib with typed errors and separate connect and read timeouts.
+
+    client = ImapClient("127.0.0.1", 143, connect_timeout=10, read_timeout=30)
+    await client.connect(); await client.login(user, password)
+    info = await client.select("INBOX")
+    await client.idle_start(); lines = await client.wait_push(60); client.idle_done()
+    await client.idle_finish(); await client.logout(); client.close()
+
+What aioimaplib does not do, done here (aioimaplib 2.0):
+- a connection closed by the server does not fail the pending command (it waits for its
+  timeout; IDLE has none): every command races the connection's end;
+- a `* BYE` greeting (`Connection queue full`) or a garbage greeting raises inside a task
+  nobody awaits and the caller waits for the timeout: the protocol here spots them;
+- IMAP4(timeout=) is the only timeout, for connect and commands alike: the connect timeout is
+  applied to the TCP connect + greeting, the read timeout to each command;
+- `wait_server_push` returns keepalives (`OK Still here`) like real changes: `wait_push`
+  skips them (counted in `keepalives`);
+- LOGOUT waits behind an open IDLE: `stop()` sends DONE first, bounded in time.
+Build the client inside a coroutine on the running loop (aioimaplib needs the running loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import aioimaplib
+from aioimaplib.aioimaplib import (
+    CONNECTED,
+    STOP_WAIT_SERVER_PUSH,
+    Command,
+    IMAP4ClientProtocol,
+    Response,
+    quoted,
+)
+
+from loadtests.clients.imap_errors import (
+    ImapByeError,
+    ImapConnectError,
+    ImapConnectTimeout,
+    ImapDisconnected,
+    ImapError,
+    ImapProtocolError,
+    ImapReadTimeout,
+    ImapReplyError,
+)
+from loadtests.clients.imap_replies import (
+    FetchedMessage,
+    MailboxInfo,
+    is_keepalive,
+    parse_expunge,
+    parse_fetch,
+    parse_mailbox,
+    parse_search,
+    parse_status,
+    pushes_in,
+)
+
+__all__ = ["ImapClient"]
+
+T = TypeVar("T")
+
+
+class _Protocol(IMAP4ClientProtocol):
+    """aioimaplib's protocol, plus: the greeting, `* BYE` lines and the connection's end
+    become a future (`ended`) that every command of ImapClient races."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self.greeting: bytes | None = None
+        self.bye: bytes | None = None
+
+    def _end(self, exc: ImapError) -> None:
+        if not self.ended.done():
+            self.ended.set_exception(exc)
+            self.ended.exception()  # retrieved: no "never retrieved" warning if nobody waits
+
+    def _handle_line(self, line: bytes, current_cmd: Command | None) -> Command | None:
+        if line.startswith(b"* BYE"):
+            self.bye = line[5:].strip()
+        if self.state == CONNECTED and line:
+            self.greeting = line
+            if line.startswith(b"* BYE"):
+                return None  # aioimaplib would raise in a task nobody awaits
+            if not line.startswith((b"* OK", b"* PREAUTH")):
+                self._end(ImapProtocolError(f"not an IMAP greeting: {line[:200]!r}"))
+                if self.transport is not None:
+                    self.transport.close()
+                return None
+        return super()._handle_line(line, current_cmd)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.bye is not None:
+            self._end(ImapByeError(self.bye.decode("utf-8", "replace")))
+        else:
+            reason = f": {exc}" if exc else ""
+            self._end(ImapDisconnected(f"connection closed by the server{reason}"))
+        super().connection_lost(exc)
+
+
+class _IMAP4(aioimaplib.IMAP4):
+    def create_client(self, host: str, port: int, loop: asyncio.AbstractEventLoop | None,
+                      conn_lost_cb: Any = None, ssl_context: Any = None) -> None:
+        local_loop = loop if loop is not None else asyncio.get_running_loop()
+        self.protocol = _Protocol(local_loop)
+        self._client_task = local_loop.create_task(local_loop.create_connection(
+            lambda: self.protocol, host, port, ssl=ssl_context))
+
+
+class ImapClient:
+    """One IMAP connection. Every method raises an ImapError (see imap_errors) on failure."""
+
+    def __init__(self, host: str, port: int, *, connect_timeout: float = 10.0,
+                 read_timeout: float = 30.0) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.keepalives = 0  # `* OK Still here` lines seen while idling
+        self._imap: _IMAP4 | None = None
+        self._idle: asyncio.Future[Response] | None = None
+
+    # ---- plumbing ------------------------------------------------------------------------
+    @property
+    def imap(self) -> _IMAP4:
+        if self._imap is None:
+            raise ImapError("not connected")
+        return self._imap
+
+    @property
+    def protocol(self) -> _Protocol:
+        proto = self.imap.protocol
+        assert isinstance(proto, _Protocol)
+        return proto
+
+    @property
+    def state(self) -> str:
+        """aioimaplib's state: STARTED, CONNECTED, NONAUTH, AUTH, SELECTED, LOGOUT."""
+        return "STARTED" if self._imap is None else self.protocol.state
+
+    @property
+    def idling(self) -> bool:
+        return self._idle is not None and not self._idle.done()
+
+    async def _race(self, action: Awaitable[T], timeout: float, what: str,
+                    timeout_error: type[ImapError] = ImapReadTimeout) -> T:
+        """Run `action`, failing early when the connection ends and late after `timeout`."""
+        task = asyncio.ensure_future(action)
+        ended = self.protocol.ended
+        try:
+            done, _ = await asyncio.wait({task, ended}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            raise
+        if task in done:
+            try:
+                return task.result()
+            except ImapError:
+                raise
+            except aioimaplib.CommandTimeout:
+                raise timeout_error(f"{what}: no reply within {timeout:.3g} s") from None
+            except aioimaplib.Abort as exc:
+                raise ImapProtocolError(f"{what}: {exc}") from exc
+            except (ConnectionError, OSError) as exc:
+                raise ImapDisconnected(f"{what}: {exc}") from exc
+        task.cancel()
+        if ended in done:
+            ended.result()  # raises ImapDisconnected / ImapByeError / ImapProtocolError
+        raise timeout_error(f"{what}: no reply within {timeout:.3g} s")
+
+    async def _command(self, name: str, action: Awaitable[Response]) -> Response:
+        response = await self._race(action, self.read_timeout, name)
+        if response.result != "OK":
+            text = bytes(response.lines[-1]) if response.lines else b""
+            raise ImapReplyError(name, response.result, text.decode("utf-8", "replace"))
+        return response
+
+    # ---- connection ----------------------------------------------------------------------
+    async def connect(self) -> str:
+        """TCP connect and the server's greeting (returned), within `connect_timeout`."""
+        self._imap = _IMAP4(self.host, self.port, timeout=None)
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self.imap._client_task, self.connect_timeout)
+        except TimeoutError:
+            raise ImapConnectTimeout(
+                f"connect to {self.host}:{self.port}: no connection within "
+                f"{self.connect_timeout} s") from None
+        except OSError as exc:
+            raise ImapConnectError(f"connect to {self.host}:{self.port}: {exc}") from exc
+        left = max(0.0, self.connect_timeout - (time.monotonic() - started))
+        await self._race(self.protocol.wait("AUTH|NONAUTH"), left, "greeting",
+                         ImapConnectTimeout)
+        return (self.protocol.greeting or b"").decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Drop the connection now (no LOGOUT) and forget pending work."""
+        if self._imap is None:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+        for task in list(self.imap.tasks) + list(self.protocol.tasks):
+            task.cancel()
+        if not self.imap._client_task.done():
+            self.imap._client_task.cancel()
+        if self.protocol.transport is not None:
+            self.protocol.transport.close()
+
+    async def stop(self, timeout: float = 1.0) -> None:
+        """Leave politely within `timeout`: DONE if idling, then LOGOUT; then close. Never
+        raises (used when the session is cancelled)."""
+        if self._imap is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                if self.idling:
+                    self.idle_done()
+                    await self.idle_finish()
+                if self.state in ("NONAUTH", "AUTH", "SELECTED"):
+                    await self.logout()
+        except (Exception, asyncio.CancelledError):  # best effort, bounded
+            pass
+        finally:
+            self.close()
+
+    # ---- commands ------------------------------------------------------------------------
+    async def login(self, user: str, password: str) -> None:
+        await self._command("LOGIN", self.imap.protocol.login(quoted(user), password))
+
+    async def capability(self) -> set[str]:
+        response = await self._command("CAPABILITY", self.imap.protocol.execute(
+            Command("CAPABILITY", self.imap.protocol.new_tag(), loop=self.imap.protocol.loop)))
+        caps: set[str] = set()
+        for line in response.lines[:-1]:
+            caps.update(bytes(line).decode().split()[1:] if line.upper().startswith(
+                b"CAPABILITY") else bytes(line).decode().split())
+        self.protocol.capabilities |= caps
+        return caps
+
+    async def select(self, mailbox: str = "INBOX") -> MailboxInfo:
+        return parse_mailbox((await self._command("SELECT",
+                                                  self.imap.protocol.select(mailbox))).lines)
+
+    async def examine(self, mailbox: str = "INBOX") -> MailboxInfo:
+        response = await self._command(
+            "EXAMINE", self.imap.protocol.simple_command("EXAMINE", mailbox))
+        self.protocol.state = "SELECTED"  # aioimaplib does not track EXAMINE's state change
+        return parse_mailbox(response.lines)
+
+    async def noop(self) -> list[bytes]:
+        """NOOP; returns the mailbox changes the server reported with it."""
+        response = await self._command("NOOP", self.imap.protocol.simple_command("NOOP"))
+        return pushes_in(response.lines)
+
+    async def status(self, mailbox: str = "INBOX",
+                     items: Sequence[str] = ("MESSAGES", "UNSEEN", "UIDNEXT")) -> dict[str, int]:
+        response = await self._command("STATUS", self.imap.protocol.simple_command(
+            "STATUS", mailbox, "(" + " ".join(items) + ")"))
+        return parse_status(response.lines)
+
+    async def fetch(self, message_set: str, parts: str, *,
+                    by_uid: bool = False) -> list[FetchedMessage]:
+        """FETCH (or UID FETCH) `parts`, e.g. "(UID FLAGS BODY.PEEK[HEADER])", "BODY[]"."""
+        response = await self._command("FETCH", self.imap.protocol.fetch(
+            message_set, parts, by_uid=by_uid))
+        return parse_fetch(response.lines)
+
+    async def fetch_headers(self, message_set: str, *,
+                            by_uid: bool = False) -> list[FetchedMessage]:
+        return await self.fetch(message_set, "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",
+                                by_uid=by_uid)
+
+    async def fetch_message(self, message_set: str, *, by_uid: bool = False,
+                            peek: bool = False) -> list[FetchedMessage]:
+        part = "BODY.PEEK[]" if peek else "BODY[]"
+        return await self.fetch(message_set, f"(UID FLAGS {part})", by_uid=by_uid)
+
+    async def search(self, criteria: str = "ALL", *, by_uid: bool = True,
+                     charset: str | None = None) -> list[int]:
+        """(UID) SEARCH with a criteria string, e.g. 'UNSEEN', 'TEXT "hello"'."""
+        response = await self._command("SEARCH", self.imap.protocol.search(
+            criteria, charset=charset, by_uid=by_uid))
+        return parse_search(response.lines)
+
+    async def store(self, message_set: str, action: str, flags: str, *,
+                    by_uid: bool = True) -> list[FetchedMessage]:
+        """STORE, e.g. store("7", "+FLAGS", "(\\\\Seen)"); returns the FETCH answers."""
+        response = await self._command("STORE", self.imap.protocol.store(
+            message_set, action, flags, by_uid=by_uid))
+        return parse_fetch(response.lines)
+
+    async def expunge(self) -> list[int]:
+        """EXPUNGE; returns the sequence numbers the server reported removed."""
+        response = await self._command("EXPUNGE", self.imap.protocol.expunge())
+        return parse_expunge(response.lines)
+
+    async def logout(self) -> None:
+        await self._command("LOGOUT", self.imap.protocol.logout())
+
+    # ---- IDLE ----------------------------------------------------------------------------
+    async def idle_start(self) -> None:
+        """Send IDLE and wait for the server's `+` continuation (within the read timeout)."""
+        proto = self.imap.protocol
+        idle = asyncio.ensure_future(proto.idle())
+        ack = asyncio.ensure_future(proto.wait_for_idle_response())
+        self._idle = idle
+        try:
+            await self._race(asyncio.wait({idle, ack}, return_when=asyncio.FIRST_COMPLETED),
+                             self.read_timeout, "IDLE")
+        finally:
+            ack.cancel()
+        if idle.done():
+            self._idle = None
+            if idle.cancelled():
+                raise ImapProtocolError("IDLE was cancelled")
+            exc = idle.exception()
+            if exc is not None:
+                raise ImapProtocolError(f"IDLE: {exc}")
+            response = idle.result()
+            text = bytes(response.lines[-1]) if response.lines else b""
+            raise ImapReplyError("IDLE", response.result, text.decode("utf-8", "replace"))
+
+    async def wait_push(self, timeout: float) -> list[bytes]:
+        """While idling, wait up to `timeout` s for mailbox changes (`N EXISTS`, `N EXPUNGE`,
+        `N FETCH`); keepalives are skipped. Returns [] when nothing changed in time."""
+        deadline = time.monotonic() + timeout
+        queue = self.imap.protocol.idle_queue
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                lines = await self._race(queue.get(), left, "IDLE")
+            except ImapReadTimeout:
+                return []
+            if lines is STOP_WAIT_SERVER_PUSH or lines == STOP_WAIT_SERVER_PUSH:
+                continue
+            self.keepalives += sum(1 for x in lines if is_keepalive(x))
+            if pushes := pushes_in(lines):
+                return pushes
+        return []
+
+    def idle_done(self) -> None:
+        """Send DONE (synchronous, as aioimaplib's); `idle_finish` waits for the tagged OK."""
+        if self.idling:
+            self.imap.idle_done()
+
+    async def idle_finish(self) -> None:
+        if self._idle is None:
+            return
+        idle, self._idle = self._idle, None
+        response = await self._race(idle, self.read_timeout, "IDLE")
+        if response.result != "OK":
+            text = bytes(response.lines[-1]) if response.lines else b""
+            raise ImapReplyError("IDLE", response.result, text.decode("utf-8", "replace"))
