@@ -2,9 +2,12 @@
 
 One asyncio event loop per process runs as a greenlet on the gevent hub, its selector being
 gevent's, so sockets of both worlds are served by the same hub. A greenlet calls `run(coro)`:
-the coroutine is scheduled on the loop with `call_soon_threadsafe` (plain `call_soon` does not
-wake a loop sleeping in its selector), and the greenlet waits on an AsyncResult. When the waiting
-greenlet is killed (Locust stopping a user raises GreenletExit in it) or times out, the task is
+the coroutine is scheduled on the loop with `call_soon` and the loop is woken by setting the
+gevent selector's ready event, and the greenlet waits on an AsyncResult. (Plain `call_soon` does
+not wake a loop sleeping in its selector; `call_soon_threadsafe` does, through a byte on the
+loop's self-pipe — a send, a recv and a selector round per call, which ends in setting that same
+event; it is still used when the caller is on another OS thread.) When the waiting greenlet
+is killed (Locust stopping a user raises GreenletExit in it) or times out, the task is
 cancelled, and `run` waits a bounded moment for the coroutine's own clean-up (an IMAP DONE, an
 SMTP QUIT) before letting the exception go on.
 
@@ -19,6 +22,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import gevent
+import gevent.monkey
 import gevent.selectors
 from gevent.event import AsyncResult, Event
 
@@ -31,16 +35,31 @@ _greenlet: gevent.Greenlet | None = None
 _stopped: Event | None = None
 
 
+class _HubSelector(gevent.selectors.GeventSelector):
+    """gevent's selector, plus a cheap wake-up for callers in other greenlets of this thread."""
+
+    def wakeup(self) -> None:
+        self._ready.set()  # what select() waits on; the fd watchers set it too
+
+
+_selector: _HubSelector | None = None
+_native_thread_id = gevent.monkey.get_original("_thread", "get_ident")  # not the greenlet's
+_loop_thread: int | None = None
+
+
 class BridgeNotStarted(RuntimeError):
     """`run` was called before `start()` in this process."""
 
 
 def start() -> asyncio.AbstractEventLoop:
     """Create this process's loop and run it as a greenlet; a second call returns the same loop."""
-    global _loop, _greenlet, _stopped
+    global _loop, _greenlet, _stopped, _selector, _loop_thread
     if _loop is not None and not _loop.is_closed():
         return _loop
-    new_loop = asyncio.SelectorEventLoop(gevent.selectors.DefaultSelector())
+    _loop_thread = _native_thread_id()
+    selector = _HubSelector()
+    new_loop = asyncio.SelectorEventLoop(selector)
+    _selector = selector if hasattr(selector, "_ready") else None  # else: the self-pipe
     done = Event()
 
     def _run() -> None:
@@ -86,7 +105,7 @@ def run(coro: Coroutine[Any, Any, T], *, timeout: float | None = None,
         holder["task"] = task
         task.add_done_callback(_done)
 
-    ev_loop.call_soon_threadsafe(_start)
+    _schedule(ev_loop, _start)
     try:
         result.wait(timeout=timeout)
     except BaseException:  # GreenletExit from Locust stopping the user, gevent.Timeout, ...
@@ -96,6 +115,16 @@ def run(coro: Coroutine[Any, Any, T], *, timeout: float | None = None,
         _cancel(ev_loop, holder, result, cleanup_grace)
         raise TimeoutError(f"coroutine did not finish within {timeout} s")
     return result.get()
+
+
+def _schedule(ev_loop: asyncio.AbstractEventLoop, callback: Any) -> None:
+    """Queue `callback` on the loop and wake it; callers are greenlets of the loop's thread."""
+    selector = _selector
+    if selector is not None and ev_loop is _loop and _native_thread_id() == _loop_thread:
+        ev_loop.call_soon(callback)
+        selector.wakeup()
+    else:
+        ev_loop.call_soon_threadsafe(callback)
 
 
 def _cancel(ev_loop: asyncio.AbstractEventLoop, holder: dict[str, asyncio.Task[Any]],
@@ -109,7 +138,7 @@ def _cancel(ev_loop: asyncio.AbstractEventLoop, holder: dict[str, asyncio.Task[A
 
     if ev_loop.is_closed():
         return
-    ev_loop.call_soon_threadsafe(_cancel_task)
+    _schedule(ev_loop, _cancel_task)
     if grace > 0:
         # wait for the coroutine's clean-up; a second kill of this greenlet cuts it short
         with contextlib.suppress(BaseException):
@@ -118,7 +147,7 @@ def _cancel(ev_loop: asyncio.AbstractEventLoop, holder: dict[str, asyncio.Task[A
 
 def stop(timeout: float = 5.0) -> None:
     """Cancel what is still running on the loop, stop it and close it (end of the process)."""
-    global _loop, _greenlet
+    global _loop, _greenlet, _selector
     if _loop is None or _loop.is_closed():
         return
     ev_loop = _loop
@@ -135,4 +164,4 @@ def stop(timeout: float = 5.0) -> None:
         _greenlet.kill(block=True, timeout=1)
     if not ev_loop.is_running():
         ev_loop.close()
-    _loop, _greenlet = None, None
+    _loop, _greenlet, _selector = None, None, None

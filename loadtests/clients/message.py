@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from functools import lru_cache
 
 __all__ = ["SENT_HEADER", "build_message", "new_message_id"]
 
@@ -38,15 +39,18 @@ def build_message(*, sender: str, recipients: list[str], size: int, message_id: 
         "Content-Type: text/plain; charset=us-ascii\r\n"
         "\r\n"
     ).encode("ascii")
-    room = size - len(head)
-    if room <= 0:
-        return head
+    return head + _body(size - len(head))
+
+
+@lru_cache(maxsize=256)
+def _body(room: int) -> bytes:
+    """Filler lines of exactly `room` bytes (nothing when there is no room for a line)."""
     if room < 2:
-        return head  # cannot add a line of fewer than two bytes
+        return b""  # no room, or no room for a line of fewer than two bytes
     lines, rest = divmod(room, len(_FILLER))
     if rest == 1:  # no room for a line of its own: make the last full line one byte longer
         lines, rest = lines - 1, rest + len(_FILLER)
     body = _FILLER * lines
     if rest:
         body += (_FILLER[:-2] * 2)[: rest - 2] + b"\r\n"
-    return head + body
+    return body
