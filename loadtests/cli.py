@@ -157,6 +157,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from gevent import monkey
 
     monkey.patch_all()  # before Locust and the clients create sockets
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # one socket per session: take all the open files the system allows us
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         profile, target = _load_inputs(args)
     except ConfigError as exc:

@@ -27,11 +27,12 @@ class SessionGauge:
         c.opened += 1
         c.peak = max(c.peak, c.open)
 
-    def closed(self, protocol: str, *, dropped: bool = False) -> None:
-        c = self._counts[protocol]
-        c.open -= 1
-        if dropped:
-            c.dropped += 1
+    def closed(self, protocol: str) -> None:
+        self._counts[protocol].open -= 1
+
+    def dropped(self, protocol: str) -> None:
+        """A session of `protocol` was ended by the server (count it after `closed`)."""
+        self._counts[protocol].dropped += 1
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         return {p: {"open": c.open, "peak": c.peak, "opened": c.opened, "dropped": c.dropped}

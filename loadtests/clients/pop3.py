@@ -23,6 +23,7 @@ import hashlib
 import os
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -450,7 +451,7 @@ async def check_mail(host: str, port: int, user: str, password: str, *, rec: Ste
                      known_uids: set[str] | None = None, use_apop: bool = False,
                      use_capa: bool = False, use_list: bool = True, top_lines: int | None = None,
                      max_messages: int | None = None, connect_timeout: float = 10.0,
-                     read_timeout: float = 30.0) -> CheckResult:
+                     read_timeout: float = 30.0, hold: float = 0.0) -> CheckResult:
     """Check one mailbox as a mail client does: CONNECT, (CAPA), USER+PASS or APOP, STAT,
     (LIST), UIDL, then RETR (or TOP `top_lines`) each message to fetch, DELE it when `delete`,
     and QUIT. Every command is a step on `rec`; the first failure ends the session and is
@@ -460,12 +461,14 @@ async def check_mail(host: str, port: int, user: str, password: str, *, rec: Ste
     every message, "none" only looks. `CheckResult.known_uids` is what the client knows after
     the session (UIDs still on the server that were known or fetched now; after a failure,
     those known before plus those fetched): pass it back next time to leave mail on the
-    server. `max_messages` caps how many are fetched per session.
+    server. `max_messages` caps how many are fetched per session. `hold` keeps the session open
+    until that many seconds after CONNECT began, before QUIT (a slow client's session time).
     """
     result = CheckResult()
     known = set(known_uids or ())
     fetched: set[str] = set()
     pop = Pop3Client(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    began = time.monotonic()
     try:
         await rec.step("CONNECT", pop.connect())
         if use_capa:
@@ -476,7 +479,8 @@ async def check_mail(host: str, port: int, user: str, password: str, *, rec: Ste
             await rec.step("USER", pop.user(user))
             await rec.step("PASS", pop.pass_(password))
         result.count, result.size = await rec.step("STAT", pop.stat())
-        sizes = dict(await rec.step("LIST", pop.list())) if use_list else {}
+        if use_list:
+            await rec.step("LIST", pop.list())
         uids = await rec.step("UIDL", pop.uidl())
         fetch = [(n, uid) for n, uid in uids
                  if retrieve == "all" or (retrieve == "new" and uid not in known)]
@@ -485,10 +489,9 @@ async def check_mail(host: str, port: int, user: str, password: str, *, rec: Ste
             fetch = fetch[:max_messages]
         for n, uid in fetch:
             if top_lines is None:
-                data = await rec.step("RETR", pop.retr(n), length=sizes.get(n, 0))
+                data = await rec.step("RETR", pop.retr(n), length=len)
             else:
-                data = await rec.step("TOP", pop.top(n, top_lines), length=sizes.get(n, 0))
-            rec.steps[-1].length = len(data)
+                data = await rec.step("TOP", pop.top(n, top_lines), length=len)
             result.retrieved += 1
             result.retrieved_bytes += len(data)
             fetched.add(uid)
@@ -497,6 +500,8 @@ async def check_mail(host: str, port: int, user: str, password: str, *, rec: Ste
                 result.deleted += 1
         gone = fetched if delete else set()
         result.known_uids = {uid for _, uid in uids if uid in known or uid in fetched} - gone
+        if hold > 0:
+            await asyncio.sleep(max(0.0, began + hold - time.monotonic()))
         await rec.step("QUIT", pop.quit())
     except Exception as exc:  # recorded by the failing step; the session ends here
         result.error = exc

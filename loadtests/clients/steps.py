@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -27,25 +27,36 @@ class Step:
 
 @dataclass(slots=True)
 class StepRecorder:
-    """Collects the steps of one session; `await rec.step("EHLO", smtp.ehlo())` times one."""
+    """Collects the steps of one session; `await rec.step("EHLO", smtp.ehlo())` times one.
+
+    `on_step`, when given, also receives each step as soon as it ends — long sessions (an IMAP
+    IDLE held for hours) report their steps while they last, not only when they end.
+    `length` may be a function of the step's result (e.g. `len` of a retrieved message).
+    """
 
     protocol: str
     steps: list[Step] = field(default_factory=list)
+    on_step: Callable[[Step], None] | None = None
 
-    async def step(self, name: str, action: Awaitable[T], length: int = 0) -> T:
+    async def step(self, name: str, action: Awaitable[T],
+                   length: int | Callable[[T], int] = 0) -> T:
         started = time.time()
         t0 = time.perf_counter()
         try:
             result = await action
         except Exception as exc:
-            self.steps.append(
-                Step(self.protocol, name, started, (time.perf_counter() - t0) * 1000, length, exc)
-            )
+            size = 0 if callable(length) else length
+            self._add(Step(self.protocol, name, started, (time.perf_counter() - t0) * 1000,
+                           size, exc))
             raise
-        self.steps.append(
-            Step(self.protocol, name, started, (time.perf_counter() - t0) * 1000, length)
-        )
+        size = length(result) if callable(length) else length
+        self._add(Step(self.protocol, name, started, (time.perf_counter() - t0) * 1000, size))
         return result
+
+    def _add(self, step: Step) -> None:
+        self.steps.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
 
     @property
     def failed(self) -> bool:

@@ -42,7 +42,7 @@ class EmbeddedSettings(StrictModel):
                                         description="thread mode: stack per thread (0: default)")
     nofile_limit: int = Field(default=0, ge=0,
                               description="RLIMIT_NOFILE of the target process (0: unchanged)")
-    backlog: int = Field(default=128, ge=1, le=65535, description="listen queue length")
+    backlog: int = Field(default=1024, ge=1, le=65535, description="listen queue length")
     command_delay: Duration = Field(default=0.0, description="added before every SMTP reply")
     dns_delay: Duration = Field(default=0.0, description="added before every DNS answer")
     fault: Fault = "none"
@@ -52,3 +52,13 @@ class EmbeddedSettings(StrictModel):
     fault_after: Duration = Field(
         default=0.0, description="the fault starts this long after the target starts"
     )
+    pop3_fault: Literal["none", "stall", "reset", "garbage", "reply-err", "stall-retr",
+                        "close-mid-retr"] = "none"
+    imap_fault: Literal["none", "stall", "reset", "garbage", "bye", "drop-idle"] = "none"
+    imap_max_user_connections: int | None = Field(
+        default=None, ge=1,
+        description="IMAP connections per user (like Dovecot's mail_max_userip_connections)")
+    imap_keepalive: Duration = Field(default=120.0, gt=0,
+                                     description="`* OK Still here` interval during IDLE")
+    smtp_deliver: bool = Field(
+        default=False, description="put accepted mail into the mailboxes (IMAP/POP3 see it)")

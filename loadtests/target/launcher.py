@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from loadtests.target.config import EmbeddedSettings
+from loadtests.target.mailstore import password_for
 from loadtests.target.stats import TargetStats
-from loadtests.targets import Endpoint, Target, UserPattern
+from loadtests.targets import PROTOCOLS, Endpoint, Target, UserPattern
 
 __all__ = ["EmbeddedTarget", "TargetStartError"]
 
@@ -69,15 +72,11 @@ class EmbeddedTarget:
     @property
     def target(self) -> Target:
         host = self.ready["host"]
-        return Target(
-            name="embedded",
-            domain=self.ready["domain"],
-            users=UserPattern(count=self.ready["users"]),
-            endpoints={
-                "smtp": Endpoint(protocol="smtp", host=host, port=self.ready["smtp_port"]),
-                "dns": Endpoint(protocol="dns", host=host, port=self.ready["dns_port"]),
-            },
-        )
+        endpoints = {proto: Endpoint(protocol=proto, host=host, port=self.ready[f"{proto}_port"])
+                     for proto in PROTOCOLS if f"{proto}_port" in self.ready}
+        return Target(name="embedded", domain=self.ready["domain"],
+                      users=UserPattern(count=self.ready["users"]),
+                      password=SecretStr(password_for("")), endpoints=endpoints)
 
     @property
     def pid(self) -> int | None:

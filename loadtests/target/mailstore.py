@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Mailbox", "MailStore", "Message", "password_for"]
+__all__ = ["MailStore", "Mailbox", "Message", "password_for"]
 
 _USER = re.compile(r"user(\d+)")
 

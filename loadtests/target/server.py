@@ -11,12 +11,17 @@ import contextlib
 import ctypes
 import json
 import os
+import resource
 import signal
 import sys
 from pathlib import Path
 
 from loadtests.target.config import EmbeddedSettings
 from loadtests.target.dns import serve_dns
+from loadtests.target.imap import ImapServer
+from loadtests.target.listener import Listener, start_listener
+from loadtests.target.mailstore import MailStore
+from loadtests.target.pop3 import Pop3Server
 from loadtests.target.smtp import SmtpServerFactory
 from loadtests.target.stats import TargetStats
 
@@ -32,17 +37,37 @@ def die_with_parent() -> None:
 
 async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
+    if settings.nofile_limit:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (settings.nofile_limit, hard))
     stats = TargetStats()
+    store = MailStore(settings.domain, settings.users, settings.messages_per_user,
+                      settings.message_size)
     smtp = await loop.create_server(
-        SmtpServerFactory(settings, stats), settings.host, settings.smtp_port, backlog=1024
-    )
+        SmtpServerFactory(settings, stats, store if settings.smtp_deliver else None),
+        settings.host, settings.smtp_port, backlog=settings.backlog)
     dns_port, udp, tcp = await serve_dns(settings, stats)
+    pop3_server = Pop3Server(store, hostname=f"mail.{settings.domain}",
+                             command_delay=settings.command_delay, fault=settings.pop3_fault)
+    imap_server = ImapServer(
+        store, command_delay=settings.command_delay, keepalive_interval=settings.imap_keepalive,
+        max_user_connections=settings.imap_max_user_connections,
+        fault=None if settings.imap_fault == "none" else settings.imap_fault)
+    listeners = [
+        await start_listener("pop3", pop3_server.handle, settings.host, settings.pop3_port,
+                             refusal=b"-ERR [SYS/TEMP] too many connections, try later\r\n",
+                             **_listener_options(settings)),
+        await start_listener("imap", imap_server.handle, settings.host, settings.imap_port,
+                             refusal=b"* BYE Connection queue full\r\n",
+                             **_listener_options(settings)),
+    ]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ready = {
         "ready": True, "pid": os.getpid(), "host": settings.host,
         "smtp_port": smtp.sockets[0].getsockname()[1], "dns_port": dns_port,
+        **{f"{lis.name}_port": lis.port for lis in listeners},
         "domain": settings.domain, "users": settings.users,
     }
     sys.stdout.write(json.dumps(ready) + "\n")
@@ -50,6 +75,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
     try:
         while not stop.is_set():
             if stats_file is not None:
+                _collect(stats, listeners)
                 stats.write(stats_file)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -57,5 +83,18 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
         smtp.close()
         tcp.close()
         udp.close()
+        for lis in listeners:
+            lis.close()
         if stats_file is not None:
+            _collect(stats, listeners)
             stats.write(stats_file)
+
+
+def _listener_options(settings: EmbeddedSettings) -> dict[str, object]:
+    return {"mode": settings.mode, "max_connections": settings.max_connections,
+            "thread_limit": settings.thread_limit,
+            "thread_stack_size": settings.thread_stack_size, "backlog": settings.backlog}
+
+
+def _collect(stats: TargetStats, listeners: list[Listener]) -> None:
+    stats.listeners = {lis.name: dict(vars(lis.counters)) for lis in listeners}

@@ -14,6 +14,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from loadtests.target.config import EmbeddedSettings
+from loadtests.target.mailstore import MailStore
 from loadtests.target.stats import TargetStats
 
 __all__ = ["SmtpServerFactory"]
@@ -24,11 +25,13 @@ _USER = re.compile(r"user(\d+)")
 class _CountingHandler:
     """aiosmtpd handler: recipients user0001..userNNNN@domain; mail is counted, not kept."""
 
-    def __init__(self, settings: EmbeddedSettings, stats: TargetStats, fault: str) -> None:
+    def __init__(self, settings: EmbeddedSettings, stats: TargetStats, fault: str,
+                 store: MailStore | None) -> None:
         self.domain = settings.domain.lower()
         self.users = settings.users
         self.stats = stats
         self.fault = fault
+        self.store = store
 
     def _known(self, address: str) -> bool:
         local, _, domain = address.rpartition("@")
@@ -55,6 +58,11 @@ class _CountingHandler:
         self.stats.smtp_messages += 1
         self.stats.smtp_recipients += len(envelope.rcpt_tos)
         self.stats.smtp_bytes += len(envelope.original_content or b"")
+        if self.store is not None:
+            for rcpt in envelope.rcpt_tos:
+                box = self.store.get(rcpt)
+                if box is not None:
+                    box.append(envelope.original_content or b"")
         return "250 2.0.0 OK queued"
 
 
@@ -99,13 +107,14 @@ class _Garbage(asyncio.Protocol):
 class SmtpServerFactory:
     """Protocol factory for `loop.create_server`: a healthy or a faulty server per connection."""
 
-    def __init__(self, settings: EmbeddedSettings, stats: TargetStats) -> None:
+    def __init__(self, settings: EmbeddedSettings, stats: TargetStats,
+                 store: MailStore | None = None) -> None:
         self.settings = settings
         self.stats = stats
         self.started = time.monotonic()
         self._rng = random.Random()
-        self._healthy = _CountingHandler(settings, stats, "none")
-        self._faulty = _CountingHandler(settings, stats, settings.fault)
+        self._healthy = _CountingHandler(settings, stats, "none", store)
+        self._faulty = _CountingHandler(settings, stats, settings.fault, store)
 
     def _fault_now(self) -> bool:
         s = self.settings
