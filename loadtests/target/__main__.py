@@ -17,12 +17,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smtp-port", type=int, default=20025, help="SMTP port (20025; 0 = any)")
     parser.add_argument("--dns-port", type=int, default=20053,
                         help="DNS port, UDP and TCP (20053; 0 = any)")
+    parser.add_argument("--pop3-port", type=int, default=20110, help="POP3 port (20110; 0 = any)")
+    parser.add_argument("--imap-port", type=int, default=20143, help="IMAP port (20143; 0 = any)")
     parser.add_argument("--domain", default="example.test", help="mail domain (example.test)")
     parser.add_argument("--users", type=int, default=1000,
                         help="mailboxes user0001..userNNNN (1000)")
     parser.add_argument("--command-delay", default="0",
                         help="delay before each SMTP reply, e.g. 20ms")
     parser.add_argument("--dns-delay", default="0", help="delay before each DNS answer, e.g. 2s")
+    parser.add_argument("--mode", choices=("event", "thread"), default="event",
+                        help="POP3/IMAP server model: one event loop, or a thread per connection")
+    parser.add_argument("--max-connections", type=int, default=0,
+                        help="event mode: POP3/IMAP connections held at most (0: no cap)")
+    parser.add_argument("--thread-limit", type=int, default=256,
+                        help="thread mode: threads (connections) at most (256)")
+    parser.add_argument("--nofile", type=int, default=0,
+                        help="RLIMIT_NOFILE of the target process (0: unchanged)")
     parser.add_argument("--fault", choices=FAULTS, default="none",
                         help="inject a fault into SMTP connections")
     parser.add_argument("--fault-ratio", type=float, default=1.0,
@@ -38,7 +48,10 @@ def settings_from_args(args: argparse.Namespace) -> EmbeddedSettings:
     if args.settings_json:
         return EmbeddedSettings.model_validate_json(args.settings_json)
     return EmbeddedSettings(
-        host=args.host, smtp_port=args.smtp_port, dns_port=args.dns_port, domain=args.domain,
+        host=args.host, smtp_port=args.smtp_port, dns_port=args.dns_port,
+        pop3_port=args.pop3_port, imap_port=args.imap_port, domain=args.domain, mode=args.mode,
+        max_connections=args.max_connections, thread_limit=args.thread_limit,
+        nofile_limit=args.nofile,
         users=args.users, command_delay=args.command_delay, dns_delay=args.dns_delay,
         fault=args.fault, fault_ratio=args.fault_ratio, fault_after=args.fault_after,
     )

@@ -90,7 +90,7 @@ def _start_threaded(name: str, handler: Handler, host: str, port: int,
                     counters: ListenerCounters, thread_limit: int, stack_size: int,
                     backlog: int) -> Listener:
     sock = socket.create_server((host, port), backlog=backlog, reuse_port=False)
-    slots = threading.BoundedSemaphore(thread_limit)
+    slots = threading.Semaphore(thread_limit)
     lock = threading.Lock()
     stopping = threading.Event()
 
@@ -143,8 +143,7 @@ def _start_threaded(name: str, handler: Handler, host: str, port: int,
 
     def close() -> None:
         stopping.set()
-        with contextlib.suppress(ValueError):
-            slots.release()  # wake an acceptor waiting for a slot
+        slots.release()  # wake an acceptor waiting for a slot
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
         sock.close()

@@ -14,6 +14,7 @@ import os
 import resource
 import signal
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from loadtests.target.config import EmbeddedSettings
@@ -75,7 +76,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
     try:
         while not stop.is_set():
             if stats_file is not None:
-                _collect(stats, listeners)
+                _collect(stats, listeners, pop3_server, imap_server)
                 stats.write(stats_file)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -86,7 +87,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
         for lis in listeners:
             lis.close()
         if stats_file is not None:
-            _collect(stats, listeners)
+            _collect(stats, listeners, pop3_server, imap_server)
             stats.write(stats_file)
 
 
@@ -96,5 +97,13 @@ def _listener_options(settings: EmbeddedSettings) -> dict[str, object]:
             "thread_stack_size": settings.thread_stack_size, "backlog": settings.backlog}
 
 
-def _collect(stats: TargetStats, listeners: list[Listener]) -> None:
+def _collect(stats: TargetStats, listeners: list[Listener], pop3: Pop3Server,
+             imap: ImapServer) -> None:
     stats.listeners = {lis.name: dict(vars(lis.counters)) for lis in listeners}
+    stats.servers = {"pop3": _counters(pop3.counters), "imap": _counters(imap.stats)}
+
+
+def _counters(obj: object) -> dict[str, object]:
+    """A server's public counters (not its locks), plain enough for JSON."""
+    return {f.name: dict(v) if isinstance(v := getattr(obj, f.name), dict) else v
+            for f in fields(obj) if not f.name.startswith("_")}  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ class TargetStats:
     smtp_faults: int = 0
     dns_queries: int = 0
     listeners: dict[str, dict[str, Any]] = field(default_factory=dict)  # per protocol counters
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the POP3/IMAP servers' own
 
     def write(self, path: Path) -> None:
         """Atomically replace `path` with the current counters."""
