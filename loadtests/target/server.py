@@ -38,6 +38,7 @@ def die_with_parent() -> None:
 
 async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> None:
     loop = asyncio.get_running_loop()
+    stats_fd = os.open(stats_file, os.O_RDWR | os.O_CREAT, 0o644) if stats_file else -1
     if settings.nofile_limit:
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (settings.nofile_limit, hard))
@@ -75,9 +76,9 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
     sys.stdout.flush()
     try:
         while not stop.is_set():
-            if stats_file is not None:
+            if stats_fd >= 0:
                 _collect(stats, listeners, pop3_server, imap_server)
-                stats.write(stats_file)
+                stats.write(stats_fd)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
     finally:
@@ -86,9 +87,10 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
         udp.close()
         for lis in listeners:
             lis.close()
-        if stats_file is not None:
+        if stats_fd >= 0:
             _collect(stats, listeners, pop3_server, imap_server)
-            stats.write(stats_file)
+            stats.write(stats_fd)
+            os.close(stats_fd)
 
 
 def _listener_options(settings: EmbeddedSettings) -> dict[str, object]:

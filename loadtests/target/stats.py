@@ -23,11 +23,12 @@ class TargetStats:
     listeners: dict[str, dict[str, Any]] = field(default_factory=dict)  # per protocol counters
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the POP3/IMAP servers' own
 
-    def write(self, path: Path) -> None:
-        """Atomically replace `path` with the current counters."""
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, path)
+    def write(self, fd: int) -> None:
+        """Rewrite the file open on `fd` with the current counters. The descriptor is opened
+        once: a target at its open-files limit (on purpose) must still report, not crash."""
+        data = json.dumps(asdict(self)).encode()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
 
     @classmethod
     def read(cls, path: Path) -> TargetStats | None:
