@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("profile", type=Path, help="profile YAML file (see profiles/)")
     run.add_argument("--target", type=Path, metavar="FILE",
                      help="target YAML file naming the servers' endpoints and users")
+    run.add_argument("--endpoint", metavar="NAME",
+                     help="use this endpoint of the target file for every scenario of its "
+                          "protocol, e.g. imap-nginx or imap-perdition in the stack's target")
     run.add_argument("--duration", type=_duration_arg, metavar="TIME",
                      help="override the profile's duration, e.g. 30s, 5m, 1h")
     run.add_argument("--out", type=Path, metavar="DIR",
@@ -141,11 +144,21 @@ def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             target = load_target(args.target)
         except ConfigError as exc:
             problems += [f"{exc.source}: {p}" for p in exc.problems]
+        if target is not None and args.endpoint:
+            chosen = target.endpoint(args.endpoint)
+            if chosen is None:
+                problems.append(f"--endpoint: the target has no endpoint {args.endpoint!r}")
+            elif profile is not None:
+                profile = profile.model_copy(update={"scenarios": [
+                    sc.model_copy(update={"endpoint": args.endpoint})
+                    if sc.protocol == chosen.protocol else sc for sc in profile.scenarios]})
         if target is not None and not args.allow_remote:
             problems += [f"{args.target}: {p} (pass --allow-remote if you mean it)"
                          for p in check_loopback(target)]
         if profile is not None and target is not None:
             problems += [f"{args.profile}: {p}" for p in check_against_target(profile, target)]
+    if args.out is not None and (args.out / "results.jsonl").exists():
+        problems.append(f"--out: {args.out} already holds a run's results; choose a new folder")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
     if problems:

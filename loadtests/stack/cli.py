@@ -35,8 +35,10 @@ examples:
 
 
 def _limits(args: argparse.Namespace) -> DovecotLimits:
-    names = ("process_limit", "client_limit", "service_count", "mail_max_userip_connections")
-    flags = ("process_limit", "client_limit", "service_count", "max_userip_connections")
+    names = ("process_limit", "client_limit", "service_count", "mail_max_userip_connections",
+             "default_client_limit", "login_process_limit", "login_service_count")
+    flags = ("process_limit", "client_limit", "service_count", "max_userip_connections",
+             "default_client_limit", "login_process_limit", "login_service_count")
     return DovecotLimits(**{n: getattr(args, f, None) for n, f in zip(names, flags, strict=True)})
 
 
@@ -144,6 +146,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="clients a process serves before exiting [1]; 0 = unlimited")
     group.add_argument("--max-userip-connections", type=int, metavar="N",
                        help="sessions per user and client IP [10]; beyond it NO [LIMIT]")
+    group.add_argument("--default-client-limit", type=int, metavar="N",
+                       help="clients of auth/anvil/stats/log... [1000]; past it logins slow down")
+    group.add_argument("--login-process-limit", type=int, metavar="N",
+                       help="imap-login/pop3-login processes [100]; past it BYE queue full")
+    group.add_argument("--login-service-count", type=int, metavar="N",
+                       help="connections per login process [1]; 0 = high-performance mode")
     starting = argparse.ArgumentParser(add_help=False)
     starting.add_argument("--no-install", action="store_true",
                           help="do not apt-get install missing packages")

@@ -73,12 +73,23 @@ class DovecotLimits:
       process can hold many clients (up to client_limit).
     - mail_max_userip_connections: sessions per user and client address [10]; beyond it
       `NO [LIMIT]` and a close.
+    - default_client_limit: clients of every service that does not set its own, among them
+      auth, anvil, stats and log, which every logged-in process talks to [1000]; past it logins
+      slow down (DESIGN.md: 1.7 s to 12.7 s per 500 beyond ~1,000 sessions).
+    - login_process_limit: imap-login/pop3-login processes at most [100 by
+      default_process_limit]; past it `* BYE Connection queue full`.
+    - login_service_count: connections a login process serves [1: one process per login,
+      "high-security mode"]; 0 = "high-performance mode", a few login processes (one per core
+      kept ready) serve every connection, for fast ramps of thousands of sessions.
     """
 
     process_limit: int | None = None
     client_limit: int | None = None
     service_count: int | None = None
     mail_max_userip_connections: int | None = None
+    default_client_limit: int | None = None
+    login_process_limit: int | None = None
+    login_service_count: int | None = None
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():

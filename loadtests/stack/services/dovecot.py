@@ -30,6 +30,23 @@ def _service_limits(limits: DovecotLimits) -> str:
     return "".join(lines)
 
 
+def _global_limits(limits: DovecotLimits) -> str:
+    if limits.default_client_limit is None:
+        return ""
+    return f"default_client_limit = {limits.default_client_limit}\n"
+
+
+def _login_limits(limits: DovecotLimits) -> str:
+    out = ""
+    if limits.login_process_limit is not None:
+        out += f"  process_limit = {limits.login_process_limit}\n"
+    if limits.login_service_count is not None:
+        out += f"  service_count = {limits.login_service_count}\n"
+        if limits.login_service_count == 0:
+            out += f"  process_min_avail = {os.cpu_count() or 1}\n"
+    return out
+
+
 def _protocol_limits(limits: DovecotLimits) -> str:
     if limits.mail_max_userip_connections is None:
         return ""
@@ -65,7 +82,7 @@ first_valid_uid = {MAIL_UID}
 last_valid_uid = {MAIL_UID}
 mail_location = maildir:{cfg.mail_dir}/%d/%n
 login_greeting = Dovecot ready.
-passdb {{
+{_global_limits(cfg.limits)}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {base}/users
 }}
@@ -74,7 +91,7 @@ userdb {{
   args = uid={MAIL_UID} gid={MAIL_GID} home={cfg.mail_dir}/%d/%n
 }}
 service imap-login {{
-  inet_listener imap {{
+{_login_limits(cfg.limits)}  inet_listener imap {{
     port = {PORTS['imap']}
   }}
   inet_listener imaps {{
@@ -82,7 +99,7 @@ service imap-login {{
   }}
 }}
 service pop3-login {{
-  inet_listener pop3 {{
+{_login_limits(cfg.limits)}  inet_listener pop3 {{
     port = {PORTS['pop3']}
   }}
   inet_listener pop3s {{
