@@ -1,0 +1,159 @@
+"""`WebUser`: one iteration is one webmail session of a person in a browser.
+
+Log in (login form with its CSRF token, then the form post that sets the session cookie), open
+the inbox, poll for new mail every `poll_interval` until `session_length` has passed (opening a
+message with probability `open_message_ratio` and sending one with `send_ratio` per poll), log
+out. The requests go through Locust's FastHttpUser client (geventhttpclient); what to send and
+how to judge each reply is in `loadtests.clients.webmail` (embedded webmail or Roundcube).
+
+`connection: keep-alive` keeps one persistent connection per session (a pool of one connection,
+closed at the end of the session); `close` sends `Connection: close`, so every request is a new
+TCP connection, as the seed's WebUser clients.
+
+Records: HTTP `LOGIN_PAGE`, `LOGIN`, `INBOX` (+ Roundcube's `LIST`), `POLL`, `MESSAGE`, `SEND`
+(+ Roundcube's `COMPOSE`), `LOGOUT`, and one `HTTP session` record. A failed login, an expired
+session (the server dropped it), a 5xx or a transport error is recorded on its request; the
+user then logs in again (after a pause that doubles up to `poll_interval`) and goes on until
+the session's time is up. The `HTTP` session gauge counts a session open from a successful login
+to its logout (or the server dropping it).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import gevent
+from locust import FastHttpUser
+
+from loadtests.clients.steps import Step
+from loadtests.clients.webmail import HttpRequest, Judge, Reply, WebmailApp, make_app
+from loadtests.pacing import Token
+from loadtests.sessions import gauge
+from loadtests.target.mailstore import password_for
+from loadtests.users.base import ScenarioUser
+
+__all__ = ["WebUser"]
+
+_ANY_STATUS = frozenset(range(100, 600))  # every reply comes back; the flow's judge decides
+_CLOSE = (("Connection", "close"),)
+
+
+class WebUser(FastHttpUser, ScenarioUser):
+    abstract = True
+    kind = "webuser"
+    concurrency = 1  # one connection per user: keep-alive holds exactly one per session
+    max_retries = 0
+    max_redirects = 0  # redirects are steps of the flow (login -> inbox), never followed
+
+    protocol: ClassVar[str] = "HTTP"
+
+    def __init__(self, environment: Any) -> None:
+        cls = type(self)
+        endpoint = cls.target.endpoint(cls.scenario.endpoint or "http")
+        assert endpoint is not None, "checked against the profile before the run"
+        web = cls.scenario.web
+        self.host = f"http://{endpoint.address}"
+        self.network_timeout = self.connection_timeout = web.request_timeout
+        super().__init__(environment)
+        agent = self.client.client
+        agent.valid_response_codes = _ANY_STATUS
+        self._agent = agent
+        self._base = self.host
+        self._extra_headers = _CLOSE if web.connection == "close" else ()
+
+    # -- one request -----------------------------------------------------------------------
+    def exchange(self, request: HttpRequest, judge: Judge) -> Reply:
+        """Send one request, judge the reply, record it; raises what the judge found (or the
+        transport error)."""
+        headers = dict(request.headers + self._extra_headers) if (
+            request.headers or self._extra_headers) else None
+        started = time.time()
+        t0 = time.perf_counter()
+        error: BaseException | None = None
+        reply = None
+        try:
+            response = self._agent.urlopen(self._base + request.path, method=request.method,
+                                           headers=headers, payload=request.body,
+                                           max_redirects=0)
+            reply = Reply(response.status_code, response.content,
+                          response.headers.get("location"))
+            error = judge(reply)
+        except Exception as exc:  # socket errors, timeouts: recorded, never raised to Locust
+            error = exc
+        ms = (time.perf_counter() - t0) * 1000
+        self.fire(Step(self.protocol, request.name, started, ms,
+                       len(reply.body) if reply is not None else 0, error))
+        if error is not None:
+            raise error
+        assert reply is not None
+        return reply
+
+    # -- one session ----------------------------------------------------------------------------
+    def _credentials(self) -> tuple[str, str]:
+        users = self.target.users
+        user = users.name(self.number % users.count)
+        secret = self.target.secret()
+        return user, secret if secret is not None else password_for(user)
+
+    def _recipient(self) -> str:
+        users = self.target.users
+        return f"{users.name(self.rng.randrange(users.count))}@{self.target.domain}"
+
+    def _new_browser(self) -> WebmailApp:
+        self.client.cookiejar.clear()
+        return make_app(self.scenario.web.app, self.exchange)
+
+    def _end_connections(self) -> None:
+        self._agent.clientpool.close()  # keep-alive: the session's connection goes with it
+
+    def iteration(self, token: Token | None) -> None:
+        web = self.scenario.web
+        started_wall, started_mono = time.time(), time.monotonic()
+        deadline = started_mono + web.session_length
+        user, password = self._credentials()
+        first_error: BaseException | None = None
+        pause = min(0.5, web.poll_interval)
+        try:
+            while time.monotonic() < deadline:
+                app = self._new_browser()
+                try:
+                    self._logged_in_session(app, user, password, deadline)
+                    break  # logged out normally
+                except Exception as exc:  # recorded on its request already
+                    first_error = first_error or exc
+                    # a person logs in again; a short pause, doubling, keeps a server that
+                    # refuses every login from being hammered
+                    gevent.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                    pause = min(pause * 2, web.poll_interval)
+        finally:
+            self._end_connections()
+        self.fire_session(self.protocol, token, started_wall, started_mono, first_error)
+
+    def _logged_in_session(self, app: WebmailApp, user: str, password: str,
+                           deadline: float) -> None:
+        web = self.scenario.web
+        app.login(user, password)
+        gauge.opening(self.protocol)
+        failed = False
+        try:
+            app.open_inbox()
+            next_poll = time.monotonic() + web.poll_interval
+            while next_poll <= deadline:
+                gevent.sleep(max(0.0, next_poll - time.monotonic()))
+                app.poll()
+                if app.uids and self.rng.random() < web.open_message_ratio:
+                    app.open_message(self.rng.choice(app.uids))
+                if self.rng.random() < web.send_ratio:
+                    app.send(self._recipient(), f"mailswarm {self.number}",
+                             "sent by mailswarm's WebUser\n")
+                next_poll += web.poll_interval
+            gevent.sleep(max(0.0, deadline - time.monotonic()))
+            app.logout()
+        except Exception:
+            failed = True  # the server dropped the session or failed a request in it
+            raise
+        finally:  # a session cut short by the end of the run is closed, not dropped
+            gauge.closed(self.protocol)
+            if failed:
+                gauge.dropped(self.protocol)

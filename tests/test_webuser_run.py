@@ -1,0 +1,180 @@
+"""WebUser end to end through `mailswarm run`, against the embedded webmail run alone
+(`python -m loadtests.target.web`) and named in a target file: both connection modes, sessions
+dropped by the server, 5xx replies, a refused port, and 3,000 sessions in close mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_webmail_server import ROOT, Webmail, start_webmail
+
+from loadtests.results import read_results
+from loadtests.target import EmbeddedSettings, EmbeddedTarget
+
+# `loadtests.users` registers the user kinds it imports; until it imports the webuser module the
+# run is started through this line, which imports it first.
+_CLI = ("import sys; import loadtests.users.webuser; from loadtests.cli import main; "
+        "sys.exit(main())")
+
+
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-c", _CLI, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def target_file(path: Path, port: int) -> Path:
+    data = {"name": "webmail", "domain": "example.test",
+            "endpoints": {"http": {"protocol": "http", "host": "127.0.0.1", "port": port}}}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def profile_file(path: Path, *, users: int, duration: str, spawn_rate: int = 100,
+                 **web: Any) -> Path:
+    settings = {"app": "embedded", "connection": "close", "session_length": "4s",
+                "poll_interval": "1s", "open_message_ratio": 0.5, "send_ratio": 0.2, **web}
+    path.write_text(json.dumps({
+        "name": path.stem, "duration": duration, "drain": "5s", "seed": 3,
+        "scenarios": [{"name": "web", "user": "webuser",
+                       "schedule": {"kind": "closed", "users": users, "spawn_rate": spawn_rate},
+                       "web": settings}]}))
+    return path
+
+
+def run_against(server_port: int, tmp: Path, **profile: Any) -> dict[str, Any]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    out = tmp / "out"
+    result = run_cli("run", str(profile_file(tmp / "web.json", **profile)),
+                     "--target", str(target_file(tmp / "target.json", server_port)),
+                     "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
+    return json.loads((out / "summary.json").read_text())
+
+
+def by_name(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in summary["requests"] if r["type"] == "HTTP"}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Webmail]:
+    s = start_webmail(tmp_path / "server")
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("mode", ["close", "keep-alive"])
+def test_sessions_in_both_modes(server: Webmail, tmp_path: Path, mode: str) -> None:
+    summary = run_against(server.port, tmp_path, users=30, duration="6s", connection=mode)
+    reqs = by_name(summary)
+    assert {"LOGIN_PAGE", "LOGIN", "INBOX", "POLL", "MESSAGE", "SEND", "LOGOUT",
+            "session"} <= set(reqs)
+    assert all(r["failures"] == 0 for r in reqs.values()), reqs
+    assert reqs["session"]["count"] == reqs["LOGOUT"]["count"] >= 30
+    assert reqs["POLL"]["count"] >= 30 * 3
+    assert summary["sessions"]["HTTP"]["peak"] == 30
+    assert summary["sessions"]["HTTP"]["dropped"] == 0
+    time.sleep(1.2)  # the server writes its counters every second
+    counters = server.counters()
+    assert counters["logins"] == reqs["LOGIN"]["count"]
+    assert counters["logouts"] == reqs["LOGOUT"]["count"]
+    if mode == "keep-alive":  # one connection held per session
+        assert counters["connections_peak"] >= 30
+    else:
+        assert counters["connections_peak"] < 30
+
+
+def test_sessions_dropped_by_the_server_log_in_again(tmp_path: Path) -> None:
+    server = start_webmail(tmp_path / "server", "--session-timeout", "1")
+    try:
+        summary = run_against(server.port, tmp_path, users=10, duration="7s",
+                              session_length="5s", poll_interval="2s", send_ratio=0,
+                              open_message_ratio=0)
+    finally:
+        server.stop()
+    reqs = by_name(summary)
+    # every poll comes after more than the idle timeout: the session is gone
+    assert reqs["POLL"]["failures"] == reqs["POLL"]["count"] >= 10
+    assert reqs["LOGIN"]["failures"] == 0
+    assert reqs["LOGIN"]["count"] >= 2 * reqs["session"]["count"]  # logged in again
+    assert reqs["session"]["failures"] == reqs["session"]["count"] >= 10
+    assert summary["sessions"]["HTTP"]["dropped"] >= 10
+    records = list(read_results(tmp_path / "out" / "results.jsonl"))
+    errors = {r["err"].split(":")[0] for r in records if r["kind"] == "req" and r["name"] == "POLL"}
+    assert errors == {"SessionExpired"}, errors
+
+
+_ERROR_SERVER = textwrap.dedent("""
+    import http.server, sys
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(503); self.send_header("Content-Length", "4"); self.end_headers()
+            self.wfile.write(b"busy")
+        def log_message(self, *a): pass
+    s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    print(s.server_address[1], flush=True)
+    s.serve_forever()
+""")
+
+
+def test_5xx_and_refused_connections_are_failures_with_backoff(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _ERROR_SERVER], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        summary = run_against(port, tmp_path / "5xx", users=5, duration="4s")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(5)
+    page = by_name(summary)["LOGIN_PAGE"]
+    assert page["failures"] == page["count"]
+    assert page["count"] <= 5 * 6  # pauses of 0.5, 1, 1, ... s between logins, not a tight loop
+    records = list(read_results(tmp_path / "5xx" / "out" / "results.jsonl"))
+    assert {r["err"].split(":")[0] for r in records if r["kind"] == "req"
+            and r["name"] == "LOGIN_PAGE"} == {"ServerError"}
+    summary = run_against(port, tmp_path / "refused", users=5, duration="3s")  # now closed
+    page = by_name(summary)["LOGIN_PAGE"]
+    assert page["failures"] == page["count"] > 0
+
+
+def test_three_thousand_sessions_on_few_connections_in_close_mode(server: Webmail,
+                                                                  tmp_path: Path) -> None:
+    """The seed: 3,000 open sessions, a new connection per request, few open at any time."""
+    summary = run_against(server.port, tmp_path, users=3000, spawn_rate=100, duration="8s",
+                          session_length="60s", poll_interval="20s", open_message_ratio=0.2,
+                          send_ratio=0)
+    reqs = by_name(summary)
+    assert summary["sessions"]["HTTP"]["peak"] == 3000
+    assert reqs["LOGIN"]["count"] == 3000 and reqs["LOGIN"]["failures"] == 0
+    assert all(r["failures"] == 0 for r in reqs.values()), reqs
+    time.sleep(1.2)
+    counters = server.counters()
+    assert counters["sessions_peak"] == 3000
+    assert counters["connections_peak"] < 300, counters  # well below the session count
+
+
+def test_the_embedded_target_serves_webmail_when_wired(tmp_path: Path) -> None:
+    """Once the embedded target starts the webmail (an `http` endpoint), `mailswarm run`
+    without a target file runs WebUsers against it."""
+    with EmbeddedTarget(EmbeddedSettings(), tmp_path / "target") as target:
+        wired = target.target.endpoint("http") is not None
+    if not wired:
+        pytest.skip("the embedded target has no http endpoint yet")
+    out = tmp_path / "out"
+    profile = profile_file(tmp_path / "web.json", users=10, duration="3s")
+    result = run_cli("run", str(profile), "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert by_name(summary)["LOGIN"]["failures"] == 0
+    assert summary["sessions"]["HTTP"]["peak"] == 10
