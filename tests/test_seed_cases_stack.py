@@ -7,8 +7,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import mailswarm
+
 from loadtests.stack import DovecotLimits, StackConfig, using
 
 pytestmark = [
