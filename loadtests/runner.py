@@ -34,6 +34,7 @@ from locust.runners import STATE_RUNNING, Runner
 from loadtests import __version__, bridge
 from loadtests.analysis import write_summary
 from loadtests.loadplan import build_load, spawn_rate
+from loadtests.monitoring import RunMonitor
 from loadtests.pacing import ArrivalPacer
 from loadtests.profiles import ArrivalSchedule, Profile
 from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
@@ -221,8 +222,10 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     else:
         runner = env.create_local_runner()
         feed = _LocalFeed(pacers)
+    monitor = RunMonitor(target, writer)
     writer.write("run", version=__version__, profile=profile.model_dump(mode="json"),
                  profile_file=options.profile_file, target=target.public(),
+                 monitor=monitor.describe(),
                  duration=duration, workers=options.workers,
                  rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
                         if isinstance(sc.schedule, ArrivalSchedule)})
@@ -256,6 +259,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         return glet is not None and not glet.dead
 
     try:
+        monitor.start()
         if distributed:
             procs = _start_workers(profile, target, options, port)
             deadline = time.monotonic() + 60
@@ -318,6 +322,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         reason = "crashed"
         raise
     finally:
+        monitor.stop()
         with contextlib.suppress(Exception):
             runner.quit()
         _stop_workers(procs)

@@ -22,6 +22,7 @@ import ipaddress
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -98,6 +99,9 @@ class Target(StrictModel):
     password: SecretStr | None = None
     password_env: str | None = None
     sender: str = "loadgen@mailswarm.test"
+    agent: str | None = Field(
+        default=None, description="URL of `mailswarm agent` on the target host, e.g. "
+                                  "http://127.0.0.1:9101; its samples replace local monitoring")
     endpoints: dict[str, Endpoint] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -133,6 +137,7 @@ class Target(StrictModel):
             "name": self.name,
             "domain": self.domain,
             "users": self.users.model_dump(),
+            "agent": self.agent,
             "endpoints": {k: {"protocol": e.protocol, "address": e.address}
                           for k, e in self.endpoints.items()},
         }
@@ -154,8 +159,13 @@ def is_loopback(host: str) -> bool:
 
 def check_loopback(target: Target) -> list[str]:
     """Endpoints that would send traffic off this machine, as messages (empty when all are safe)."""
-    return [
+    problems = [
         f"endpoints.{key}: {ep.host} is not a loopback address (127.0.0.0/8 or ::1)"
         for key, ep in target.endpoints.items()
         if not is_loopback(ep.host)
     ]
+    if target.agent:
+        host = urlsplit(target.agent).hostname or ""
+        if not is_loopback(host):
+            problems.append(f"agent: {host} is not a loopback address (127.0.0.0/8 or ::1)")
+    return problems

@@ -57,6 +57,77 @@ def _arrival(header: dict[str, Any], ticks: dict[str, dict[str, Any]],
     return out
 
 
+class _Resources:
+    """Peaks of the monitor's samples: the target's process trees, its ports, the generator."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, dict[str, Any]] = defaultdict(dict)
+        self.generator: dict[str, Any] = {}
+        self.ports: dict[str, int] = defaultdict(int)
+        self.http_ports: set[str] | None = None
+        self.samples = 0
+
+    def _peak(self, into: dict[str, Any], key: str, value: Any) -> None:
+        if isinstance(value, int | float) and (key not in into or value > into[key]):
+            into[key] = value
+
+    def add(self, rec: dict[str, Any], header: dict[str, Any]) -> None:
+        self.samples += 1
+        for name, t in (rec.get("targets") or {}).items():
+            peaks = self.targets[name]
+            for key in ("open_fds", "threads", "processes", "rss_bytes", "pss_bytes",
+                        "cpu_percent", "fd_max_ratio"):
+                self._peak(peaks, f"{key}_max", t.get(key))
+            for key in ("fd_limit", "fd_limit_hard"):
+                if t.get(key) is not None:
+                    peaks[key] = t[key]
+        gen = rec.get("generator") or {}
+        for key in ("cpu_percent", "open_fds", "rss_bytes"):
+            self._peak(self.generator, f"{key}_max", gen.get(key))
+        if gen.get("fd_limit") is not None:
+            self.generator["fd_limit"] = gen["fd_limit"]
+        self._peak(self.generator, "ephemeral_ports_max",
+                   (gen.get("ephemeral_ports") or {}).get("in_use"))
+        if self.http_ports is None:
+            endpoints = (header.get("target") or {}).get("endpoints", {})
+            self.http_ports = {e["address"].rsplit(":", 1)[1] for e in endpoints.values()
+                               if e["protocol"] == "http"}
+        tcp = (rec.get("system") or {}).get("tcp") or {}
+        listen = (rec.get("system") or {}).get("listen") or {}
+        for key in ("ListenOverflows", "ListenDrops"):
+            if key in listen:
+                self.ports.setdefault(f"{key}_first", listen[key])
+                self.ports[f"{key}_last"] = listen[key]
+        for port in self.http_ports:
+            sides = (tcp.get("ports") or {}).get(port) or {}
+            client = (sides.get("remote") or {})
+            server = (sides.get("local") or {})
+            self._peak(self.ports, "http_connections_max", client.get("ESTABLISHED", 0))
+            self._peak(self.ports, "http_time_wait_client_max", client.get("TIME_WAIT", 0))
+            self._peak(self.ports, "http_time_wait_target_max", server.get("TIME_WAIT", 0))
+            self._peak(self.ports, "http_time_wait_max",
+                       client.get("TIME_WAIT", 0) + server.get("TIME_WAIT", 0))
+
+    def summary(self, sessions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if not self.samples:
+            return {}
+        out: dict[str, Any] = {
+            "target_resources": dict(self.targets),
+            "generator": self.generator,
+            "listen_overflows": self.ports.get("ListenOverflows_last", 0)
+            - self.ports.get("ListenOverflows_first", 0),
+        }
+        if self.http_ports:
+            out["http"] = {
+                "peak_sessions": (sessions.get("HTTP") or {}).get("peak", 0),
+                "peak_connections": self.ports.get("http_connections_max", 0),
+                "time_wait_peak": self.ports.get("http_time_wait_max", 0),
+                "time_wait_peak_client": self.ports.get("http_time_wait_client_max", 0),
+                "time_wait_peak_target": self.ports.get("http_time_wait_target_max", 0),
+            }
+        return out
+
+
 def summarize(out_dir: Path) -> dict[str, Any]:
     header: dict[str, Any] = {}
     end: dict[str, Any] = {}
@@ -68,6 +139,7 @@ def summarize(out_dir: Path) -> dict[str, Any]:
     open_samples: dict[str, list[int]] = defaultdict(list)
     phases: dict[str, dict[str, float]] = defaultdict(dict)
     escaped: Counter[str] = Counter()
+    resources = _Resources()
     first_ts = last_ts = None
     for rec in read_results(out_dir / RESULTS_FILE):
         kind = rec.get("kind")
@@ -93,6 +165,8 @@ def summarize(out_dir: Path) -> dict[str, Any]:
             end = rec
         elif kind == "error":
             escaped[rec.get("error", "unknown")] += 1
+        elif kind == "sample":
+            resources.add(rec, header)
     requests = []
     for (rtype, name), values in sorted(latencies.items()):
         values.sort()
@@ -125,6 +199,7 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         ],
         "user_errors": [{"error": text, "count": c} for text, c in escaped.most_common(10)],
         "embedded_target": end.get("embedded_target"),
+        **resources.summary(sessions),
     }
 
 

@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from loadtests.target.config import EmbeddedSettings
 from loadtests.target.mailstore import password_for
 from loadtests.target.stats import TargetStats
-from loadtests.targets import PROTOCOLS, Endpoint, Target, UserPattern
+from loadtests.targets import PROTOCOLS, Endpoint, ProcessRef, Target, UserPattern
 
 __all__ = ["EmbeddedTarget", "TargetStartError"]
 
@@ -72,7 +72,9 @@ class EmbeddedTarget:
     @property
     def target(self) -> Target:
         host = self.ready["host"]
-        endpoints = {proto: Endpoint(protocol=proto, host=host, port=self.ready[f"{proto}_port"])
+        watch = [ProcessRef(pid=self.ready["pid"])]  # its own process: measured apart from us
+        endpoints = {proto: Endpoint(protocol=proto, host=host, port=self.ready[f"{proto}_port"],
+                                     monitor=watch)
                      for proto in PROTOCOLS if f"{proto}_port" in self.ready}
         return Target(name="embedded", domain=self.ready["domain"],
                       users=UserPattern(count=self.ready["users"]),
