@@ -221,6 +221,20 @@ class Scenario(StrictModel):
         return PROTOCOL_OF_USER[self.user]
 
 
+class QosSettings(StrictModel):
+    """The verdict a run must pass (SPECmail-style defaults): for each protocol step, more than
+    `percent` % of operations finish under `under`, and errors stay under `max_error_percent` %.
+    `steps` overrides `under` per step, e.g. {"SMTP DATA": 10s, "IMAP session": 60s}."""
+
+    percent: float = Field(default=95.0, gt=0, le=100)
+    under: Duration = Field(default=5.0, gt=0)
+    max_error_percent: float = Field(default=1.0, ge=0, le=100)
+    steps: dict[str, Duration] = {}
+    exclude: list[str] = Field(
+        default=["session"],
+        description="step names not judged by time (whole sessions of idle users last hours)")
+
+
 class Profile(StrictModel):
     name: str = Field(min_length=1)
     description: str = ""
@@ -228,6 +242,7 @@ class Profile(StrictModel):
     drain: Duration = Field(default=10.0, ge=0)
     seed: int | None = None
     scenarios: list[Scenario] = Field(min_length=1)
+    qos: QosSettings = QosSettings()
     embedded: EmbeddedSettings = Field(
         default=EmbeddedSettings(),
         description="settings of the embedded target, used when the run names no target file",
