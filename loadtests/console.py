@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
-from loadtests.profiles import ArrivalSchedule, Profile
+from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.runner import Progress
 from loadtests.units import format_duration
 
@@ -28,6 +28,13 @@ def describe_plan(profile: Profile, duration: float) -> str:
             if s.bursts is not None:
                 lines.append(f"    {s.bursts.share:.0%} of them in bursts at the top of every "
                              f"{format_duration(s.bursts.every)}")
+        elif isinstance(s, RampSchedule):
+            lines.append(f"{sc.name}: ceiling search, {s.start} {sc.user} users then +{s.step} "
+                         f"every {format_duration(s.hold)} up to {s.max}; a step fails when over "
+                         f"{s.stop_when.failure_percent:g}% of its requests fail or its "
+                         f"p{s.stop_when.latency_percentile:g} passes "
+                         f"{format_duration(s.stop_when.latency_over)} (at most "
+                         f"{format_duration(duration)})")
         else:
             lines.append(f"{sc.name}: {s.users} {sc.user} users (closed model, think time "
                          f"{format_duration(s.think_time)}) for {format_duration(duration)}")
@@ -99,6 +106,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += ["", "most frequent failures:"]
         lines += [f"  {e['count']:>6} x {e['type']} {e['name']}: {e['error'][:120]}"
                   for e in sorted(errors, key=lambda e: -e["count"])[:8]]
+    ceiling = summary.get("ceiling")
+    if ceiling:
+        lines += ["", f"ceiling: {ceiling['sessions']} {ceiling['protocol']} sessions (step "
+                  f"{ceiling['step']} users; step {ceiling.get('failed_step', '-')} failed)",
+                  f"cause: {ceiling['cause']}"]
+        lines += [f"  - {e}" for e in ceiling["evidence"]]
     for e in summary.get("user_errors") or []:
         lines.append(f"  user error x{e['count']}: {e['error'][:160]}")
     return "\n".join(lines)

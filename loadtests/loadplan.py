@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from loadtests.pacing import ArrivalPacer
-from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Profile
+from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Profile, RampSchedule
 from loadtests.targets import Target
 from loadtests.users import ScenarioUser, user_class_for
 
@@ -33,7 +33,9 @@ def spawn_rate(profile: Profile) -> float:
     return max(_spawn_rate(sc.schedule) for sc in profile.scenarios)
 
 
-def _spawn_rate(schedule: ArrivalSchedule | ClosedSchedule) -> float:
+def _spawn_rate(schedule: ArrivalSchedule | ClosedSchedule | RampSchedule) -> float:
     if isinstance(schedule, ArrivalSchedule):
         return float(schedule.max_in_flight)  # channels are idle until the pacer starts
+    if isinstance(schedule, RampSchedule):
+        return schedule.spawn_rate
     return schedule.spawn_rate or float(schedule.users)

@@ -40,7 +40,7 @@ __all__ = [
     "load_profile",
 ]
 
-SCHEDULE_KINDS = ("arrival", "closed")
+SCHEDULE_KINDS = ("arrival", "closed", "ramp")
 USER_KINDS = ("smtp", "pop3", "imap-idle", "imap-active", "webuser")
 PROTOCOL_OF_USER = {"smtp": "smtp", "pop3": "pop3", "imap-idle": "imap", "imap-active": "imap",
                     "webuser": "http"}
@@ -109,7 +109,30 @@ class ClosedSchedule(StrictModel):
     think_time: Duration = 0.0
 
 
-Schedule = Annotated[ArrivalSchedule | ClosedSchedule, Field(discriminator="kind")]
+class StopWhen(StrictModel):
+    """When a ramp step counts as failed: too many failed requests in the step, or too slow."""
+
+    failure_percent: float = Field(default=1.0, ge=0, le=100)
+    latency_percentile: float = Field(default=95.0, gt=0, le=100)
+    latency_over: Duration = Field(default=5.0, gt=0)
+
+
+class RampSchedule(StrictModel):
+    """Ceiling search: `start` users, then `step` more every `hold` seconds (counted from when a
+    step's users are all spawned) up to `max`; the run stops at the first step that fails
+    `stop_when`, and the ceiling is the last good step. A ramp profile has one scenario."""
+
+    kind: Literal["ramp"]
+    start: int = Field(ge=1, le=100000)
+    step: int = Field(ge=1, le=100000)
+    max: int = Field(ge=1, le=100000)
+    hold: Duration = Field(default=10.0, gt=0)
+    spawn_rate: float = Field(default=100.0, gt=0)
+    stop_when: StopWhen = StopWhen()
+
+
+Schedule = Annotated[ArrivalSchedule | ClosedSchedule | RampSchedule,
+                     Field(discriminator="kind")]
 
 
 class SizeChoice(StrictModel):
@@ -250,6 +273,16 @@ class Profile(StrictModel):
 
 
 
+def _one_scenario_per_ramp(data: Any) -> list[str]:
+    scenarios = data.get("scenarios") if isinstance(data, dict) else None
+    if not isinstance(scenarios, list) or len(scenarios) < 2:
+        return []
+    if any(isinstance(s, dict) and isinstance(s.get("schedule"), dict)
+           and s["schedule"].get("kind") == "ramp" for s in scenarios):
+        return ["scenarios: a ramp (ceiling search) profile has exactly one scenario"]
+    return []
+
+
 def _unique_scenario_names(data: Any) -> list[str]:
     scenarios = data.get("scenarios") if isinstance(data, dict) else None
     if not isinstance(scenarios, list):
@@ -261,7 +294,8 @@ def _unique_scenario_names(data: Any) -> list[str]:
 
 def load_profile(path: str | Path) -> Profile:
     # the raw check lists duplicate names even when other fields are wrong too
-    return load_yaml_model(Profile, path, tags=SCHEDULE_KINDS, checks=[_unique_scenario_names])
+    return load_yaml_model(Profile, path, tags=SCHEDULE_KINDS,
+                           checks=[_unique_scenario_names, _one_scenario_per_ramp])
 
 
 def check_against_target(profile: Profile, target: Target) -> list[str]:

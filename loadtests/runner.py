@@ -33,10 +33,11 @@ from locust.runners import STATE_RUNNING, Runner
 
 from loadtests import __version__, bridge
 from loadtests.analysis import write_summary
+from loadtests.ceiling import CeilingShape, StepJudge
 from loadtests.loadplan import build_load, spawn_rate
 from loadtests.monitoring import RunMonitor
 from loadtests.pacing import ArrivalPacer
-from loadtests.profiles import ArrivalSchedule, Profile
+from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
 from loadtests.sessions import gauge
 from loadtests.targets import Target
@@ -83,18 +84,24 @@ class RunResult:
 
 
 class _Counters:
-    """Request counts for the progress line (the stream holds the records themselves)."""
+    """Request counts for the progress line (the stream holds the records themselves), and the
+    tap through which a ceiling search's judge sees every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, tap: Callable[[str, bool, float, str | None], None] | None = None) -> None:
         self.requests = self.failures = self.sessions = 0
+        self.tap = tap
 
-    def count(self, name: str, ok: bool) -> None:
+    def count(self, name: str, ok: bool, ms: float = 0.0, error: str | None = None) -> None:
         self.requests += 1
         self.failures += not ok
         self.sessions += name == "session"
+        if self.tap is not None:
+            self.tap(name, ok, ms, error)
 
-    def on_request(self, name: str, exception: BaseException | None = None, **_: Any) -> None:
-        self.count(name, exception is None)
+    def on_request(self, name: str, response_time: float = 0.0,
+                   exception: BaseException | None = None, **_: Any) -> None:
+        self.count(name, exception is None, response_time,
+                   None if exception is None else describe_error(exception))
 
 
 class _LocalFeed:
@@ -128,7 +135,7 @@ class _WorkerFeed:
             record["worker"] = worker
             self.writer.write_record(record)
             if record.get("kind") == "req":
-                self.counters.count(record["name"], record["ok"])
+                self.counters.count(record["name"], record["ok"], record["ms"], record["err"])
         self.pacers[worker] = data["pacers"]
         self.sessions_by_worker[worker] = data["sessions"]
 
@@ -202,14 +209,22 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     if distributed:
         pacers = {}  # the workers pace; the master only counts
     writer = ResultsWriter(options.out_dir / RESULTS_FILE)
-    counters = _Counters()
+    ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)), None)
+    judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]
+    counters = _Counters(judge.record if judge is not None else None)
     events = Events()
     events.request.add_listener(writer.on_request)
     events.request.add_listener(counters.on_request)
     events.user_error.add_listener(
         lambda user_instance, exception, tb, **_: writer.write(
             "error", user=type(user_instance).__name__, error=describe_error(exception)))
-    env = Environment(user_classes=classes, events=events)
+    shape: CeilingShape | None = None
+    if ramp is not None and judge is not None:
+        assert isinstance(ramp.schedule, RampSchedule)
+        shape = CeilingShape(
+            ramp.schedule, judge, on_step=lambda record: writer.write("step", **record),
+            held=lambda: feed.sessions().get(ramp.protocol.upper(), {}).get("open", 0))
+    env = Environment(user_classes=classes, events=events, shape_class=shape)
     feed: _LocalFeed | _WorkerFeed
     procs: list[subprocess.Popen[bytes]] = []
     runner: Runner
@@ -267,9 +282,12 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
                 if time.monotonic() > deadline or options.stop.wait(timeout=0.2):
                     raise RunError(f"only {runner.worker_count} of {options.workers} worker "  # type: ignore[attr-defined]
                                    f"processes connected; see {options.out_dir}/worker*.log")
-        runner.start(total_users, spawn_rate=spawn_rate(profile), wait=False)
+        if shape is not None:
+            runner.start_shape()
+        else:
+            runner.start(total_users, spawn_rate=spawn_rate(profile), wait=False)
         gevent.sleep(0.1)
-        while spawning():
+        while shape is None and spawning():
             if options.stop.wait(timeout=1.0):
                 break
             tick()
@@ -286,7 +304,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         deadline = load_start + duration
         while not options.stop.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (shape is not None and shape.finished):
                 break
             options.stop.wait(timeout=min(1.0, remaining))
             tick()

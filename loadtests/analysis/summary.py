@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from loadtests.analysis.cause import attribute_cause, samples_between
 from loadtests.results import RESULTS_FILE, read_results
 
 __all__ = ["SUMMARY_FILE", "percentile", "summarize", "write_summary"]
@@ -128,6 +129,37 @@ class _Resources:
         return out
 
 
+def _ceiling(header: dict[str, Any], steps: list[dict[str, Any]],
+             samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """`ceiling` and `steps` of a ceiling search (a ramp profile), from its `step` records."""
+    if not steps:
+        return {}
+    scenario = (header.get("profile") or {}).get("scenarios", [{}])[0]
+    protocol = {"smtp": "SMTP", "pop3": "POP3", "webuser": "HTTP"}.get(
+        scenario.get("user", ""), "IMAP")
+    table = [{k: s.get(k) for k in ("users", "held", "requests", "failures", "p_latency_ms",
+                                    "good", "reasons", "start", "end")} for s in steps]
+    bad = next((i for i, s in enumerate(steps) if not s["good"]), None)
+    if bad is None:
+        last = steps[-1]
+        return {"steps": table, "ceiling": {
+            "protocol": protocol, "sessions": last["held"], "step": last["users"],
+            "cause": "not reached", "evidence": [
+                f"every step up to {last['users']} users was good; raise max or duration"]}}
+    failed = steps[bad]
+    good = steps[bad - 1] if bad > 0 else None
+    cause, evidence = attribute_cause(
+        good, failed,
+        samples_between(samples, good["start"], good["end"]) if good else [],
+        samples_between(samples, failed["start"], failed["end"]),
+        first=steps[0], first_samples=samples_between(samples, steps[0]["start"],
+                                                      steps[0]["end"]))
+    return {"steps": table, "ceiling": {
+        "protocol": protocol, "sessions": good["held"] if good else 0,
+        "step": good["users"] if good else 0, "failed_step": failed["users"],
+        "cause": cause, "evidence": [*failed["reasons"], *evidence]}}
+
+
 def summarize(out_dir: Path) -> dict[str, Any]:
     header: dict[str, Any] = {}
     end: dict[str, Any] = {}
@@ -140,6 +172,8 @@ def summarize(out_dir: Path) -> dict[str, Any]:
     phases: dict[str, dict[str, float]] = defaultdict(dict)
     escaped: Counter[str] = Counter()
     resources = _Resources()
+    samples: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
     first_ts = last_ts = None
     for rec in read_results(out_dir / RESULTS_FILE):
         kind = rec.get("kind")
@@ -167,6 +201,9 @@ def summarize(out_dir: Path) -> dict[str, Any]:
             escaped[rec.get("error", "unknown")] += 1
         elif kind == "sample":
             resources.add(rec, header)
+            samples.append(rec)
+        elif kind == "step":
+            steps.append(rec)
     requests = []
     for (rtype, name), values in sorted(latencies.items()):
         values.sort()
@@ -200,6 +237,7 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         "user_errors": [{"error": text, "count": c} for text, c in escaped.most_common(10)],
         "embedded_target": end.get("embedded_target"),
         **resources.summary(sessions),
+        **_ceiling(header, steps, samples),
     }
 
 

@@ -14,7 +14,7 @@ from locust import User, constant, task
 from loadtests import bridge
 from loadtests.clients.steps import Step
 from loadtests.pacing import ArrivalPacer, Token
-from loadtests.profiles import ArrivalSchedule, Scenario
+from loadtests.profiles import ArrivalSchedule, RampSchedule, Scenario
 from loadtests.sessions import gauge
 from loadtests.targets import Target
 
@@ -105,6 +105,8 @@ def user_class_for(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | 
     schedule = scenario.schedule
     if isinstance(schedule, ArrivalSchedule):
         count, wait = schedule.max_in_flight, constant(0)
+    elif isinstance(schedule, RampSchedule):
+        count, wait = 0, constant(0)  # the ceiling shape sets the count, step by step
     else:
         count, wait = schedule.users, constant(schedule.think_time)
     attrs = {

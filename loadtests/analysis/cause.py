@@ -1,0 +1,138 @@
+"""Why a ceiling search stopped: the cause named from evidence, as pure functions.
+
+Input: the failing step and the last good one (their `step` records: users, held sessions,
+time window, error texts) and the monitor's samples inside each window. Checks, in order:
+1. the generator's own limits — its open files (EMFILE or fds >= 95% of its limit), ephemeral
+   ports (EADDRNOTAVAIL), its CPU (>= 90% of a core) — reported as the generator's, never the
+   target's;
+2. what the server said: `NO [LIMIT]`, `* BYE Connection queue full`, SMTP `421`, POP3 `-ERR`;
+3. the target's open files: a process at >= 95% of its fd limit;
+4. memory: less than 5% available;
+5. a process or thread limit: the count grew with the sessions up to the good step and stayed
+   flat while the failing step added sessions;
+6. the listen queue: ListenOverflows rising while connections failed;
+otherwise "unknown", with the most frequent error as evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["attribute_cause", "samples_between"]
+
+Sample = dict[str, Any]
+
+_REPLIES = (
+    ("[LIMIT]", "server reply NO [LIMIT]: a per-user connection limit"),
+    ("Connection queue full", "server reply BYE Connection queue full: login queue limit"),
+    ("too many connections", "server reply: too many connections"),
+    ("421", "server reply 421: service not available (connection limit)"),
+)
+
+
+def samples_between(samples: Sequence[Sample], start: float, end: float) -> list[Sample]:
+    return [s for s in samples if start <= s.get("ts", 0) <= end]
+
+
+def _max(samples: Sequence[Sample], path: tuple[str, ...]) -> float | None:
+    values = []
+    for sample in samples:
+        node: Any = sample
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, int | float):
+            values.append(node)
+    return max(values) if values else None
+
+
+def _mean(samples: Sequence[Sample], path: tuple[str, ...]) -> float | None:
+    values = []
+    for sample in samples:
+        node: Any = sample
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, int | float):
+            values.append(node)
+    return sum(values) / len(values) if values else None
+
+
+def _generator(errors: dict[str, int], fail: Sequence[Sample]) -> tuple[str, list[str]] | None:
+    text = " ".join(errors)
+    fds, limit = _max(fail, ("generator", "open_fds")), _max(fail, ("generator", "fd_limit"))
+    if "Too many open files" in text or "EMFILE" in text or (
+            fds is not None and limit and fds >= 0.95 * limit):
+        return "generator: open files limit", [
+            f"generator open fds {fds:.0f} of limit {limit:.0f}" if fds is not None and limit
+            else "generator errors: Too many open files"]
+    if "Cannot assign requested address" in text or "EADDRNOTAVAIL" in text:
+        used = _max(fail, ("generator", "ephemeral_ports", "in_use"))
+        return "generator: ephemeral ports exhausted", [
+            f"EADDRNOTAVAIL from the generator; ephemeral ports in use {used}"]
+    cpu = _mean(fail, ("generator", "cpu_percent"))
+    if cpu is not None and cpu >= 90:
+        return "generator: CPU", [f"generator CPU {cpu:.0f}% of a core during the failing step"]
+    return None
+
+
+def _groups(samples: Sequence[Sample]) -> set[str]:
+    return {name for s in samples for name in (s.get("targets") or {})}
+
+
+def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
+                    good_samples: Sequence[Sample], fail_samples: Sequence[Sample],
+                    first: dict[str, Any] | None = None,
+                    first_samples: Sequence[Sample] = ()) -> tuple[str, list[str]]:
+    """(cause, evidence) for the step `failed`, `good` being the last good step before it and
+    `first` the first step of the ramp (to see what grows with the sessions)."""
+    errors: dict[str, int] = failed.get("errors") or {}
+    found = _generator(errors, fail_samples)
+    if found:
+        return found
+    for needle, cause in _REPLIES:
+        hits = {e: n for e, n in errors.items() if needle in e}
+        if hits:
+            text, count = max(hits.items(), key=lambda kv: kv[1])
+            return cause, [f"{count} x {text}"]
+    groups = _groups(fail_samples)
+    for name in sorted(groups):
+        ratio = _max(fail_samples, ("targets", name, "fd_max_ratio"))
+        fds = _max(fail_samples, ("targets", name, "open_fds"))
+        limit = _max(fail_samples, ("targets", name, "fd_limit"))
+        if ratio is not None and ratio >= 0.95:
+            return f"target {name}: open files limit", [
+                f"{name}: a process at {ratio:.0%} of its fd limit ({fds:.0f} fds in the tree, "
+                f"limit {limit:.0f} per process)"]
+    total = _max(fail_samples, ("system", "memory", "total_bytes"))
+    avail = _max(fail_samples, ("system", "memory", "available_bytes"))
+    if total and avail is not None and avail < 0.05 * total:
+        return "memory exhausted", [f"available memory {avail / 2**20:.0f} MiB of "
+                                    f"{total / 2**20:.0f} MiB"]
+    if good is not None:
+        added = failed["users"] - good["users"]
+        for name in sorted(groups):
+            for kind in ("processes", "threads"):
+                at_good = _max(good_samples, ("targets", name, kind))
+                at_fail = _max(fail_samples, ("targets", name, kind))
+                at_first = _max(first_samples, ("targets", name, kind)) if first else None
+                if at_good is None or at_fail is None:
+                    continue
+                grew = (first is not None and at_first is not None
+                        and at_good - at_first >= 0.5 * (good["users"] - first["users"]) > 0)
+                if grew and at_fail - at_good < 0.2 * added:
+                    return f"target {name}: {kind[:-2] if kind == 'processes' else 'thread'} " \
+                           "limit", [
+                        f"{name}: {kind} grew with the sessions ({at_first:.0f} at "
+                        f"{first['users']} users, {at_good:.0f} at {good['users']}) then stayed "
+                        f"flat ({at_fail:.0f} at {failed['users']}) while logins failed",
+                        *(f"{n} x {e}" for e, n in list(errors.items())[:2])]
+    overflows = [s.get("system", {}).get("listen", {}).get("ListenOverflows") for s in
+                 fail_samples]
+    overflows = [o for o in overflows if isinstance(o, int | float)]
+    if len(overflows) >= 2 and overflows[-1] > overflows[0]:
+        return "target: listen queue overflow", [
+            f"ListenOverflows rose by {overflows[-1] - overflows[0]:.0f} during the step"]
+    if errors:
+        text, count = max(errors.items(), key=lambda kv: kv[1])
+        return "unknown", [f"{count} x {text}"]
+    return "unknown", list(failed.get("reasons") or ["no evidence in the samples"])
