@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from loadtests.target.config import FAULTS, EmbeddedSettings
-from loadtests.target.server import die_with_parent, serve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +57,8 @@ def settings_from_args(args: argparse.Namespace) -> EmbeddedSettings:
 
 
 def run_foreground(args: argparse.Namespace) -> int:
+    from loadtests.target.server import die_with_parent, serve  # the servers' imports, only here
+
     settings = settings_from_args(args)
     if args.die_with_parent:
         die_with_parent()

@@ -26,6 +26,12 @@ class EmbeddedSettings(StrictModel):
     dns_port: int = Field(default=0, ge=0, le=65535)
     pop3_port: int = Field(default=0, ge=0, le=65535)
     imap_port: int = Field(default=0, ge=0, le=65535)
+    http_port: int = Field(default=0, ge=0, le=65535)
+    web_session_timeout: Duration = Field(
+        default=1800.0, gt=0, description="webmail sessions expire after this long idle")
+    web_keepalive_timeout: Duration = Field(
+        default=75.0, gt=0,
+        description="idle keep-alive connections are closed after this (> poll interval)")
     domain: str = "example.test"
     users: int = Field(default=1000, ge=1, le=1_000_000)
     messages_per_user: int = Field(default=5, ge=0, le=10000)

@@ -25,6 +25,7 @@ from loadtests.target.mailstore import MailStore
 from loadtests.target.pop3 import Pop3Server
 from loadtests.target.smtp import SmtpServerFactory
 from loadtests.target.stats import TargetStats
+from loadtests.target.web import start_web
 
 __all__ = ["die_with_parent", "serve"]
 
@@ -49,6 +50,9 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
         SmtpServerFactory(settings, stats, store if settings.smtp_deliver else None),
         settings.host, settings.smtp_port, backlog=settings.backlog)
     dns_port, udp, tcp = await serve_dns(settings, stats)
+    web_counters: dict[str, int] = {}
+    http_port, stop_web = await start_web(settings, store, settings.host, settings.http_port,
+                                          counters=web_counters)
     pop3_server = Pop3Server(store, hostname=f"mail.{settings.domain}",
                              command_delay=settings.command_delay, fault=settings.pop3_fault)
     imap_server = ImapServer(
@@ -69,7 +73,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
     ready = {
         "ready": True, "pid": os.getpid(), "host": settings.host,
         "smtp_port": smtp.sockets[0].getsockname()[1], "dns_port": dns_port,
-        **{f"{lis.name}_port": lis.port for lis in listeners},
+        **{f"{lis.name}_port": lis.port for lis in listeners}, "http_port": http_port,
         "domain": settings.domain, "users": settings.users,
     }
     sys.stdout.write(json.dumps(ready) + "\n")
@@ -77,7 +81,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
     try:
         while not stop.is_set():
             if stats_fd >= 0:
-                _collect(stats, listeners, pop3_server, imap_server)
+                _collect(stats, listeners, pop3_server, imap_server, web_counters)
                 stats.write(stats_fd)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -87,8 +91,9 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
         udp.close()
         for lis in listeners:
             lis.close()
+        await stop_web()
         if stats_fd >= 0:
-            _collect(stats, listeners, pop3_server, imap_server)
+            _collect(stats, listeners, pop3_server, imap_server, web_counters)
             stats.write(stats_fd)
             os.close(stats_fd)
 
@@ -100,9 +105,10 @@ def _listener_options(settings: EmbeddedSettings) -> dict[str, object]:
 
 
 def _collect(stats: TargetStats, listeners: list[Listener], pop3: Pop3Server,
-             imap: ImapServer) -> None:
+             imap: ImapServer, web: dict[str, int]) -> None:
     stats.listeners = {lis.name: dict(vars(lis.counters)) for lis in listeners}
-    stats.servers = {"pop3": _counters(pop3.counters), "imap": _counters(imap.stats)}
+    stats.servers = {"pop3": _counters(pop3.counters), "imap": _counters(imap.stats),
+                     "http": dict(web)}
 
 
 def _counters(obj: object) -> dict[str, object]:

@@ -8,6 +8,7 @@ from loadtests.users.base import ScenarioUser, user_class_for
 from loadtests.users.imap import ImapActiveUser, ImapIdleUser
 from loadtests.users.pop3 import Pop3CheckMailUser
 from loadtests.users.smtp import SmtpUser
+from loadtests.users.webuser import WebUser
 
 __all__ = ["ImapActiveUser", "ImapIdleUser", "Pop3CheckMailUser", "ScenarioUser", "SmtpUser",
-           "user_class_for"]
+           "WebUser", "user_class_for"]

@@ -45,8 +45,16 @@ class ScenarioUser(User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.number = next(type(self)._numbers)
-        seed = None if self.seed is None else f"{self.seed}/{self.scenario.name}/{self.number}"
-        self.rng = random.Random(seed)
+        self._rng: random.Random | None = None
+
+    @property
+    def rng(self) -> random.Random:
+        """This user's random numbers, reproducible with the profile's seed; made on first use
+        (a Random is ~3 KB, and an idle IMAP user never needs one)."""
+        if self._rng is None:
+            seed = None if self.seed is None else f"{self.seed}/{self.scenario.name}/{self.number}"
+            self._rng = random.Random(seed)
+        return self._rng
 
     @task
     def _one_iteration(self) -> None:
