@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from loadtests.cli import build_parser
 from loadtests.stack import PORTS, SERVICES, StackConfig, render
 from loadtests.stack.settings import DovecotLimits
 from loadtests.stack.targetfile import ENDPOINTS, render_target
@@ -133,8 +134,12 @@ def test_compose_servers_match_the_stack() -> None:
     for name, service in servers.items():
         for dep in service.get("depends_on", []):
             assert dep in servers, name
-    assert "generator-master" in compose["services"]
-    assert "generator-worker" in compose["services"]
+    generator = compose["services"]["generator"]
+    args = [a.replace("${WORKERS:-2}", "2").replace("${PROFILE:-profiles/smtp-50mps.yaml}",
+                                                    "profiles/smtp-50mps.yaml")
+            for a in generator["command"]]
+    parsed = build_parser().parse_args(args)  # the real CLI accepts the container's command
+    assert parsed.workers == 2 and (ROOT / parsed.profile).is_file()
 
 
 def test_cli_help() -> None:
