@@ -30,7 +30,8 @@ def build_load(profile: Profile, target: Target, *, allow_remote: bool, rate_sha
 
 
 def spawn_rate(profile: Profile) -> float:
-    return max(_spawn_rate(sc.schedule) for sc in profile.scenarios)
+    """Locust has one spawn rate for all users: the sum of the scenarios' own."""
+    return sum(_spawn_rate(sc.schedule) for sc in profile.scenarios)
 
 
 def _spawn_rate(schedule: ArrivalSchedule | ClosedSchedule | RampSchedule) -> float:

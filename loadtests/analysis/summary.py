@@ -63,6 +63,8 @@ class _Resources:
 
     def __init__(self) -> None:
         self.targets: dict[str, dict[str, Any]] = defaultdict(dict)
+        self.first: dict[str, dict[str, Any]] = {}
+        self.connections: dict[str, int] = defaultdict(int)
         self.generator: dict[str, Any] = {}
         self.ports: dict[str, int] = defaultdict(int)
         self.http_ports: set[str] | None = None
@@ -74,7 +76,14 @@ class _Resources:
 
     def add(self, rec: dict[str, Any], header: dict[str, Any]) -> None:
         self.samples += 1
+        tcp = (rec.get("system") or {}).get("tcp") or {}
+        endpoints = (header.get("target") or {}).get("endpoints", {})
         for name, t in (rec.get("targets") or {}).items():
+            self.first.setdefault(name, t)
+            held = sum(((tcp.get("ports") or {}).get(endpoints[key]["address"].rsplit(":", 1)[1])
+                        or {}).get("local", {}).get("ESTABLISHED", 0)
+                       for key in name.split("+") if key in endpoints)
+            self.connections[name] = max(self.connections[name], held)
             peaks = self.targets[name]
             for key in ("open_fds", "threads", "processes", "rss_bytes", "pss_bytes",
                         "cpu_percent", "fd_max_ratio"):
@@ -93,7 +102,6 @@ class _Resources:
             endpoints = (header.get("target") or {}).get("endpoints", {})
             self.http_ports = {e["address"].rsplit(":", 1)[1] for e in endpoints.values()
                                if e["protocol"] == "http"}
-        tcp = (rec.get("system") or {}).get("tcp") or {}
         listen = (rec.get("system") or {}).get("listen") or {}
         for key in ("ListenOverflows", "ListenDrops"):
             if key in listen:
@@ -112,6 +120,14 @@ class _Resources:
     def summary(self, sessions: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if not self.samples:
             return {}
+        for name, peaks in self.targets.items():
+            held, first = self.connections.get(name, 0), self.first.get(name, {})
+            peaks["connections_max"] = held
+            if held:  # what each connection costs: growth over the first sample, per connection
+                peaks["per_connection"] = {
+                    key: round((peaks[f"{key}_max"] - first[key]) / held, 1)
+                    for key in ("rss_bytes", "pss_bytes", "open_fds", "processes", "threads")
+                    if peaks.get(f"{key}_max") is not None and first.get(key) is not None}
         out: dict[str, Any] = {
             "target_resources": dict(self.targets),
             "generator": self.generator,
