@@ -91,12 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_arguments(target)
     target.set_defaults(func=_cmd_target)
 
-    try:
-        from loadtests.stack.cli import register as register_stack
-    except ImportError:
-        pass
-    else:
-        register_stack(sub)
+    from loadtests.monitor.cli import register as register_monitor
+    from loadtests.stack.cli import register as register_stack
+
+    register_monitor(sub)  # agent, doctor
+    register_stack(sub)
     return parser
 
 
