@@ -1,0 +1,245 @@
+"""Two runs side by side: is B different from A, and by how much?
+
+What is compared (B - A, in % of A):
+- ceiling (ramp runs, from `summary.json`): a single number per run, so no bootstrap. Its
+  uncertainty is the ramp's resolution: the true ceiling lies between the last step held and
+  the users of the step that failed (`failed_step`), so the difference lies in
+  [low_B - high_A, high_B - low_A]. The change is significant when that interval excludes 0;
+  without the next step it is reported as "no interval: single value".
+- throughput: per second of the load window, successful sessions and operations per protocol
+  (and failed operations when any failed); the mean with a circular block bootstrap over the
+  per-second samples;
+- concurrent sessions per protocol (ticks) and the target's open fds, threads, processes and RSS
+  per monitored group (samples): means over the load window, block bootstrap likewise; their
+  peaks are shown as single values, without an interval;
+- latency p50/p95/p99 per step: bootstrap over requests, resampled by blocks of seconds (see
+  loadtests.analysis.bootstrap; steps with more than 3,000 requests are subsampled).
+Each resampling uses `resamples` draws (2,000 by default) from a generator seeded with `seed`,
+so the same inputs give the same output. A difference is *significant* when its 95 % interval
+excludes 0 and its size reaches `min_effect` % of A (25 % by default; 1 unit when A is 0). The
+intervals come from within each run and cannot see run-to-run variation: two runs of the same
+settings on a shared 2-core machine differed by up to ~23 % in a median session latency whose
+within-run interval excluded 0, so smaller changes are reported but not called significant; a
+latency change must also reach `min_latency_ms` (1 ms: below that, scheduling jitter of the
+generator itself decides).
+The verdict lists the significant differences, or says "no significant change".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from loadtests.analysis.bootstrap import (
+    Interval,
+    block_mean_draws,
+    block_quantile_draws,
+    diff_interval,
+)
+from loadtests.analysis.stream import RunRecords, load_records, step_key
+from loadtests.analysis.summary import SUMMARY_FILE, percentile, summarize
+
+__all__ = ["compare_records", "compare_runs", "format_compare", "load_run", "per_second"]
+
+_MB = 2**20
+
+
+def load_run(path: Path) -> tuple[RunRecords, dict[str, Any]]:
+    """Records and summary of a run folder (the summary computed when summary.json is absent)."""
+    path = Path(path)
+    file = path / SUMMARY_FILE
+    summary = json.loads(file.read_text()) if file.is_file() else summarize(path)
+    return load_records(path), summary
+
+
+def per_second(run: RunRecords) -> dict[str, list[float]]:
+    """Per-second samples over the load window, by metric name."""
+    t0, t1 = run.t0, run.t_end
+    n = max(1, math.floor(t1 - t0))
+    counts: dict[str, list[float]] = defaultdict(lambda: [0.0] * n)
+    for r in run.requests:
+        s = math.floor(r.ts - t0)
+        if 0 <= s < n:
+            what = "sessions" if r.name == "session" else "operations"
+            counts[f"{r.type} {what}{'' if r.ok else ' failed'}/s"][s] += 1
+    out = dict(counts)
+    for t in run.ticks:
+        if t.get("phase") == "running":
+            for proto, c in (t.get("sessions") or {}).items():
+                out.setdefault(f"{proto} concurrent sessions", []).append(float(c.get("open", 0)))
+    for smp in run.samples:
+        if not t0 <= float(smp["ts"]) <= t1:
+            continue
+        for group, g in (smp.get("targets") or {}).items():
+            for key, label, scale in (("open_fds", "open fds", 1), ("threads", "threads", 1),
+                                      ("processes", "processes", 1),
+                                      ("rss_bytes", "RSS MB", 1 / _MB)):
+                if g.get(key) is not None:
+                    out.setdefault(f"{group} {label}", []).append(g[key] * scale)
+    return out
+
+
+def _verdict(name: str, iv: Interval | None, min_effect: float,
+             min_abs: float = 0.0) -> tuple[bool | None, str]:
+    if iv is None:
+        return None, f"{name}: no interval: single value"
+    if iv.percent is not None:
+        text = f"{name} {iv.percent:+.0f}% [{iv.percent_low:+.0f}%, {iv.percent_high:+.0f}%]"
+        big = abs(iv.percent) >= min_effect
+    else:
+        text = f"{name} {iv.diff:+.3g} [{iv.low:+.3g}, {iv.high:+.3g}]"
+        big = abs(iv.diff) >= 1
+    return iv.excludes_zero and big and abs(iv.diff) >= min_abs, text
+
+
+def _row(group: str, name: str, a: float | None, b: float | None, iv: Interval | None,
+         min_effect: float, method: str, min_abs: float = 0.0) -> dict[str, Any]:
+    significant, text = _verdict(name, iv, min_effect, min_abs)
+    return {"group": group, "metric": name, "a": a, "b": b,
+            "diff": None if a is None or b is None else b - a,
+            "diff_percent": iv.percent if iv else (100 * (b - a) / a if a and b is not None
+                                                   else None),
+            "interval": [iv.low, iv.high] if iv else None,
+            "interval_percent": [iv.percent_low, iv.percent_high]
+            if iv and iv.percent is not None else None,
+            "method": method, "significant": significant, "text": text}
+
+
+def _ceiling_bracket(ceiling: dict[str, Any]) -> tuple[float, float | None]:
+    """[sessions held at the last good step, users of the step that failed)."""
+    failed = ceiling.get("failed_step")
+    return float(ceiling["sessions"]), float(failed) if failed else None
+
+
+def _compare_ceiling(a: tuple[RunRecords, dict[str, Any]], b: tuple[RunRecords, dict[str, Any]],
+                     min_effect: float) -> list[dict[str, Any]]:
+    ca, cb = a[1].get("ceiling"), b[1].get("ceiling")
+    if not ca and not cb:
+        return []
+    if not (ca and cb and ca.get("sessions") is not None and cb.get("sessions") is not None):
+        return [{"group": "ceiling", "metric": "ceiling", "a": (ca or {}).get("sessions"),
+                 "b": (cb or {}).get("sessions"), "significant": None, "method": "single value",
+                 "text": "ceiling: found in only one run"}]
+    lo_a, hi_a = _ceiling_bracket(ca)
+    lo_b, hi_b = _ceiling_bracket(cb)
+    va, vb = float(ca["sessions"]), float(cb["sessions"])
+    iv = None
+    if va > 0 and (hi_a is not None or hi_b is not None):
+        low = lo_b - hi_a if hi_a is not None else -math.inf
+        high = hi_b - lo_a if hi_b is not None else math.inf
+        iv = Interval(vb - va, low, high, 100 * (vb - va) / va, 100 * low / va,
+                      100 * high / va)
+    row = _row("ceiling", "ceiling", va, vb, iv, min_effect,
+               "ramp resolution: [held step, next step)" if iv else "single value")
+    row["cause"] = [ca.get("cause"), cb.get("cause")]
+    return [row]
+
+
+def compare_records(a: tuple[RunRecords, dict[str, Any]], b: tuple[RunRecords, dict[str, Any]],
+                    *, resamples: int = 2000, seed: int = 1, min_effect: float = 25.0,
+                    min_latency_ms: float = 1.0) -> dict[str, Any]:
+    """The comparison of two loaded runs (see the module docstring); pure."""
+    rng = random.Random(seed)
+    rows = _compare_ceiling(a, b, min_effect)
+    sa, sb = per_second(a[0]), per_second(b[0])
+    for name in sorted(set(sa) | set(sb)):
+        xa, xb = sa.get(name, []), sb.get(name, [])
+        if not xa or not xb:
+            continue
+        if name.endswith("failed/s") and not any(xa) and not any(xb):
+            continue
+        group = "throughput" if name.endswith("/s") else (
+            "sessions" if name.endswith("sessions") else "resources")
+        ma, mb = sum(xa) / len(xa), sum(xb) / len(xb)
+        iv = diff_interval(ma, mb, block_mean_draws(xa, resamples, rng),
+                           block_mean_draws(xb, resamples, rng))
+        rows.append(_row(group, f"{name} (mean)", ma, mb, iv, min_effect,
+                         "block bootstrap over per-second samples"))
+        if group == "resources":
+            rows.append(_row(group, f"{name} (peak)", max(xa), max(xb), None, min_effect,
+                             "single value"))
+    lat_a, lat_b = _latencies(a[0]), _latencies(b[0])
+    qs = (50, 95, 99)
+    for key in sorted(set(lat_a) & set(lat_b)):
+        all_a = sorted(v for s in lat_a[key] for v in s)
+        all_b = sorted(v for s in lat_b[key] for v in s)
+        draws_a = block_quantile_draws(lat_a[key], qs, resamples, rng)
+        draws_b = block_quantile_draws(lat_b[key], qs, resamples, rng)
+        for q in qs:
+            va, vb = percentile(all_a, q), percentile(all_b, q)
+            iv = diff_interval(va or 0.0, vb or 0.0, draws_a[q], draws_b[q])
+            rows.append(_row("latency", f"{key} p{q} ms", va, vb, iv, min_effect,
+                             "bootstrap over requests by blocks of seconds", min_latency_ms))
+    significant = [r["text"] for r in rows if r.get("significant")]
+    return {"a": _describe(a), "b": _describe(b), "resamples": resamples, "seed": seed,
+            "min_effect_percent": min_effect, "min_latency_ms": min_latency_ms,
+            "metrics": rows,
+            "significant": bool(significant),
+            "verdict": "; ".join(significant) if significant else "no significant change"}
+
+
+def _latencies(run: RunRecords) -> dict[str, list[list[float]]]:
+    """Per step, per second of the run (from its first request), the latencies started then."""
+    if not run.requests:
+        return {}
+    first = min(r.ts for r in run.requests)
+    n = math.floor(max(r.ts for r in run.requests) - first) + 1
+    out: dict[str, list[list[float]]] = {}
+    for r in run.requests:
+        key = step_key(r.type, r.name)
+        if key not in out:
+            out[key] = [[] for _ in range(n)]
+        out[key][math.floor(r.ts - first)].append(r.ms)
+    return out
+
+
+def _describe(run: tuple[RunRecords, dict[str, Any]]) -> dict[str, Any]:
+    summary = run[1]
+    return {"profile": summary.get("profile"), "started": summary.get("started"),
+            "duration_s": summary.get("duration_s"),
+            "target": (summary.get("target") or {}).get("name")}
+
+
+def compare_runs(a: Path, b: Path, *, resamples: int = 2000, seed: int = 1,
+                 min_effect: float = 25.0) -> dict[str, Any]:
+    """Compare two run folders (A is the baseline)."""
+    result = compare_records(load_run(a), load_run(b), resamples=resamples, seed=seed,
+                             min_effect=min_effect)
+    result["a"]["dir"], result["b"]["dir"] = str(a), str(b)
+    return result
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def format_compare(result: dict[str, Any], rows: Sequence[dict[str, Any]] | None = None) -> str:
+    """The comparison as a terminal table, then the verdict."""
+    rows = result["metrics"] if rows is None else rows
+    lines = [f"A: {result['a'].get('dir', result['a'].get('profile'))}",
+             f"B: {result['b'].get('dir', result['b'].get('profile'))}",
+             f"{'metric':<44} {'A':>10} {'B':>10} {'change':>8} {'95% interval':>18}  "
+             f"significant"]
+    for r in rows:
+        pct, ivp = r.get("diff_percent"), r.get("interval_percent")
+        change = f"{pct:+.1f}%" if pct is not None else _num(r.get("diff"))
+        if ivp:
+            interval = f"[{ivp[0]:+.1f}%, {ivp[1]:+.1f}%]"
+        elif r.get("interval"):
+            interval = f"[{_num(r['interval'][0])}, {_num(r['interval'][1])}]"
+        else:
+            interval = "single value"
+        sig = {True: "YES", False: "no", None: "-"}[r.get("significant")]
+        lines.append(f"{r['metric'][:44]:<44} {_num(r.get('a')):>10} {_num(r.get('b')):>10} "
+                     f"{change:>8} {interval:>18}  {sig}")
+    lines += ["", f"verdict: {result['verdict']}"]
+    return "\n".join(lines)

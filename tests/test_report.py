@@ -1,0 +1,142 @@
+"""The report's pure parts on crafted records: series, tables, the SVG chart (golden file), and
+build_report writing one self-contained page and its CSV files."""
+
+import json
+import os
+from pathlib import Path
+
+from streams import T0, header, req, write_stream
+
+from loadtests.analysis.stream import collect
+from loadtests.report import build_report
+from loadtests.report.series import (
+    arrival_series,
+    failure_cause,
+    failure_series,
+    http_series,
+    latency_series,
+    rate_series,
+    resource_series,
+    step_spans,
+)
+from loadtests.report.svg import Chart, Limit, Marker, Series, nice_ticks, render_chart
+from loadtests.report.tables import to_csv
+
+GOLDEN = Path(__file__).parent / "golden" / "chart.svg"
+
+
+def _tick(t: float, **counters: int) -> dict:
+    return {"kind": "tick", "ts": T0 + t, "phase": "running", "users": 10,
+            "scenarios": {"smtp": counters},
+            "sessions": {"SMTP": {"open": counters.get("in_flight", 0), "peak": 5,
+                                  "opened": 0, "dropped": 0}}}
+
+
+def test_rates_and_latency_percentiles_per_second() -> None:
+    run = collect([req(0.1, "SMTP", "DATA", 10), req(0.5, "SMTP", "DATA", 30, ok=False,
+                                                          err="SMTPResponseException: 421 busy"),
+                   req(1.2, "SMTP", "DATA", 20), req(1.3, "SMTP", "session", 99)])
+    rates = rate_series(run.requests, T0, T0 + 2)
+    assert rates["SMTP ops ok/s"] == [(0.0, 1.0), (1.0, 1.0), (2.0, 0.0)]
+    assert rates["SMTP ops failed/s"][0] == (0.0, 1.0)
+    assert rates["SMTP sessions ok/s"][1] == (1.0, 1.0)
+    lat = latency_series(run.requests, T0)["SMTP"]
+    assert lat["p50"] == [(0.0, 10), (1.0, 20)] and lat["p99"][0] == (0.0, 30)
+
+
+def test_failure_causes_group_by_kind_and_reply_code() -> None:
+    assert failure_cause("SMTPResponseException: 421 4.3.2 busy") == "SMTPResponseException 421"
+    assert failure_cause("ConnectionRefusedError: [Errno 111] refused") == \
+        "ConnectionRefusedError"
+    assert failure_cause(None) == "unknown"
+    run = collect([req(0, "IMAP", "LOGIN", 1, ok=False, err=f"E{i}: x") for i in range(8)])
+    series = failure_series(run.requests, T0, T0 + 1, top=3)
+    assert set(series) == {"E0", "E1", "E2", "other"} and series["other"][0] == (0.0, 5.0)
+
+
+def test_arrival_counters_become_rates() -> None:
+    ticks = [_tick(0, intended=0, started=0, completed=0, late=0, dropped=0, in_flight=0),
+             _tick(1, intended=50, started=48, completed=45, late=2, dropped=2, in_flight=3),
+             _tick(2, intended=100, started=95, completed=90, late=2, dropped=5, in_flight=5)]
+    s = arrival_series(ticks, T0)["smtp"]
+    assert s["intended/s"] == [(1.0, 50.0), (2.0, 50.0)]
+    assert s["dropped/s"] == [(1.0, 2.0), (2.0, 3.0)] and s["in flight"][-1] == (2.0, 5.0)
+
+
+def test_resources_with_fd_limit_and_http_connections() -> None:
+    samples = [{"kind": "sample", "ts": T0 + t,
+                "targets": {"dovecot": {"open_fds": 100 * t, "fd_limit": 1024, "threads": 1,
+                                        "processes": 2, "rss_bytes": 2**20}},
+                "system": {"tcp": {"ports": {"8080": {"remote": {"ESTABLISHED": 7},
+                                                      "local": {"TIME_WAIT": 3}}}}}}
+               for t in range(3)]
+    series, limits = resource_series(samples, T0)
+    assert series["open fds"]["dovecot"] == [(0.0, 0), (1.0, 100), (2.0, 200)]
+    assert series["RSS MB"]["dovecot"][0] == (0.0, 1.0) and "PSS MB" not in series
+    assert limits == {"open fds": {"dovecot": 1024.0}}
+    ticks = [{"ts": T0, "sessions": {"HTTP": {"open": 5, "peak": 5}}}]
+    assert http_series([], samples, T0, ["8080"]) == {}
+    web = http_series(ticks, samples, T0, ["8080"])
+    assert web["connections"][0] == (0.0, 7.0) and web["TIME_WAIT"][0] == (0.0, 3.0)
+
+
+def _step(users: int, start: float, end: float, good: bool = True) -> dict:
+    """A `step` record as the ceiling search writes it: at the end of the step."""
+    return {"kind": "step", "users": users, "held": users, "start": T0 + start,
+            "end": T0 + end, "good": good, "ts": T0 + end}
+
+
+def test_step_spans_from_step_records() -> None:
+    run = collect([header(), {"kind": "phase", "name": "load_start", "ts": T0},
+                   req(1, "IMAP", "LOGIN", 5), _step(100, 0, 10),
+                   req(11, "IMAP", "LOGIN", 50, ok=False, err="x"), req(12, "IMAP", "LOGIN", 7),
+                   _step(200, 10, 20, good=False),
+                   {"kind": "end", "load_end": T0 + 20, "ts": T0 + 20}])
+    rows = step_spans(run)
+    assert [(r["step"], r["users"], r["good"], r["start_s"], r["end_s"]) for r in rows] == \
+        [(1, 100, True, 0.0, 10.0), (2, 200, False, 10.0, 20.0)]
+    assert rows[1]["count"] == 2 and rows[1]["error_percent"] == 50.0
+
+
+def test_nice_ticks() -> None:
+    assert nice_ticks(0, 97) == [0, 20, 40, 60, 80, 100]
+    assert nice_ticks(0, 0) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_chart_matches_golden_file() -> None:
+    chart = Chart("ops/s", "per second",
+                  [Series("ok", [(0, 1), (1, 3), (2, None), (3, 2)]),
+                   Series("failed", [(0, 0), (1, 1), (2, 0), (3, 0)], dashed=True)],
+                  [Limit("limit 4", 4)], [Marker(1.5, "ceiling 3", strong=True)])
+    svg = render_chart(chart, width=400, height=200)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(svg)
+    assert svg == GOLDEN.read_text()
+    assert svg.count('class="series"') == 2 and 'data-points="3"' in svg
+
+
+def test_csv_uses_every_column() -> None:
+    assert to_csv([{"a": 1}, {"a": None, "b": "x,y"}]) == 'a,b\n1,\n,"x,y"\n'
+
+
+def test_build_report_writes_page_and_csvs(tmp_path: Path) -> None:
+    records = [*[req(i / 5, "SMTP", "DATA", 5 + i) for i in range(40)], _step(10, 0, 4),
+               req(4, "SMTP", "DATA", 9, ok=False, err="SMTPResponseException: 421 busy"),
+               _step(20, 4, 8, good=False)]
+    folder = write_stream(tmp_path / "run", records)
+    (folder / "summary.json").write_text(json.dumps({
+        "profile": "crafted", "duration_s": 8, "requests": [
+            {"type": "SMTP", "name": "DATA", "count": 41, "failures": 1, "p50_ms": 25,
+             "p95_ms": 43, "p99_ms": 44, "max_ms": 44}],
+        "ceiling": {"protocol": "SMTP", "sessions": 10, "step": 10, "failed_step": 20,
+                    "cause": "421 replies", "evidence": ["reply 421"]},
+        "qos": {"pass": False, "checks": [{"name": "SMTP DATA: error rate", "threshold": 1,
+                                           "measured": 2.4, "pass": False}]}}))
+    page = build_report(folder)
+    html = page.read_text()
+    assert page.name == "report.html" and "<script" not in html and "http://" not in \
+        html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "ceiling 10 SMTP (421 replies)" in html and "20 users" in html
+    assert "SMTPResponseException 421" in html and "FAIL" in html
+    for name in ("requests", "steps", "failures", "qos", "timeseries"):
+        assert (folder / f"{name}.csv").read_text().count("\n") >= 2, name
