@@ -88,10 +88,14 @@ def test_sessions_in_both_modes(server: Webmail, tmp_path: Path, mode: str) -> N
     counters = server.counters()
     assert counters["logins"] == reqs["LOGIN"]["count"]
     assert counters["logouts"] == reqs["LOGOUT"]["count"]
+    http = summary["http"]  # the run's own monitor: client-side connections each second
+    assert http["peak_sessions"] == 30
     if mode == "keep-alive":  # one connection held per session
         assert counters["connections_peak"] >= 30
+        assert http["peak_connections"] >= 30
     else:
         assert counters["connections_peak"] < 30
+        assert http["time_wait_peak"] > 0  # (few sessions: see the 3,000 test for the ratio)
 
 
 def test_sessions_dropped_by_the_server_log_in_again(tmp_path: Path) -> None:
@@ -162,6 +166,9 @@ def test_three_thousand_sessions_on_few_connections_in_close_mode(server: Webmai
     counters = server.counters()
     assert counters["sessions_peak"] == 3000
     assert counters["connections_peak"] < 300, counters  # well below the session count
+    http = summary["http"]
+    assert http["peak_sessions"] == 3000 and http["peak_connections"] < 300, http
+    assert http["time_wait_peak"] > 1000  # every request left a TIME_WAIT socket behind
 
 
 def test_the_embedded_target_serves_webmail_when_wired(tmp_path: Path) -> None:
