@@ -6,8 +6,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import mailswarm
+
 from loadtests.stack import DovecotLimits, StackConfig, using
 
 pytestmark = [
