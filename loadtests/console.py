@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import sys
+from collections import deque
 from typing import Any, TextIO
 
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.runner import Progress
 from loadtests.units import format_duration
 
-__all__ = ["ProgressPrinter", "describe_plan", "format_summary"]
+__all__ = ["ProgressPrinter", "describe_plan", "format_summary", "progress_bar"]
 
 
 def describe_plan(profile: Profile, duration: float) -> str:
@@ -41,9 +43,39 @@ def describe_plan(profile: Profile, duration: float) -> str:
     return "\n".join(lines)
 
 
+def progress_bar(elapsed: float, duration: float, width: int = 30) -> str:
+    """`[#########.........]  42%` for the run time."""
+    share = min(1.0, max(0.0, elapsed / duration)) if duration > 0 else 0.0
+    done = round(share * width)
+    return f"[{'#' * done}{'.' * (width - done)}] {share:4.0%}"
+
+
+class _Window:
+    """Latencies and failures per scenario over the last `seconds` seconds (for the live table)."""
+
+    def __init__(self, seconds: int = 5) -> None:
+        self.seconds = seconds
+        self.buckets: deque[dict[str, tuple[list[float], int]]] = deque([{}], maxlen=seconds)
+
+    def add(self, scenario: str, ms: float, ok: bool) -> None:
+        values, failures = self.buckets[-1].setdefault(scenario, ([], 0))
+        values.append(ms)
+        self.buckets[-1][scenario] = (values, failures + (not ok))
+
+    def rotate(self) -> None:
+        self.buckets.append({})
+
+    def p95_and_failures(self, scenario: str) -> tuple[float | None, int]:
+        values = sorted(v for b in self.buckets for v in b.get(scenario, ([], 0))[0])
+        failures = sum(b.get(scenario, ([], 0))[1] for b in self.buckets)
+        return (values[max(0, math.ceil(0.95 * len(values)) - 1)] if values else None), failures
+
+
 class ProgressPrinter:
-    """Called once a second with a Progress; rewrites one line on a terminal, else prints a line
-    every `every` seconds (for logs and CI)."""
+    """Called once a second with a Progress. On a terminal: a progress bar for the run time and a
+    small live table per scenario (sessions/s, in flight, late, dropped, and with `observe`
+    wired to Locust's `events.request`: failures and p95 of the last 5 s), redrawn in place.
+    Elsewhere (logs, CI): one line every `every` seconds."""
 
     def __init__(self, stream: TextIO = sys.stderr, every: int = 5) -> None:
         self.stream = stream
@@ -51,30 +83,71 @@ class ProgressPrinter:
         self.every = every
         self._last: Progress | None = None
         self._count = 0
+        self._drawn = 0
+        self._window = _Window()
+        self._observed = False
 
-    def __call__(self, p: Progress) -> None:
-        prev, self._last = self._last, p
-        self._count += 1
-        dt = (p.elapsed - prev.elapsed) if prev and p.elapsed > prev.elapsed else 1.0
-        rate = (p.sessions - prev.sessions) / dt if prev else 0.0
+    def observe(self, request_type: str, name: str, response_time: float,
+                exception: BaseException | None = None, context: dict[str, Any] | None = None,
+                **_: Any) -> None:
+        """Listener for `events.request` (optional): feeds the table's failures and p95."""
+        self._observed = True
+        scenario = (context or {}).get("scenario") or request_type
+        if name != "session":
+            self._window.add(scenario, response_time, exception is None)
+        elif exception is not None:
+            self._window.add(scenario, response_time, False)
+
+    def _line(self, p: Progress, rate: float) -> str:
         parts = [f"{format_duration(p.elapsed):>6} / {format_duration(p.duration)}",
                  f"{p.phase:<8}", f"users {p.users}", f"sessions {rate:6.1f}/s",
                  f"requests {p.requests}", f"failures {p.failures}"]
         for name, sc in p.scenarios.items():
             parts.append(f"[{name}: in flight {sc['in_flight']}, late {sc['late']}, "
                          f"dropped {sc['dropped']}]")
-        line = "  ".join(parts)
+        return "  ".join(parts)
+
+    def _table(self, p: Progress, prev: Progress | None, dt: float, rate: float) -> list[str]:
+        lines = [f"{progress_bar(p.elapsed, p.duration)}  {format_duration(p.elapsed)} / "
+                 f"{format_duration(p.duration)}  {p.phase}  users {p.users}  requests "
+                 f"{p.requests}  failures {p.failures}",
+                 f"  {'scenario':<16} {'rate/s':>8} {'in flight':>9} {'late':>6} "
+                 f"{'dropped':>7} {'fail 5s':>7} {'p95 5s':>8}"]
+        names = list(p.scenarios) or ["(all)"]
+        for name in names:
+            sc = p.scenarios.get(name)
+            if sc is not None:
+                before = (prev.scenarios.get(name) or {}) if prev else {}
+                done = sc.get("completed", 0) - before.get("completed", 0) if prev else 0
+                row_rate, flight, late, dropped = done / dt, sc["in_flight"], sc["late"], \
+                    sc["dropped"]
+            else:
+                row_rate, flight, late, dropped = rate, "-", "-", "-"
+            p95, failures = self._window.p95_and_failures(name)
+            lines.append(f"  {name[:16]:<16} {row_rate:>8.1f} {flight!s:>9} {late!s:>6} "
+                         f"{dropped!s:>7} {failures if self._observed else '-'!s:>7} "
+                         f"{_ms(p95):>8}")
+        return lines
+
+    def __call__(self, p: Progress) -> None:
+        prev, self._last = self._last, p
+        self._count += 1
+        dt = (p.elapsed - prev.elapsed) if prev and p.elapsed > prev.elapsed else 1.0
+        rate = (p.sessions - prev.sessions) / dt if prev else 0.0
         if self.tty:
-            self.stream.write("\r\033[K" + line)
+            lines = self._table(p, prev, dt, rate)
+            up = f"\033[{self._drawn}F" if self._drawn else ""
+            self.stream.write(up + "".join(f"\033[K{line}\n" for line in lines))
+            self._drawn = len(lines)
             self.stream.flush()
         elif self._count % self.every == 0 or p.phase != "running":
-            self.stream.write(line + "\n")
+            self.stream.write(self._line(p, rate) + "\n")
             self.stream.flush()
+        self._window.rotate()
 
     def close(self) -> None:
-        if self.tty and self._last is not None:
-            self.stream.write("\n")
-            self.stream.flush()
+        self._drawn = 0  # the table stays on screen; output continues below it
+
 
 
 def _ms(value: float | None) -> str:

@@ -1,0 +1,40 @@
+"""The live view: a progress bar and a per-scenario table on a terminal, lines elsewhere."""
+
+import io
+
+from loadtests.console import ProgressPrinter, progress_bar
+from loadtests.runner import Progress
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _progress(second: int) -> Progress:
+    return Progress(float(second), 10.0, "running", 5, 10 * second, 0, 5 * second,
+                    {"smtp": {"in_flight": 2, "late": 1, "dropped": 0, "completed": 5 * second}})
+
+
+def test_progress_bar() -> None:
+    assert progress_bar(5, 10, width=10) == "[#####.....]  50%"
+    assert progress_bar(20, 10, width=4) == "[####] 100%"
+
+
+def test_tty_table_redrawn_in_place_with_p95_of_last_seconds() -> None:
+    out = _Tty()
+    printer = ProgressPrinter(out)
+    for second in range(3):
+        printer.observe("SMTP", "DATA", 100.0 + second, None, {"scenario": "smtp"})
+        printer(_progress(second))
+    text = out.getvalue()
+    assert text.count("\033[3F") == 2  # moved up over the previous table twice
+    last = text.rsplit("\033[3F", 1)[1]
+    assert "[######" in last and "smtp" in last and "102" in last and "5.0" in last
+
+
+def test_non_tty_prints_lines() -> None:
+    out = io.StringIO()
+    printer = ProgressPrinter(out, every=1)
+    printer(_progress(1))
+    assert out.getvalue().endswith("dropped 0]\n")
