@@ -14,7 +14,7 @@ from loadtests.units import parse_duration
 
 __all__ = ["build_parser", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QOS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 _RUN_EPILOG = """\
 examples:
@@ -26,9 +26,13 @@ examples:
 
 output (in --out, default reports/<profile>-<time>/):
   results.jsonl  every request, session and per-second tick, written while the run goes
-  summary.json   computed from results.jsonl at the end; rebuild with `mailswarm report DIR`
+  summary.json   computed from results.jsonl at the end, with the QoS verdict
+  report.html    plots and tables, one self-contained file (+ CSV files for each table);
+                 `mailswarm report DIR` rebuilds summary, report and CSVs from the stream
 
-exit status: 0 run completed, 1 run failed, 2 bad profile/target/options, 130 interrupted.
+exit status: 0 run completed and passed its QoS, 1 run failed, 2 bad profile/target/options,
+3 run completed but failed its QoS (profile `qos:`; not for a ceiling search, which ends on
+a failing step by design), 130 interrupted.
 Ctrl-C stops the run early and keeps everything measured so far.
 """
 
@@ -92,8 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     target.set_defaults(func=_cmd_target)
 
     from loadtests.monitor.cli import register as register_monitor
+    from loadtests.report.cli import register as register_compare
     from loadtests.stack.cli import register as register_stack
 
+    register_compare(sub)
     register_monitor(sub)  # agent, doctor
     register_stack(sub)
     return parser
@@ -117,14 +123,28 @@ def _cmd_target(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from loadtests.analysis import write_summary
     from loadtests.console import format_summary
-    from loadtests.results import RESULTS_FILE
+    from loadtests.results import RESULTS_FILE, read_results
 
     if not (args.out / RESULTS_FILE).is_file():
         print(f"mailswarm report: no {RESULTS_FILE} in {args.out}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    summary = write_summary(args.out)
+    header = next(read_results(args.out / RESULTS_FILE), {})
+    summary = _finish_summary(args.out, write_summary(args.out),
+                              (header.get("profile") or {}).get("qos") or {})
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    print(f"\nreport: {args.out / 'report.html'}", file=sys.stderr)
     return EXIT_OK
+
+
+def _finish_summary(out: Path, summary: dict, qos: object) -> dict:  # type: ignore[type-arg]
+    """The QoS verdict into summary.json, then the HTML report and CSV tables beside it."""
+    from loadtests.analysis.qos import evaluate_qos
+    from loadtests.report import build_report
+
+    summary["qos"] = evaluate_qos(summary, qos, out_dir=out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    build_report(out)
+    return summary
 
 
 def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -238,9 +258,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             handler.cancel()
         if embedded is not None:
             embedded.stop()
-    print(format_summary(result.summary))
-    print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}")
-    return EXIT_INTERRUPTED if result.reason == "interrupted" else EXIT_OK
+    summary = _finish_summary(out, result.summary, profile.qos)
+    print(format_summary(summary))
+    print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}\n"
+          f"report:  {out / 'report.html'}")
+    if result.reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if "ceiling" in summary:  # a ceiling search ends on a failing step by design
+        return EXIT_OK
+    return EXIT_OK if summary["qos"]["pass"] else EXIT_QOS_FAILED
 
 
 if __name__ == "__main__":

@@ -185,6 +185,12 @@ def format_summary(summary: dict[str, Any]) -> str:
                   f"{ceiling['step']} users; step {ceiling.get('failed_step', '-')} failed)",
                   f"cause: {ceiling['cause']}"]
         lines += [f"  - {e}" for e in ceiling["evidence"]]
+    qos = summary.get("qos")
+    if qos:
+        failed = [c for c in qos["checks"] if not c["pass"]]
+        lines += ["", f"QoS: {'PASS' if qos['pass'] else 'FAIL'} ({len(qos['checks'])} checks"
+                  f"{f', {len(failed)} failed' if failed else ''})"]
+        lines += [f"  - {c.get('text') or c['name']}" for c in failed[:10]]
     for e in summary.get("user_errors") or []:
         lines.append(f"  user error x{e['count']}: {e['error'][:160]}")
     return "\n".join(lines)
