@@ -1,11 +1,22 @@
-"""TCP state counting on real loopback sockets, and the pure /proc parsers on made-up text."""
+"""TCP state counting on real loopback sockets (netlink sock_diag and the /proc fallback agree),
+and the pure parsers on made-up /proc text and netlink records."""
 
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
-from loadtests.monitor.net import count_tcp, local_port_range, tcp_counts_from_tables
+import pytest
+
+from loadtests.monitor import net, sockdiag
+from loadtests.monitor.net import (
+    TcpCounts,
+    count_tcp,
+    local_port_range,
+    tcp_counts_from_diag,
+    tcp_counts_from_tables,
+)
 from loadtests.monitor.procfs import parse_limit, parse_meminfo, parse_netstat, parse_stat
 
 TABLE = (b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
@@ -110,3 +121,105 @@ def test_proc_parsers() -> None:
                "TcpExt: 0 12 14\nIpExt: InOctets\nIpExt: 99\n")
     assert parse_netstat(netstat) == {"TcpExt": {"SyncookiesSent": 0, "ListenOverflows": 12,
                                                  "ListenDrops": 14}, "IpExt": {"InOctets": 99}}
+
+
+# -- netlink sock_diag ---------------------------------------------------------------------------
+
+def _port_view(c: TcpCounts, port: int) -> tuple[object, ...]:
+    """What count_tcp says about one port (the host-wide totals move with other tests' sockets)."""
+    return (dict(c.local[port]), dict(c.remote[port]), c.listen_queue.get(port))
+
+
+def _both_sources(ports: list[int]) -> tuple[TcpCounts, TcpCounts]:
+    eph = local_port_range()
+    return count_tcp(ports, eph, source="netlink"), count_tcp(ports, eph, source="proc")
+
+
+@pytest.fixture(params=["one walk", "per family"])
+def diag_request(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the TCPDIAG_GETSOCK request (both families) and with one
+    SOCK_DIAG_BY_FAMILY request per family."""
+    monkeypatch.setattr(sockdiag, "_one_walk", request.param == "one walk")
+    return str(request.param)
+
+
+def test_netlink_equals_proc_for_established_and_time_wait(diag_request: str) -> None:
+    srv, clients, servers = _established_pairs(4)
+    port = srv.getsockname()[1]
+    srv6 = socket.socket(socket.AF_INET6)
+    srv6.bind(("::1", 0))
+    srv6.listen(8)
+    port6 = srv6.getsockname()[1]
+    clients6 = [socket.create_connection(("::1", port6)) for _ in range(3)]
+    try:
+        nl, proc = _both_sources([port, port6])
+        assert nl.local[port]["ESTABLISHED"] == 4 and nl.local[port]["LISTEN"] == 1
+        assert nl.remote[port6]["ESTABLISHED"] == 3 and nl.listen_queue[port6] == 3
+        for p in (port, port6):
+            assert _port_view(nl, p) == _port_view(proc, p)
+        assert (nl.ephemeral_in_use, nl.ephemeral_max_per_destination) == \
+               (proc.ephemeral_in_use, proc.ephemeral_max_per_destination) == (7, 4)
+        for s in clients:  # the client closes first: its side ends in TIME_WAIT
+            s.close()
+        for s in servers:
+            s.close()
+        deadline = time.monotonic() + 5
+        while count_tcp([port], source="netlink").remote[port]["TIME_WAIT"] < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        nl, proc = _both_sources([port, port6])
+        assert nl.remote[port]["TIME_WAIT"] == 4 and nl.local[port].get("ESTABLISHED", 0) == 0
+        for p in (port, port6):
+            assert _port_view(nl, p) == _port_view(proc, p)
+        assert nl.ephemeral_in_use == proc.ephemeral_in_use == 7
+        assert nl.states["TIME_WAIT"] >= 4 and nl.states["LISTEN"] >= 2
+    finally:
+        for s in [srv, srv6, *clients, *servers, *clients6]:
+            s.close()
+
+
+def test_netlink_counts_made_up_records() -> None:
+    def record(kind: int, family: int, state: int, sport: int, dport: int, dst: bytes,
+               rqueue: int = 0, attrs: bytes = b"") -> bytes:
+        body = struct.pack("=BBBB", family, state, 0, 0) + struct.pack(">HH", sport, dport)
+        body += bytes(16) + dst.ljust(16, b"\0") + bytes(12)  # src, dst, if, cookie
+        body += struct.pack("=IIIII", 0, rqueue, 0, 0, 0) + attrs
+        return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
+
+    lo = bytes([127, 0, 0, 1])
+    shutdown_attr = struct.pack("=HHB3x", 5, 8, 0)  # INET_DIAG_SHUTDOWN, padded to 8
+    first = (record(18, socket.AF_INET, 10, 10127, 0, b"", rqueue=3, attrs=shutdown_attr)
+             + record(18, socket.AF_INET, 1, 10127, 40000, lo, attrs=shutdown_attr)
+             + record(18, socket.AF_INET, 1, 40000, 10127, lo, attrs=shutdown_attr))
+    second = (record(20, socket.AF_INET6, 6, 40001, 10127, bytes(15) + b"\1")
+              + record(20, socket.AF_INET, 8, 8080, 80, lo)
+              + struct.pack("=IHHIIi", 20, sockdiag.NLMSG_DONE, 2, 1, 0, 0)
+              + record(20, socket.AF_INET, 1, 1, 2, lo))  # after DONE: not counted
+    c = tcp_counts_from_diag([first, second], ports=[10127], ephemeral=(32768, 60999))
+    assert c.local[10127] == {"LISTEN": 1, "ESTABLISHED": 1}
+    assert c.remote[10127] == {"ESTABLISHED": 1, "TIME_WAIT": 1}
+    assert c.listen_queue == {10127: 3}
+    assert (c.ephemeral_in_use, c.ephemeral_max_per_destination) == (2, 1)  # v4 and v6 peer
+    assert c.states == {"LISTEN": 1, "ESTABLISHED": 2, "TIME_WAIT": 1, "CLOSE_WAIT": 1}
+    done = struct.pack("=IHHIIi", 20, sockdiag.NLMSG_DONE, 2, 1, 0, 0)
+    assert sockdiag._ends_with_done(second[:-len(record(20, 2, 1, 1, 2, lo))])
+    assert sockdiag._ends_with_done(done) and not sockdiag._ends_with_done(first)
+
+
+def test_count_tcp_falls_back_to_proc_when_netlink_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> list[bytes]:
+        raise PermissionError(1, "netlink refused")
+
+    monkeypatch.setattr(sockdiag, "dump_tcp", refuse)
+    monkeypatch.setattr(net, "_netlink_ok", True)
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    try:
+        assert count_tcp([port]).local[port] == {"LISTEN": 1}  # from /proc/net/tcp
+        assert net._netlink_ok is False  # not tried again
+        with pytest.raises(PermissionError):
+            count_tcp([port], source="netlink")
+    finally:
+        srv.close()

@@ -17,7 +17,7 @@ import pytest
 
 from loadtests.monitor import Sampler
 from loadtests.monitor.procfs import read_stat
-from loadtests.monitor.tree import PidMetrics, ProcessTable, tree_stats
+from loadtests.monitor.tree import PidMetrics, ProcessScanner, ProcessTable, tree_stats
 from loadtests.targets import ProcessRef
 
 # A parent that names itself, optionally listens, forks N children holding K files each, starts
@@ -206,3 +206,67 @@ def test_pss_can_be_off_or_refreshed_every_nth_sample(every: int) -> None:
         else:
             assert all(v and v > 0 for v in values)
             assert sampler.metrics.pss_reads < 4 * 3  # 3 processes, not read every time
+
+
+def test_scanner_rereads_only_the_trees_and_new_pids() -> None:
+    with process_tree(2, 1) as tree:
+        scanner = ProcessScanner(rescan_every=1000)
+        first = scanner.table()  # a full scan
+        assert first.fresh is not None and set(first.procs) == first.fresh
+        walked = set(first.tree(tree.pid))
+        assert walked == {tree.pid, *tree.children}
+        second = scanner.table()
+        assert second.fresh is not None
+        new = set(second.procs) - set(first.procs)
+        assert second.fresh <= walked | new  # nobody else was read again
+        outside = set(second.procs) - walked - new
+        assert outside and not outside & second.fresh  # pid 1, pytest's parents...: cached
+        assert set(second.tree(tree.pid)) == walked
+        whole = ProcessScanner(rescan_every=1)
+        whole.table()
+        again = whole.table()
+        assert again.fresh == set(again.procs)
+
+
+def test_a_cached_process_is_read_again_once_it_joins_a_tree(tmp_path: Path) -> None:
+    pid_file = tmp_path / "late.pid"
+    with process_tree(2, 1) as tree:
+        sampler = Sampler({"late": [ProcessRef(pid_file=pid_file)]}, rescan_every=1000,
+                          generator=False)  # (the generator's tree would hold it)
+        sampler.sample()
+        sampler.sample()  # the tree is outside every monitored tree: its stats are cached
+        os.kill(tree.children[0], signal.SIGKILL)  # a zombie now; the cache says sleeping
+        wait_for(lambda: (st := read_stat(tree.children[0])) is not None and st.zombie)
+        pid_file.write_text(f"{tree.pid}\n")
+        s = sampler.sample()["targets"]["late"]
+        assert s["roots"][0]["pid"] == tree.pid
+        assert (s["processes"], s["zombies"]) == (2, 1)
+
+
+def test_children_forked_between_samples_are_found() -> None:
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys\n"
+                               "sys.stdin.readline()\n"
+                               "kids = [subprocess.Popen(['sleep', '60']) for _ in range(3)]\n"
+                               "print(*[k.pid for k in kids], flush=True)\n"
+                               "sys.stdin.read()\n"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    kids: list[int] = []
+    try:
+        assert parent.stdin is not None and parent.stdout is not None
+        sampler = Sampler({"p": [ProcessRef(pid=parent.pid)]}, rescan_every=1000)
+        assert sampler.sample()["targets"]["p"]["processes"] == 1
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        kids = [int(x) for x in parent.stdout.readline().split()]
+        assert sampler.sample()["targets"]["p"]["processes"] == 4
+        for pid in kids:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: all((st := read_stat(p)) is None or st.zombie for p in kids))
+        s = sampler.sample()["targets"]["p"]
+        assert s["processes"] == 1 and s["zombies"] + s["processes"] == 4
+    finally:
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait(timeout=10)

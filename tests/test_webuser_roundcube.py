@@ -71,9 +71,11 @@ def _start_run(tmp: Path, **profile: Any) -> tuple[subprocess.Popen[str], Path]:
     return proc, out
 
 
-def _finish(proc: subprocess.Popen[str], out: Path, timeout: float = 300) -> dict[str, Any]:
+def _finish(proc: subprocess.Popen[str], out: Path, timeout: float = 300,
+            expect: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """The run's summary; `expect` the exit statuses allowed (3: completed, QoS failed)."""
     stdout, stderr = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, stderr[-3000:] + stdout[-2000:]
+    assert proc.returncode in expect, stderr[-3000:] + stdout[-2000:]
     return json.loads((out / "summary.json").read_text())
 
 
@@ -140,7 +142,7 @@ def test_sessions_dropped_by_roundcube_are_detected_and_logged_in_again(
             dropped = db.execute("DELETE FROM session").rowcount
         db.close()
     finally:
-        summary = _finish(proc, out)
+        summary = _finish(proc, out, expect=(3,))  # the dropped sessions fail its QoS
     assert dropped >= 10
     reqs = by_name(summary)
     assert reqs["POLL"]["failures"] >= 10  # HTTP 200 with session_error( in the body
@@ -157,7 +159,7 @@ def test_three_thousand_roundcube_sessions_in_close_mode(stack: StackConfig,
     sampler = PeakConnections(HTTP_PORT)
     proc, out = _start_run(tmp_path, users=3000, duration="20s", session_length="5m",
                            poll_interval="60s", open_message_ratio=0.0)
-    summary = _finish(proc, out, timeout=600)
+    summary = _finish(proc, out, timeout=600, expect=(0, 3))  # QoS: Roundcube may be slow
     peak_connections = sampler.stop()
     reqs = by_name(summary)
     assert summary["sessions"]["HTTP"]["peak"] >= 2900
