@@ -1,19 +1,24 @@
-"""TCP sockets by state from /proc/net/tcp and tcp6, filtered by port, and listen-queue counters.
+"""TCP sockets by state, filtered by port, and listen-queue counters.
 
-One split pass over the tables (~15 ms of Python for 20,000 sockets, plus what the kernel
-takes to print them, ~3 µs a socket); only sockets touching a port of
-interest are decoded further. Also the generator's ephemeral ports in use toward those ports.
+`count_tcp` asks the kernel through netlink sock_diag (`loadtests.monitor.sockdiag`): binary
+records, no text formatting, ~1 µs a socket in all. Where netlink is not available it falls back
+to /proc/net/tcp and tcp6: one split pass over the tables (~15 ms of Python for 20,000 sockets,
+plus what the kernel takes to print them, ~3 µs a socket). Both count every socket of the host
+by state; only sockets touching a port of interest are decoded further. Also the generator's
+ephemeral ports in use toward those ports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loadtests.monitor import sockdiag as sd
 from loadtests.monitor.procfs import parse_netstat, read_bytes, read_sysctl
 
 __all__ = [
@@ -24,6 +29,7 @@ __all__ = [
     "listening_inodes",
     "local_port_range",
     "read_listen_counters",
+    "tcp_counts_from_diag",
     "tcp_counts_from_tables",
 ]
 
@@ -36,6 +42,8 @@ TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 # TcpExt counters worth diffing: accept queue full (ListenOverflows), SYNs dropped for any
 # reason at a listener (ListenDrops), TIME_WAIT sockets not kept (tcp_max_tw_buckets reached).
 LISTEN_COUNTERS = ("ListenOverflows", "ListenDrops", "TCPTimeWaitOverflow")
+_STATE_NAMES: dict[int, str] = {int(k, 16): v for k, v in TCP_STATES.items()}
+_LISTEN = 10
 
 @dataclass
 class TcpCounts:
@@ -101,6 +109,54 @@ def tcp_counts_from_tables(tables: Iterable[bytes], ports: Iterable[int] = (),
     return out
 
 
+def tcp_counts_from_diag(chunks: Iterable[bytes], ports: Iterable[int] = (),
+                         ephemeral: tuple[int, int] | None = None) -> TcpCounts:
+    """Count sock_diag reply datagrams (`sockdiag.dump_tcp`) the way `tcp_counts_from_tables`
+    counts /proc rows: same states, sides, accept queues and ephemeral ports. One Python step
+    per socket (~0.35 µs): the state byte and both ports; the rest only for sockets on a port
+    of interest."""
+    wanted = set(ports)
+    lo, hi = ephemeral or (1, 0)
+    out = TcpCounts(local={p: Counter() for p in wanted}, remote={p: Counter() for p in wanted})
+    state_counts = [0] * 256
+    per_destination: Counter[tuple[int, bytes, int]] = Counter()
+    header, rqueue = sd.HEADER.unpack_from, sd.RQUEUE.unpack_from
+    at_state, at_sport, at_dst = sd.AT_STATE, sd.AT_SPORT, sd.AT_DST
+    records, done, error, min_len = sd.RECORD_TYPES, sd.NLMSG_DONE, sd.NLMSG_ERROR, sd.MIN_LEN
+    for chunk in chunks:
+        off, end = 0, len(chunk)
+        while off + sd.HEAD <= end:
+            length, kind = header(chunk, off)
+            if kind in records and length >= min_len:
+                st = chunk[off + at_state]
+                state_counts[st] += 1
+                lport = chunk[off + at_sport] << 8 | chunk[off + at_sport + 1]
+                rport = chunk[off + at_sport + 2] << 8 | chunk[off + at_sport + 3]
+                if lport in wanted:
+                    out.local[lport][_state_name(st)] += 1
+                    if st == _LISTEN:
+                        queued = rqueue(chunk, off + sd.AT_RQUEUE)[0]
+                        out.listen_queue[lport] = out.listen_queue.get(lport, 0) + queued
+                if rport in wanted and st != _LISTEN:
+                    out.remote[rport][_state_name(st)] += 1
+                    if lo <= lport <= hi:
+                        out.ephemeral_in_use += 1
+                        family = chunk[off + sd.AT_FAMILY]
+                        size = 4 if family == socket.AF_INET else 16
+                        dst = chunk[off + at_dst : off + at_dst + size]
+                        per_destination[family, dst, rport] += 1
+            elif kind in (done, error) or length < sd.HEAD:
+                break
+            off += (length + 3) & ~3
+    out.states = Counter({_state_name(st): n for st, n in enumerate(state_counts) if n})
+    out.ephemeral_max_per_destination = max(per_destination.values(), default=0)
+    return out
+
+
+def _state_name(st: int) -> str:
+    return _STATE_NAMES.get(st) or f"{st:02X}"
+
+
 def _tables() -> list[bytes]:
     out = []
     for path in TABLES:
@@ -118,8 +174,23 @@ def local_port_range() -> tuple[int, int] | None:
     return lo, hi
 
 
-def count_tcp(ports: Iterable[int] = (), ephemeral: tuple[int, int] | None = None) -> TcpCounts:
-    """Read this host's TCP tables and count (see `tcp_counts_from_tables`)."""
+_netlink_ok = True  # cleared for good once netlink fails: then /proc only
+
+
+def count_tcp(ports: Iterable[int] = (), ephemeral: tuple[int, int] | None = None, *,
+              source: str = "auto") -> TcpCounts:
+    """Count this host's TCP sockets: `source` "netlink" (sock_diag), "proc" (/proc/net/tcp
+    and tcp6) or "auto" (netlink while it works, else /proc)."""
+    global _netlink_ok
+    if source == "netlink" or (source == "auto" and _netlink_ok):
+        try:
+            dumps = sd.dump_tcp()
+        except OSError:
+            if source == "netlink":
+                raise
+            _netlink_ok = False
+        else:
+            return tcp_counts_from_diag(dumps, ports, ephemeral)
     return tcp_counts_from_tables(_tables(), ports, ephemeral)
 
 

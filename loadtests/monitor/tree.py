@@ -1,49 +1,163 @@
 """Process-tree measurements: one process table per sample, per-pid metrics, tree totals.
 
-`ProcessTable` is one sample's snapshot (every process's stat, parent -> children). `PidMetrics`
-reads per-process files lazily, once per sample, and caches what rarely changes across samples:
-the open-files limit and PSS (reading smaps_rollup walks the page tables) are refreshed for each
-process every Nth sample, staggered by pid so the cost is spread evenly, and read at once for a
-process seen for the first time. `tree_stats` sums a set of trees, counting each pid once.
+`ProcessTable` is one sample's snapshot (every process's stat, parent -> children).
+`ProcessScanner` makes one per sample cheaply: it lists /proc, but re-reads /proc/PID/stat only
+for processes that were in a monitored tree in the previous sample, pids it has not seen yet, and
+everything on a full rescan every Nth sample; the other processes keep their last stat. That is
+safe for finding descendants without CONFIG_PROC_CHILDREN: a process outside the trees can only
+enter one as a new pid (fork), since a process is reparented only to a subreaper or init that
+was already its ancestor. Pid reuse within the rescan period and a cold process's exec (its
+comm, for `process_name` refs) are what the full rescan catches. A stat whose text did not
+change since the last read (an idle process) is not parsed again. `ProcessTable.tree` re-reads
+any cached process it walks into, so trees are always built from this sample's stats.
+
+`PidMetrics` reads per-process files lazily, once per sample, and caches what rarely changes
+across samples: the open-files limit and PSS (reading smaps_rollup walks the page tables) are
+refreshed for each process every Nth sample, staggered by pid so the cost is spread evenly, and
+read at once for a process seen for the first time. `tree_stats` sums a set of trees, counting
+each pid once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from loadtests.monitor.procfs import (
     CLK_TCK,
     PAGE_SIZE,
+    PROC,
     ProcStat,
     count_fds,
+    parse_stat,
+    read_bytes,
     read_nofile_limit,
     read_pss,
     scan_processes,
 )
 
-__all__ = ["PidMetrics", "ProcessTable", "tree_stats"]
+__all__ = ["PidMetrics", "ProcessScanner", "ProcessTable", "tree_stats"]
+
+_GONE = (FileNotFoundError, ProcessLookupError, PermissionError)
 
 
 class ProcessTable:
-    """Every process on the host at one moment, and who is whose child."""
+    """Every process on the host at one moment, and who is whose child.
 
-    def __init__(self, procs: Mapping[int, ProcStat] | None = None) -> None:
-        self.procs: Mapping[int, ProcStat] = scan_processes() if procs is None else procs
+    Without arguments it reads every process's stat now. Given `procs` from earlier reads, `fresh`
+    names the pids read for this sample (None: all of them) and `reread` re-reads one pid; then
+    `refresh` and `tree` bring a stale entry up to date on demand. `visited` collects every pid
+    returned by `tree` (the scanner's hot set for the next sample)."""
+
+    def __init__(self, procs: Mapping[int, ProcStat] | None = None, *,
+                 fresh: set[int] | None = None,
+                 reread: Callable[[int], ProcStat | None] | None = None) -> None:
+        self.procs: dict[int, ProcStat] = dict(scan_processes() if procs is None else procs)
+        self.fresh = fresh if reread is not None else None
+        self._reread = reread
+        self.visited: set[int] = set()
         self.children: dict[int, list[int]] = {}
         for st in self.procs.values():
             self.children.setdefault(st.ppid, []).append(st.pid)
 
+    def refresh(self, pid: int) -> bool:
+        """Re-read `pid` if its stat is from an earlier sample; True if it was (it may have
+        moved to another parent or be gone now)."""
+        fresh = self.fresh
+        if fresh is None or pid in fresh or self._reread is None:
+            return False
+        fresh.add(pid)
+        old = self.procs.get(pid)
+        st = self._reread(pid)
+        if old is not None and (st is None or st.ppid != old.ppid):
+            siblings = self.children.get(old.ppid, [])
+            if pid in siblings:
+                siblings.remove(pid)
+        if st is None:
+            self.procs.pop(pid, None)
+        else:
+            self.procs[pid] = st
+            if old is None or st.ppid != old.ppid:
+                self.children.setdefault(st.ppid, []).append(pid)
+        return True
+
     def tree(self, root: int) -> list[int]:
         """root and all its descendants (root first); empty if root is gone."""
+        fresh = self.fresh
+        if fresh is not None and root not in fresh:
+            self.refresh(root)
         if root not in self.procs:
             return []
+        procs, children = self.procs, self.children
         out, todo = [], [root]
         while todo:
             pid = todo.pop()
             out.append(pid)
-            todo.extend(self.children.get(pid, ()))
+            kids = children.get(pid)
+            if not kids:
+                continue
+            if fresh is None or fresh.issuperset(kids):
+                todo.extend(kids)
+                continue
+            for kid in tuple(kids):  # some are cached from earlier samples: check them now
+                if self.refresh(kid) and (kid not in procs or procs[kid].ppid != pid):
+                    continue
+                todo.append(kid)
+        self.visited.update(out)
         return out
+
+
+class ProcessScanner:
+    """Makes each sample's `ProcessTable`, reading only what may have changed (module
+    docstring); `rescan_every=1` reads every process every time. `reads` counts stat reads."""
+
+    def __init__(self, rescan_every: int = 10) -> None:
+        self.rescan_every = max(1, rescan_every)
+        self.scans = 0
+        self.reads = 0
+        self._raw: dict[int, bytes] = {}
+        self._stats: dict[int, ProcStat] = {}
+        self._last: ProcessTable | None = None
+
+    def read(self, pid: int) -> ProcStat | None:
+        """This pid's stat now (parsed again only if its text changed), None if it is gone."""
+        try:
+            data = read_bytes(f"{PROC}/{pid}/stat", small=True)
+        except _GONE:
+            self._raw.pop(pid, None)
+            self._stats.pop(pid, None)
+            return None
+        self.reads += 1
+        if self._raw.get(pid) != data:
+            self._raw[pid] = data
+            self._stats[pid] = parse_stat(pid, data)
+        return self._stats[pid]
+
+    def table(self) -> ProcessTable:
+        """This sample's table: hot, new (and, on a full rescan, all) processes re-read."""
+        full = self.scans % self.rescan_every == 0
+        self.scans += 1
+        hot = self._last.visited if self._last is not None else set()
+        stats, read = self._stats, self.read
+        procs: dict[int, ProcStat] = {}
+        fresh: set[int] = set()
+        for name in os.listdir(PROC):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            st = stats.get(pid)
+            if full or st is None or pid in hot:
+                st = read(pid)
+                if st is None:
+                    continue
+                fresh.add(pid)
+            procs[pid] = st
+        for pid in [p for p in stats if p not in procs]:  # gone since the last sample
+            del stats[pid]
+            self._raw.pop(pid, None)
+        self._last = ProcessTable(procs, fresh=fresh, reread=read)
+        return self._last
 
 
 class PidMetrics:
