@@ -75,16 +75,20 @@ def _generator(errors: dict[str, int], fail: Sequence[Sample]) -> tuple[str, lis
     return None
 
 
-def _groups(samples: Sequence[Sample]) -> set[str]:
-    return {name for s in samples for name in (s.get("targets") or {})}
+def _groups(samples: Sequence[Sample], endpoint: str | None) -> list[str]:
+    """Group names, those serving `endpoint` first (a group is named `key1+key2`)."""
+    names = sorted({name for s in samples for name in (s.get("targets") or {})})
+    return sorted(names, key=lambda n: endpoint not in n.split("+"))
 
 
 def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
                     good_samples: Sequence[Sample], fail_samples: Sequence[Sample],
                     first: dict[str, Any] | None = None,
-                    first_samples: Sequence[Sample] = ()) -> tuple[str, list[str]]:
+                    first_samples: Sequence[Sample] = (),
+                    endpoint: str | None = None) -> tuple[str, list[str]]:
     """(cause, evidence) for the step `failed`, `good` being the last good step before it and
-    `first` the first step of the ramp (to see what grows with the sessions)."""
+    `first` the first step of the ramp (to see what grows with the sessions). The process
+    groups serving `endpoint` (the load's own endpoint) are examined first."""
     errors: dict[str, int] = failed.get("errors") or {}
     found = _generator(errors, fail_samples)
     if found:
@@ -94,8 +98,8 @@ def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
         if hits:
             text, count = max(hits.items(), key=lambda kv: kv[1])
             return cause, [f"{count} x {text}"]
-    groups = _groups(fail_samples)
-    for name in sorted(groups):
+    groups = _groups(fail_samples, endpoint)
+    for name in groups:
         ratio = _max(fail_samples, ("targets", name, "fd_max_ratio"))
         fds = _max(fail_samples, ("targets", name, "open_fds"))
         limit = _max(fail_samples, ("targets", name, "fd_limit"))
@@ -110,7 +114,7 @@ def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
                                     f"{total / 2**20:.0f} MiB"]
     if good is not None:
         added = failed["users"] - good["users"]
-        for name in sorted(groups):
+        for name in groups:
             for kind in ("processes", "threads"):
                 at_good = _max(good_samples, ("targets", name, kind))
                 at_fail = _max(fail_samples, ("targets", name, kind))

@@ -169,7 +169,8 @@ def _ceiling(header: dict[str, Any], steps: list[dict[str, Any]],
         samples_between(samples, good["start"], good["end"]) if good else [],
         samples_between(samples, failed["start"], failed["end"]),
         first=steps[0], first_samples=samples_between(samples, steps[0]["start"],
-                                                      steps[0]["end"]))
+                                                      steps[0]["end"]),
+        endpoint=scenario.get("endpoint") or {"HTTP": "http"}.get(protocol, protocol.lower()))
     return {"steps": table, "ceiling": {
         "protocol": protocol, "sessions": good["held"] if good else 0,
         "step": good["users"] if good else 0, "failed_step": failed["users"],

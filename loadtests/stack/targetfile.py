@@ -31,7 +31,8 @@ ENDPOINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pop3-perdition": ("pop3", ("perdition", "dovecot")),
     "http": ("http", ("roundcube", "dovecot")),
 }
-"""Endpoint -> (protocol, services whose daemons serve it: the proxy first, then its backend)."""
+"""Endpoint -> (protocol, services that serve it: the server itself first, then its backend).
+Each endpoint monitors its own server's daemons only."""
 
 
 def target_document(cfg: StackConfig | None = None) -> dict[str, Any]:
@@ -41,7 +42,9 @@ def target_document(cfg: StackConfig | None = None) -> dict[str, Any]:
     for name, (protocol, services) in ENDPOINTS.items():
         service = SERVICES[services[0]]
         assert name in service.endpoints, (name, service.name)
-        pid_files = [cfg.pid_file(d.name) for s in services for d in SERVICES[s].daemons(cfg)]
+        # only the endpoint's own server: a proxy's costs apart from its backend's (the backend
+        # is monitored through its own endpoints)
+        pid_files = [cfg.pid_file(d.name) for d in service.daemons(cfg)]
         if name.startswith("imap"):
             pid_files = [p for p in pid_files if "pop3" not in p.name]
         elif name.startswith("pop3"):
