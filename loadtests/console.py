@@ -156,6 +156,10 @@ def _ms(value: float | None) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
+def _per(value: float | None, unit: float = 1.0) -> str:
+    return "-" if value is None else f"{value / unit:.1f}"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"profile {summary.get('profile')}  target {(summary.get('target') or {}).get('name')}  "
@@ -179,6 +183,20 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += ["", "most frequent failures:"]
         lines += [f"  {e['count']:>6} x {e['type']} {e['name']}: {e['error'][:120]}"
                   for e in sorted(errors, key=lambda e: -e["count"])[:8]]
+    held = {name: r for name, r in (summary.get("target_resources") or {}).items()
+            if r.get("connections_max")}
+    if held:
+        lines += ["", f"{'target (monitored)':<28} {'conns':>7} {'procs':>6} {'fds':>7} "
+                      f"{'PSS MiB':>8}   per connection: {'PSS KiB':>8} {'fds':>5} {'procs':>5}"]
+        for name, r in held.items():
+            per = r.get("per_connection") or {}
+            pss = r.get("pss_bytes_max")
+            lines.append(
+                f"{name[:28]:<28} {r['connections_max']:>7} {r.get('processes_max', '-'):>6} "
+                f"{r.get('open_fds_max', '-'):>7} "
+                f"{'-' if pss is None else f'{pss / 2**20:.0f}':>8}   "
+                f"{'':>16}{_per(per.get('pss_bytes'), 1024):>8} {_per(per.get('open_fds')):>5} "
+                f"{_per(per.get('processes')):>5}")
     ceiling = summary.get("ceiling")
     if ceiling:
         lines += ["", f"ceiling: {ceiling['sessions']} {ceiling['protocol']} sessions (step "
