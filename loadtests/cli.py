@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=0, metavar="N",
                      help="run the users in N local worker processes (Locust master/worker); "
                           "needed past ~19,000 connections, the open-files limit of one process")
+    run.add_argument("--web", metavar="HOST:PORT",
+                     help="also serve Locust's web UI there (e.g. 127.0.0.1:8089), with a "
+                          "Target tab showing the target's fds, threads, processes, memory")
     run.add_argument("--quiet", action="store_true", help="no live progress line")
     run.set_defaults(func=_cmd_run)
 
@@ -150,7 +153,7 @@ def _finish_summary(out: Path, summary: dict, qos: object) -> dict:  # type: ign
 def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Profile and target, or the complete list of what is wrong with them (ConfigError)."""
     from loadtests.profiles import check_against_target, load_profile
-    from loadtests.targets import check_loopback, load_target
+    from loadtests.targets import check_loopback, is_loopback, load_target
 
     problems: list[str] = []
     profile = target = None
@@ -178,6 +181,12 @@ def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             problems += [f"{args.profile}: {p}" for p in check_against_target(profile, target)]
     if args.out is not None and (args.out / "results.jsonl").exists():
         problems.append(f"--out: {args.out} already holds a run's results; choose a new folder")
+    if args.web is not None:
+        host, _, port = args.web.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            problems.append(f"--web: expected HOST:PORT, got {args.web!r}")
+        elif not (args.allow_remote or is_loopback(host)):
+            problems.append(f"--web: {host} is not a loopback address (pass --allow-remote)")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
     if problems:
@@ -213,7 +222,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     printer = None if args.quiet else ProgressPrinter()
     options = RunOptions(out_dir=out, duration=args.duration, allow_remote=args.allow_remote,
                          workers=args.workers, profile_file=str(args.profile),
-                         on_progress=printer)
+                         on_progress=printer,
+                         web=(args.web.rpartition(":")[0], int(args.web.rpartition(":")[2]))
+                         if args.web else None)
 
     def _on_signal() -> None:
         if not options.stop.is_set():

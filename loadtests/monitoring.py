@@ -47,6 +47,7 @@ class RunMonitor:
         self.interval = interval
         self._stop = Event()
         self._greenlet: gevent.Greenlet | None = None
+        self.latest: dict[str, Any] = {}  # the newest sample, for live views
 
     def describe(self) -> dict[str, Any]:
         """For the run header: what is monitored, and which endpoints each group serves."""
@@ -75,6 +76,7 @@ class RunMonitor:
             except Exception as exc:  # a monitor problem must not end the run
                 sample = {"error": f"{type(exc).__name__}: {exc}"}
             sample.pop("ts", None)
+            self.latest = sample
             self.writer.write("sample", **sample)
             next_at += self.interval
             self._stop.wait(max(0.0, next_at - time.monotonic()))

@@ -74,6 +74,7 @@ class RunOptions:
     on_progress: Callable[[Progress], None] | None = None
     stop: Event = field(default_factory=Event)  # set it (e.g. from a SIGINT handler) to end early
     extra_end: Callable[[], dict[str, Any]] | None = None  # more fields for the end record
+    web: tuple[str, int] | None = None  # serve Locust's web UI (+ a target tab) there
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,10 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         runner = env.create_local_runner()
         feed = _LocalFeed(pacers)
     monitor = RunMonitor(target, writer)
+    if options.web is not None:
+        from loadtests.webui import attach_web_ui
+
+        attach_web_ui(env, options.web[0], options.web[1], lambda: monitor.latest)
     writer.write("run", version=__version__, profile=profile.model_dump(mode="json"),
                  profile_file=options.profile_file, target=target.public(),
                  monitor=monitor.describe(),
