@@ -1,0 +1,150 @@
+"""Locust's web UI for a `mailswarm run --web HOST:PORT`, with a "Target" tab.
+
+`attach_web_ui` starts Locust's own web UI on the run's Environment and adds, through the UI's
+extension points (see Locust's examples/extend_web_ui.py):
+
+- a "Target" tab: `extended_tabs` / `extended_tables` in the page's template args (the React UI
+  turns every key of `window.templateArgs` into camelCase, so they arrive as `extendedTabs` /
+  `extendedTables`), one row per monitored process group and one for the generator: processes,
+  threads, open fds / fd limit, RSS and PSS in MiB, CPU %;
+- the rows themselves as `extended_stats` in each `/stats/requests` answer (added by an
+  `after_request` hook), which the UI polls every 2 s while the run goes;
+- `GET /mailswarm/target`: the newest monitor sample as JSON (`{}` before the first one);
+- a link to that JSON on the UI's "Download Data" tab.
+
+Only imported when `--web` is given, so runs without the UI never load Flask. The server binds to
+the host it is given; the CLI accepts only loopback unless `--allow-remote`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["TABLE_STRUCTURE", "TAB_KEY", "TARGET_PATH", "attach_web_ui", "target_rows"]
+
+logger = logging.getLogger(__name__)
+
+TAB_KEY = "target"
+TARGET_PATH = "/mailswarm/target"
+MIB = 1024 * 1024
+
+# `key`s are snake_case here; the UI camel-cases both these and the rows' keys, so they match.
+TABLE_STRUCTURE: list[dict[str, str]] = [
+    {"key": "group", "title": "Group"},
+    {"key": "processes", "title": "Processes"},
+    {"key": "threads", "title": "Threads"},
+    {"key": "fds", "title": "Open fds / limit"},
+    {"key": "rss_mib", "title": "RSS MiB"},
+    {"key": "pss_mib", "title": "PSS MiB"},
+    {"key": "cpu_percent", "title": "CPU %"},
+]
+
+
+def _mib(value: Any) -> float | None:
+    return round(value / MIB, 1) if isinstance(value, int | float) else None
+
+
+def _row(name: str, values: dict[str, Any], last_pss: dict[str, float]) -> dict[str, Any]:
+    fds, limit = values.get("open_fds"), values.get("fd_limit")
+    pss = _mib(values.get("pss_bytes"))
+    if pss is None:  # PSS is read every few samples only: show the last one seen
+        pss = last_pss.get(name)
+    else:
+        last_pss[name] = pss
+    cpu = values.get("cpu_percent")
+    alive = values.get("alive", True)
+    return {
+        "group": name if alive else f"{name} (not running)",
+        "processes": values.get("processes"),
+        "threads": values.get("threads"),
+        "fds": (f"{fds:,} / {limit:,}" if isinstance(fds, int) and isinstance(limit, int)
+                else "" if fds is None else f"{fds:,}"),
+        "rss_mib": _mib(values.get("rss_bytes")),
+        "pss_mib": pss,
+        "cpu_percent": round(cpu, 1) if isinstance(cpu, int | float) else None,
+    }
+
+
+def target_rows(sample: dict[str, Any],
+                last_pss: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """The Target tab's rows for one monitor sample: each target group, then the generator."""
+    memo = {} if last_pss is None else last_pss
+    rows = [_row(name, values, memo)
+            for name, values in sorted((sample.get("targets") or {}).items())
+            if isinstance(values, dict)]
+    generator = sample.get("generator")
+    if isinstance(generator, dict):
+        rows.append(_row("generator (mailswarm)", generator, memo))
+    return rows
+
+
+@contextlib.contextmanager
+def _no_locust_command_line() -> Iterator[None]:
+    """Locust's `update_template_args` lists the UI's extra options by parsing `sys.argv` with
+    Locust's own parser, which fails (exits) on mailswarm's command line; mailswarm has no such
+    options. Swapped for the (synchronous, greenlet-safe) duration of one call."""
+    from locust import argument_parser
+
+    original = argument_parser.ui_extra_args_dict
+    argument_parser.ui_extra_args_dict = lambda args=None: {}
+    try:
+        yield
+    finally:
+        argument_parser.ui_extra_args_dict = original
+
+
+def attach_web_ui(environment: Any, host: str, port: int,
+                  latest_sample: Callable[[], dict[str, Any]]) -> None:
+    """Serve Locust's web UI for `environment` on host:port, with the Target tab and route."""
+    from flask import Response, jsonify, request
+
+    with _no_locust_command_line():
+        web_ui = environment.create_web_ui(host, port, delayed_start=True)
+    update_template_args = web_ui.update_template_args
+
+    def update_template_args_here() -> None:
+        with _no_locust_command_line():
+            update_template_args()
+
+    web_ui.update_template_args = update_template_args_here  # index() calls it on each load
+    app = web_ui.app
+    last_pss: dict[str, float] = {}
+
+    def sample() -> dict[str, Any]:
+        try:
+            return latest_sample() or {}
+        except Exception:  # a live view must never end the run
+            logger.exception("web UI: reading the latest monitor sample failed")
+            return {}
+
+    @app.route(TARGET_PATH)
+    @web_ui.auth_required_if_enabled
+    def mailswarm_target() -> Response:
+        return jsonify(sample())
+
+    @app.after_request
+    def add_target_stats(response: Response) -> Response:
+        if request.path != "/stats/requests" or response.status_code != 200:
+            return response
+        try:
+            data = response.get_json(silent=True)
+            if isinstance(data, dict):
+                data["extended_stats"] = [{"key": TAB_KEY,
+                                           "data": target_rows(sample(), last_pss)}]
+                response.set_data(json.dumps(data))
+        except Exception:
+            logger.exception("web UI: adding the target's rows to /stats/requests failed")
+        return response
+
+    web_ui.template_args.update({  # kept by update_template_args, which merges into these
+        "extended_tabs": [{"title": "Target", "key": TAB_KEY}],
+        "extended_tables": [{"key": TAB_KEY, "structure": TABLE_STRUCTURE}],
+        "extended_csv_files": [{"href": f".{TARGET_PATH}",
+                                "title": "Latest target sample (JSON)"}],
+    })
+    web_ui.start()
+    logger.info("Locust web UI (with a Target tab) at http://%s:%d/", host, port)
