@@ -123,7 +123,8 @@ class _Resources:
         for name, peaks in self.targets.items():
             held, first = self.connections.get(name, 0), self.first.get(name, {})
             peaks["connections_max"] = held
-            if held:  # what each connection costs: growth over the first sample, per connection
+            if held >= 50:  # what each held connection costs: growth over the first sample,
+                # per connection (few connections: noise of the process's own growth)
                 peaks["per_connection"] = {
                     key: round((peaks[f"{key}_max"] - first[key]) / held, 1)
                     for key in ("rss_bytes", "pss_bytes", "open_fds", "processes", "threads")
