@@ -88,3 +88,30 @@ def test_stopping_3000_idle_imap_users_takes_under_5s(tmp_path):
     imap = summary(out)["embedded_target"]["servers"]["imap"]
     assert imap["commands"].get("DONE", 0) + imap["commands"].get("LOGOUT", 0) >= 3000
     assert imap["commands"].get("LOGOUT", 0) >= 2990  # every session said goodbye
+
+
+DROPPING = """
+name: drop
+duration: 8s
+drain: 0s
+scenarios:
+  - name: idle
+    user: imap-idle
+    schedule: {kind: closed, users: 20, spawn_rate: 100}
+    imap: {hold: 1h, reconnect: {first: 1s, max: 4s}}
+embedded: {imap_fault: drop-idle}
+"""
+
+
+def test_dropped_idle_sessions_are_recorded_and_reconnect_with_backoff(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text(DROPPING)
+    out = tmp_path / "out"
+    result = mailswarm("run", str(profile), "--out", str(out), "--quiet", timeout=120)
+    assert result.returncode in (0, 3), result.stderr[-3000:]
+    s = summary(out)
+    imap = s["sessions"]["IMAP"]
+    assert imap["dropped"] >= 40 and imap["opened"] >= 40  # each user came back, several times
+    # back-off 1 s, 2 s, 4 s (jittered 0.5-1.5x) in 8 s: a handful of attempts each, no tight loop
+    assert imap["opened"] <= 20 * 8
+    assert any("ImapDisconnected" in e["error"] for e in s["errors"])

@@ -35,7 +35,8 @@ def samples_between(samples: Sequence[Sample], start: float, end: float) -> list
     return [s for s in samples if start <= s.get("ts", 0) <= end]
 
 
-def _max(samples: Sequence[Sample], path: tuple[str, ...]) -> float | None:
+def _values(samples: Sequence[Sample], path: tuple[str, ...]) -> list[float]:
+    """The numbers at `path` (keys into nested dicts) in each sample that has one."""
     values = []
     for sample in samples:
         node: Any = sample
@@ -43,17 +44,16 @@ def _max(samples: Sequence[Sample], path: tuple[str, ...]) -> float | None:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, int | float):
             values.append(node)
+    return values
+
+
+def _max(samples: Sequence[Sample], path: tuple[str, ...]) -> float | None:
+    values = _values(samples, path)
     return max(values) if values else None
 
 
 def _mean(samples: Sequence[Sample], path: tuple[str, ...]) -> float | None:
-    values = []
-    for sample in samples:
-        node: Any = sample
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, int | float):
-            values.append(node)
+    values = _values(samples, path)
     return sum(values) / len(values) if values else None
 
 
@@ -130,9 +130,7 @@ def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
                         f"{first['users']} users, {at_good:.0f} at {good['users']}) then stayed "
                         f"flat ({at_fail:.0f} at {failed['users']}) while logins failed",
                         *(f"{n} x {e}" for e, n in list(errors.items())[:2])]
-    overflows = [s.get("system", {}).get("listen", {}).get("ListenOverflows") for s in
-                 fail_samples]
-    overflows = [o for o in overflows if isinstance(o, int | float)]
+    overflows = _values(fail_samples, ("system", "listen", "ListenOverflows"))
     if len(overflows) >= 2 and overflows[-1] > overflows[0]:
         return "target: listen queue overflow", [
             f"ListenOverflows rose by {overflows[-1] - overflows[0]:.0f} during the step"]

@@ -10,6 +10,8 @@ session sends DONE and LOGOUT before it goes (see loadtests.bridge).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 
@@ -35,10 +37,23 @@ class _ImapUser(ScenarioUser):
         """Steps go to the stream as they happen: an idle session may last hours."""
         return StepRecorder("IMAP", on_step=self.fire)
 
-    def report(self, rec: StepRecorder, token: Token | None, started: tuple[float, float],
-               length: int = 0) -> None:
+    def session(self, token: Token | None, client_session: Callable[..., Any],
+                **options: Any) -> Any:
+        """Run one client session (idle_session or active_session) to its end, record it as
+        an IMAP session, and count it dropped when the server ended it."""
+        settings = self.scenario.imap
+        host, port, user, password = self.mailbox()
+        started_wall, started_mono = time.time(), time.monotonic()
+        rec = self.recorder()
+        result = self.run_session("IMAP", client_session(
+            host, port, user, password, rec=rec, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout, **options))
+        if result.dropped:
+            gauge.dropped("IMAP")
         error = next((s.error for s in rec.steps if s.error is not None), None)
-        self.fire_session("IMAP", token, started[0], started[1], error, length)
+        self.fire_session("IMAP", token, started_wall, started_mono, error,
+                          getattr(result, "bytes", 0))
+        return result
 
 
 class ImapIdleUser(_ImapUser):
@@ -50,17 +65,10 @@ class ImapIdleUser(_ImapUser):
 
     def iteration(self, token: Token | None) -> None:
         settings = self.scenario.imap
-        host, port, user, password = self.mailbox()
-        started = (time.time(), time.monotonic())
-        rec = self.recorder()
-        result = self.run_session("IMAP", idle_session(
-            host, port, user, password, rec=rec, hold=settings.hold, mode=settings.mode,
-            noop_interval=settings.noop_interval, idle_rearm=settings.idle_rearm,
-            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout))
-        self.report(rec, token, started)
+        result = self.session(token, idle_session, hold=settings.hold, mode=settings.mode,
+                              noop_interval=settings.noop_interval,
+                              idle_rearm=settings.idle_rearm)
         if result.dropped or result.failed:
-            if result.dropped:
-                gauge.dropped("IMAP")
             self.backoff = min(settings.reconnect.max,
                                self.backoff * 2 if self.backoff else settings.reconnect.first)
             gevent.sleep(self.backoff * (0.5 + self.rng.random()))  # jittered: no stampede
@@ -74,13 +82,6 @@ class ImapActiveUser(_ImapUser):
 
     def iteration(self, token: Token | None) -> None:
         settings = self.scenario.imap
-        host, port, user, password = self.mailbox()
-        started = (time.time(), time.monotonic())
-        rec = self.recorder()
-        result = self.run_session("IMAP", active_session(
-            host, port, user, password, rec=rec, rng=self.rng, actions=settings.actions,
-            search=settings.search, flag_changes=settings.flag_changes, expunge=settings.expunge,
-            connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout))
-        if result.dropped:
-            gauge.dropped("IMAP")
-        self.report(rec, token, started, result.bytes)
+        self.session(token, active_session, rng=self.rng, actions=settings.actions,
+                     search=settings.search, flag_changes=settings.flag_changes,
+                     expunge=settings.expunge)
