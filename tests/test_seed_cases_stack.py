@@ -32,8 +32,13 @@ def run(tmp_path, *args: str) -> dict:
     out = tmp_path / "out"
     result = mailswarm("run", *args, "--target", "profiles/targets/stack.yaml", "--out", str(out),
                        "--quiet", timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((out / "summary.json").read_text())
+    # 3: completed, QoS failed — allowed only for slowness (perdition forks a process per login:
+    # 3,000 logins at 200/s put its p95 LOGIN past 5 s), never for failures
+    assert result.returncode in (0, 3), result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    failed = [c["name"] for c in summary["qos"]["checks"] if not c["pass"]]
+    assert all("share under" in name for name in failed), failed
+    return summary
 
 
 @pytest.mark.parametrize("endpoint", ["imap", "imap-nginx", "imap-perdition"])
