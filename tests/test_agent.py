@@ -130,3 +130,22 @@ def test_doctor_through_the_agent() -> None:
     hosts = json.loads(out.stdout)["hosts"]
     assert [h["role"] for h in hosts] == ["generator", "target"]
     assert any(c["key"] == "open files of srv" for c in hosts[1]["checks"])
+
+
+def test_a_run_pulls_the_targets_samples_from_the_agent(tmp_path: Path, embedded) -> None:
+    """A target file naming an agent: the run's `sample` records carry what the agent saw."""
+    from conftest import mailswarm, write_target_file
+
+    from loadtests.results import read_results
+
+    with running_agent("--pid", str(embedded.pid), "--name", "remote-mail") as url:
+        target = write_target_file(tmp_path / "t.yaml", embedded.target, agent=url)
+        out = tmp_path / "out"
+        result = mailswarm("run", "profiles/smtp-50mps.yaml", "--target", str(target),
+                           "--duration", "3s", "--out", str(out), "--quiet", timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    samples = [r for r in read_results(out / "results.jsonl") if r["kind"] == "sample"]
+    assert samples and not any("agent_error" in s for s in samples)
+    assert all(set(s["targets"]) == {"remote-mail"} for s in samples)
+    assert max(s["targets"]["remote-mail"]["open_fds"] for s in samples) > 0
+    assert samples[0]["generator"]["pid"] != embedded.pid  # the generator's part stays local
