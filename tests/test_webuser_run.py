@@ -95,6 +95,7 @@ def test_sessions_in_both_modes(server: Webmail, tmp_path: Path, mode: str) -> N
     if mode == "keep-alive":  # one connection held per session
         assert counters["connections_peak"] >= 30
         assert http["peak_connections"] >= 30
+        assert http["held_connections_max"] >= 28, http  # while all 30 were open
     else:
         assert counters["connections_peak"] < 30
         assert http["time_wait_peak"] > 0  # (few sessions: see the 3,000 test for the ratio)
@@ -171,6 +172,7 @@ def test_three_thousand_sessions_on_few_connections_in_close_mode(server: Webmai
     assert counters["connections_peak"] < 300, counters  # well below the session count
     http = summary["http"]
     assert http["peak_sessions"] == 3000 and http["peak_connections"] < 300, http
+    assert http["held_samples"] >= 5 and http["held_connections_max"] < 300, http
     assert http["time_wait_peak"] > 1000  # every request left a TIME_WAIT socket behind
 
 

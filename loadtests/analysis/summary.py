@@ -68,13 +68,15 @@ class _Resources:
         self.generator: dict[str, Any] = {}
         self.ports: dict[str, int] = defaultdict(int)
         self.http_ports: set[str] | None = None
+        self.http_series: list[tuple[int, int]] = []  # (open HTTP sessions, connections)
         self.samples = 0
 
     def _peak(self, into: dict[str, Any], key: str, value: Any) -> None:
         if isinstance(value, int | float) and (key not in into or value > into[key]):
             into[key] = value
 
-    def add(self, rec: dict[str, Any], header: dict[str, Any]) -> None:
+    def add(self, rec: dict[str, Any], header: dict[str, Any], http_sessions: int = 0) -> None:
+        """One monitor sample; `http_sessions`: HTTP sessions open at the latest tick."""
         self.samples += 1
         tcp = (rec.get("system") or {}).get("tcp") or {}
         endpoints = (header.get("target") or {}).get("endpoints", {})
@@ -107,15 +109,19 @@ class _Resources:
             if key in listen:
                 self.ports.setdefault(f"{key}_first", listen[key])
                 self.ports[f"{key}_last"] = listen[key]
+        held = 0
         for port in self.http_ports:
             sides = (tcp.get("ports") or {}).get(port) or {}
             client = (sides.get("remote") or {})
             server = (sides.get("local") or {})
+            held += client.get("ESTABLISHED", 0)
             self._peak(self.ports, "http_connections_max", client.get("ESTABLISHED", 0))
             self._peak(self.ports, "http_time_wait_client_max", client.get("TIME_WAIT", 0))
             self._peak(self.ports, "http_time_wait_target_max", server.get("TIME_WAIT", 0))
             self._peak(self.ports, "http_time_wait_max",
                        client.get("TIME_WAIT", 0) + server.get("TIME_WAIT", 0))
+        if self.http_ports:
+            self.http_series.append((http_sessions, held))
 
     def summary(self, sessions: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if not self.samples:
@@ -142,8 +148,19 @@ class _Resources:
                 "time_wait_peak": self.ports.get("http_time_wait_max", 0),
                 "time_wait_peak_client": self.ports.get("http_time_wait_client_max", 0),
                 "time_wait_peak_target": self.ports.get("http_time_wait_target_max", 0),
+                **self._held_connections((sessions.get("HTTP") or {}).get("peak", 0)),
             }
         return out
+
+    def _held_connections(self, peak_sessions: int) -> dict[str, Any]:
+        """Connections while (nearly) all sessions were open: the steady state the seed's
+        "100 connections for 3,000 sessions" describes, apart from the login storm before it."""
+        held = [conns for open_, conns in self.http_series
+                if peak_sessions and open_ >= 0.95 * peak_sessions]
+        if not held:
+            return {}
+        return {"held_samples": len(held), "held_connections_max": max(held),
+                "held_connections_mean": round(sum(held) / len(held), 1)}
 
 
 def _ceiling(header: dict[str, Any], steps: list[dict[str, Any]],
@@ -193,6 +210,7 @@ def summarize(out_dir: Path) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
     first_ts = last_ts = None
+    http_open = 0
     for rec in read_results(out_dir / RESULTS_FILE):
         kind = rec.get("kind")
         if kind == "req":
@@ -204,6 +222,7 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         elif kind == "tick":
             ticks.update(rec.get("scenarios", {}))
             sessions.update(rec.get("sessions", {}))
+            http_open = (rec.get("sessions", {}).get("HTTP") or {}).get("open", http_open)
             if rec.get("phase") == "running":
                 for proto, counts in rec.get("sessions", {}).items():
                     open_samples[proto].append(counts["open"])
@@ -218,7 +237,7 @@ def summarize(out_dir: Path) -> dict[str, Any]:
         elif kind == "error":
             escaped[rec.get("error", "unknown")] += 1
         elif kind == "sample":
-            resources.add(rec, header)
+            resources.add(rec, header, http_open)
             samples.append(rec)
         elif kind == "step":
             steps.append(rec)

@@ -131,8 +131,10 @@ def _header(summary: dict[str, Any]) -> str:
                      f'{escape(json.dumps(ceiling.get("evidence"), default=str)[:600])}</p>')
     http = summary.get("http")
     if http and http.get("peak_sessions"):
-        parts.append(f'<p class="note">HTTP: peak sessions {http.get("peak_sessions")}, peak '
-                     f'connections {http.get("peak_connections")}, TIME_WAIT peak '
+        held = (f', while all were open {http["held_connections_mean"]} on average '
+                f'(max {http["held_connections_max"]})' if "held_connections_max" in http else "")
+        parts.append(f'<p class="note">HTTP: peak sessions {http.get("peak_sessions")}; '
+                     f'connections: peak {http.get("peak_connections")}{held}; TIME_WAIT peak '
                      f'{http.get("time_wait_peak")}</p>')
     return "\n".join(parts)
 

@@ -3,6 +3,9 @@
 The php-fpm pool sets ROUNDCUBE_CONFIG_DIR to the run folder, so only the config written here
 is read (Debian's /etc/roundcube stays as it is); the SQLite database is created there on the
 first request. Install it lean: php8.2-fpm first, or apt picks Apache's mod-php.
+php-fpm's listen backlog (4096, the kernel's somaxconn here) holds every request 3,000 close-mode
+sessions can have in flight: an overload shows as latency, not as nginx's 502 (with 1,024 a
+loaded machine saw 502s on a third of the logins).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ listen = {base}/php-fpm.sock
 listen.owner = www-data
 listen.group = www-data
 listen.mode = 0660
-listen.backlog = 1024
+listen.backlog = 4096
 pm = static
 pm.max_children = 8
 clear_env = yes
