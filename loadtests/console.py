@@ -197,6 +197,13 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{'-' if pss is None else f'{pss / 2**20:.0f}':>8}   "
                 f"{'':>16}{_per(per.get('pss_bytes'), 1024):>8} {_per(per.get('open_fds')):>5} "
                 f"{_per(per.get('processes')):>5}")
+    http = summary.get("http") or {}
+    if http.get("peak_sessions"):
+        held = (f", {http['held_connections_mean']} on average while all sessions were open "
+                f"(max {http['held_connections_max']})" if "held_connections_max" in http else "")
+        lines += ["", f"HTTP: {http['peak_sessions']} sessions at the peak on "
+                      f"{http['peak_connections']} connections at the peak{held}; "
+                      f"TIME_WAIT peak {http['time_wait_peak']}"]
     ceiling = summary.get("ceiling")
     if ceiling:
         lines += ["", f"ceiling: {ceiling['sessions']} {ceiling['protocol']} sessions (step "

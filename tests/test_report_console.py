@@ -2,7 +2,7 @@
 
 import io
 
-from loadtests.console import ProgressPrinter, progress_bar
+from loadtests.console import ProgressPrinter, format_summary, progress_bar
 from loadtests.runner import Progress
 
 
@@ -38,3 +38,13 @@ def test_non_tty_prints_lines() -> None:
     printer = ProgressPrinter(out, every=1)
     printer(_progress(1))
     assert out.getvalue().endswith("dropped 0]\n")
+
+
+def test_summary_shows_http_sessions_against_connections() -> None:
+    http = {"peak_sessions": 3000, "peak_connections": 140, "time_wait_peak": 2910,
+            "held_samples": 40, "held_connections_max": 122, "held_connections_mean": 49.2}
+    text = format_summary({"requests": [], "http": http})
+    assert ("HTTP: 3000 sessions at the peak on 140 connections at the peak, 49.2 on average "
+            "while all sessions were open (max 122); TIME_WAIT peak 2910") in text
+    del http["held_connections_max"]
+    assert "on average" not in format_summary({"requests": [], "http": http})
