@@ -2,6 +2,7 @@
 failure comes back as a recorded step carrying the server's reply or the socket error."""
 
 import socket
+import time
 
 import pytest
 
@@ -111,3 +112,166 @@ def test_dns_concurrency_cap(start_target):
 
     # 4 lookups x 2 queries x 0.2 s, two at a time: about 0.8 s (unlimited: about 0.4 s)
     assert bridge.run(many()) >= 0.75
+
+
+# -- the protocol layer: a scripted server on the bridge loop ---------------------------------
+DEFAULT_REPLIES = {"DATA": b"354 go on\r\n", "QUIT": b"221 bye\r\n"}
+
+
+@pytest.fixture
+def scripted():
+    """Factory: an SMTP server on 127.0.0.1 replying `replies[VERB]` (default 250; DATA: 354,
+    then `replies["."]` after the message; QUIT: 221; None: never answer). Returns its port."""
+    servers = []
+
+    def start(replies, greeting=b"220 scripted\r\n"):
+        import asyncio
+
+        async def handle(reader, writer):
+            writer.write(greeting)
+            while line := await reader.readline():
+                verb = line.split(b" ", 1)[0].strip().upper().decode()
+                reply = replies.get(verb, DEFAULT_REPLIES.get(verb, b"250 ok\r\n"))
+                if reply is None:
+                    await reader.read()  # stall until the client goes away
+                    break
+                writer.write(reply)
+                if verb == "DATA" and reply.startswith(b"354"):
+                    while (await reader.readline()) not in (b".\r\n", b""):
+                        pass
+                    final = replies.get(".", b"250 queued\r\n")
+                    if final is None:
+                        await reader.read()
+                        break
+                    writer.write(final)
+                if verb == "QUIT":
+                    break
+            writer.close()
+
+        async def serve():
+            return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+        server = bridge.run(serve())
+        servers.append(server)
+        return server.sockets[0].getsockname()[1]
+
+    yield start
+
+    async def close_all():
+        for server in servers:
+            server.close()
+
+    bridge.run(close_all())
+
+
+ONE = [Envelope(["user0001@example.test"], 1000)]
+FAST = SmtpOptions(sender="loadgen@mailswarm.test", connect_timeout=1.0, command_timeout=0.3)
+
+
+@pytest.mark.parametrize("verb", ["EHLO", "MAIL", "RCPT", "DATA", ".", "QUIT"])
+def test_a_stalled_command_times_out_as_its_own_step(scripted, verb):
+    import aiosmtplib
+
+    port = scripted({verb: None})
+    t0 = time.monotonic()
+    accepted, rec = session(port, ONE, FAST)
+    step = rec.steps[-1]
+    assert step.name == {".": "DATA"}.get(verb, verb)
+    assert isinstance(step.error, aiosmtplib.SMTPReadTimeoutError), step.error
+    assert step.ms == pytest.approx(300, abs=150)
+    assert time.monotonic() - t0 < 2
+    assert [s.error is None for s in rec.steps[:-1]] == [True] * (len(rec.steps) - 1)
+    assert accepted == (1 if verb == "QUIT" else 0)
+
+
+@pytest.mark.parametrize(("verb", "reply", "kind"), [
+    ("EHLO", b"550 no ehlo\r\n", "SMTPHeloError"),
+    ("MAIL", b"451 try later\r\n", "SMTPSenderRefused"),
+    ("RCPT", b"550 no such user\r\n", "SMTPRecipientRefused"),
+    ("DATA", b"554 no data\r\n", "SMTPDataError"),
+    (".", b"552 too big\r\n", "SMTPDataError"),
+    ("QUIT", b"500 what\r\n", "SMTPResponseException"),
+])
+def test_refusals_carry_code_message_and_address(scripted, verb, reply, kind):
+    port = scripted({verb: reply})
+    _accepted, rec = session(port, ONE, FAST)
+    error = rec.steps[-1].error
+    assert type(error).__name__ == kind
+    assert (error.code, error.message) == (int(reply[:3]), reply[4:-2].decode())
+    if verb in ("MAIL", "RCPT"):
+        assert error.args[2] == {"MAIL": FAST.sender, "RCPT": "user0001@example.test"}[verb]
+
+
+def test_greeting_refused_and_long_replies(scripted):
+    import aiosmtplib
+
+    _accepted, rec = session(scripted({}, greeting=b"554 go away\r\n"), ONE, FAST)
+    assert names(rec) == ["CONNECT"]
+    assert isinstance(rec.steps[0].error, aiosmtplib.SMTPConnectResponseError)
+    assert rec.steps[0].error.code == 554
+    # an EHLO reply larger than the client's read buffer still arrives whole
+    lines = [f"250-EXTENSION{i:04d} {'x' * 60}".encode() for i in range(150)]
+    port = scripted({"EHLO": b"\r\n".join(lines) + b"\r\n250 LAST\r\n"})
+    accepted, rec = session(port, ONE, FAST)
+    assert accepted == 1 and not rec.failed
+
+
+def test_control_characters_are_refused_and_recorded(scripted):
+    options = SmtpOptions(sender="loadgen@mailswarm.test", local_hostname="x\r\nRSET")
+    accepted, rec = session(scripted({}), ONE, options)
+    assert accepted == 0 and names(rec) == ["CONNECT", "EHLO"]
+    assert isinstance(rec.steps[-1].error, ValueError)
+
+
+def test_a_cancel_from_outside_is_not_taken_for_a_timeout(scripted):
+    """The bridge stopping a user cancels the session: that must end it, not be recorded."""
+    port = scripted({"MAIL": None})
+    slow = SmtpOptions(sender="loadgen@mailswarm.test", command_timeout=5.0)
+    rec = StepRecorder("SMTP")
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        bridge.run(send_session("127.0.0.1", port, ONE, slow, rec), timeout=0.3)
+    assert time.monotonic() - t0 < 2
+    assert names(rec) == ["CONNECT", "EHLO"]
+
+
+@pytest.mark.parametrize("message", [
+    b"Subject: x\r\n\r\nplain\r\n",
+    b"Subject: x\r\n\r\n.leading dot\r\n..two\r\nend",
+    b".first line is a dot\r\n",
+    b"lone\nnewlines\rand CRs\r\n.dot after LF\n",
+    b"",
+])
+def test_data_payload_is_what_aiosmtplib_sends(message):
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from loadtests.clients.smtp import data_payload
+
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+    assert data_payload(message) == expected
+
+
+@pytest.mark.parametrize("address", [
+    "user0001@example.test", "a.b+c_d@x-y.z", '"q u"@x.y', "Name <a@b.c>", "a..b@c", ".a@b",
+    "x@[127.0.0.1]",
+])
+def test_addresses_are_quoted_as_aiosmtplib_quotes_them(address):
+    from aiosmtplib.email import quote_address
+
+    from loadtests.clients.smtp import _quoted
+
+    assert _quoted(address) == quote_address(address).encode("ascii")
+
+
+def test_replies_are_read_through_a_small_buffer():
+    """asyncio reads a plain Protocol with recv(256 KiB): an mmap'd buffer per reply."""
+    import asyncio
+
+    from loadtests.clients.smtp import _Protocol
+
+    async def make():
+        return _Protocol(asyncio.get_running_loop())
+
+    protocol = bridge.run(make())
+    assert isinstance(protocol, asyncio.BufferedProtocol)
+    assert 512 <= len(protocol.get_buffer(-1)) <= 65536

@@ -33,13 +33,19 @@ def build_message(*, sender: str, recipients: list[str], size: int, message_id: 
         f"To: {', '.join(f'<{r}>' for r in recipients)}\r\n"
         f"Subject: {subject}\r\n"
         f"Message-ID: {message_id}\r\n"
-        f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime(sent))}\r\n"
+        f"Date: {_date(int(sent))}\r\n"
         f"{SENT_HEADER}: {sent:.6f}\r\n"
         "MIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=us-ascii\r\n"
         "\r\n"
     ).encode("ascii")
     return head + _body(size - len(head))
+
+
+@lru_cache(maxsize=4)
+def _date(second: int) -> str:
+    """The Date header's value for a second since the epoch (formatted once per second)."""
+    return time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(second))
 
 
 @lru_cache(maxsize=256)

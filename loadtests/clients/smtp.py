@@ -1,32 +1,48 @@
-"""SMTP sessions on aiosmtplib, timed command by command.
+"""SMTP sessions on aiosmtplib's protocol layer, timed command by command.
 
 `send_session` connects, says EHLO, sends each envelope (MAIL, RCPT per recipient, DATA) and
 QUITs, recording CONNECT, EHLO, MAIL, RCPT, DATA and QUIT as steps. The first failure ends the
 session: it is recorded with aiosmtplib's error (which carries the server's `.code` and
 `.message`) and nothing is raised to the caller.
+
+It drives `aiosmtplib.protocol.SMTPProtocol` (reply parsing, disconnect detection) directly
+rather than the `SMTP` client class, whose per-call option handling, EHLO parsing, locks and
+`asyncio.wait_for` per reply a load generator pays for on every session without needing them.
 """
 
 from __future__ import annotations
 
 import _socket
 import asyncio
+import errno
 import ipaddress
+import os
+import re
 import socket
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
+from aiosmtplib.protocol import (
+    COMMAND_INJECTION_REGEX,
+    PERIOD_REGEX,
+    SMTPProtocol,
+    normalize_message_line_endings,
+)
 
 from loadtests.clients.message import build_message, new_message_id
 from loadtests.clients.steps import StepRecorder
 
-__all__ = ["Envelope", "SmtpOptions", "send_session"]
+__all__ = ["Envelope", "SmtpOptions", "data_payload", "send_session"]
 
-T = TypeVar("T")
+_READ_SIZE = 4096  # replies are small; asyncio's default read size is 256 KiB (see _Protocol)
+_OK = (aiosmtplib.SMTPStatus.completed,)
+_RCPT_OK = (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward)
+_ATOM = r"[A-Za-z0-9_+-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,120 +63,258 @@ async def send_session(host: str, port: int, envelopes: Sequence[Envelope], opti
                        rec: StepRecorder) -> int:
     """Send `envelopes` in one session; returns how many messages the server accepted."""
     accepted = 0
-    smtp: aiosmtplib.SMTP | None = None
-    deadline = _CommandDeadline(options.command_timeout)
+    session = _Session(options)
+    sender = options.sender
     try:
-        smtp = await rec.step("CONNECT", _connect(host, port, options))
-        await rec.step("EHLO", deadline.run(smtp.ehlo(timeout=None)))
+        await rec.step("CONNECT", session.connect(host, port))
+        await rec.step("EHLO", session.command(
+            b"EHLO ", options.local_hostname, aiosmtplib.SMTPHeloError))
         for env in envelopes:
-            await rec.step("MAIL", deadline.run(_mail(smtp, options.sender)))
+            await rec.step("MAIL", session.command(
+                b"MAIL FROM:", sender, aiosmtplib.SMTPSenderRefused, address=True))
             for rcpt in env.recipients:
-                await rec.step("RCPT", deadline.run(_rcpt(smtp, rcpt)))
-            data = build_message(sender=options.sender, recipients=env.recipients, size=env.size,
+                await rec.step("RCPT", session.command(
+                    b"RCPT TO:", rcpt, aiosmtplib.SMTPRecipientRefused, _RCPT_OK, address=True))
+            data = build_message(sender=sender, recipients=env.recipients, size=env.size,
                                  message_id=new_message_id(), sent_at=time.time())
-            await rec.step("DATA", deadline.run(smtp.data(data, timeout=None)), length=len(data))
+            await rec.step("DATA", session.data(data), length=len(data))
             accepted += 1
-        await rec.step("QUIT", deadline.run(smtp.quit(timeout=None)))
+        await rec.step("QUIT", session.quit())
     except Exception:
         pass  # recorded by the failing step; the session ends here
     finally:
-        deadline.close()
-        if smtp is not None:
-            smtp.close()
+        session.close()
     return accepted
 
 
-class _CommandDeadline:
-    """`command_timeout` for each command step, kept by one timer per session.
+class _Protocol(SMTPProtocol, asyncio.BufferedProtocol):
+    """aiosmtplib's protocol, read through a small buffer of its own.
 
-    aiosmtplib's own timeout is an `asyncio.wait_for` around every reply it reads (~9 µs each,
-    seven a session); here one loop timer is re-armed lazily: a step only moves the due time, and
-    when the timer fires early it re-schedules itself for the current due time. When a step
-    overruns, the session's task is cancelled and the step raises aiosmtplib's
-    `SMTPReadTimeoutError` instead (as `asyncio.timeout` does, a cancellation from elsewhere —
-    the bridge stopping a user — is not swallowed). A timed-out step covers the whole command,
+    A plain `Protocol` makes asyncio's transport `recv(256 KiB)` for every reply: glibc maps
+    that buffer with mmap, the kernel faults its first page in, and the bytes object is shrunk
+    with mremap and unmapped again — three system calls and a page fault per reply, about a
+    quarter of the generator's CPU per session. `recv_into` a 4 KiB buffer costs none of that.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self._read_buffer = memoryview(bytearray(_READ_SIZE))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._read_buffer[:nbytes]))
+
+
+class _Session:
+    """One client connection: one command at a time, each under the session's one timer.
+
+    Instead of a `wait_for` (a timer and a task) per reply, a step only moves the due time of
+    one loop timer; when the timer fires early it re-schedules itself for the current due time.
+    When a step overruns, the connection is aborted — the pending read then fails and the step
+    raises aiosmtplib's timeout error — or, before there is a connection, the task is cancelled
+    and the cancellation taken back (as `asyncio.timeout` does; a cancellation from elsewhere,
+    the bridge stopping a user, is not swallowed). A timed-out step covers the whole command,
     e.g. DATA, its 354, the message and the final reply.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, options: SmtpOptions) -> None:
         self._loop = asyncio.get_running_loop()
-        self._task = asyncio.current_task()
-        self._timeout = timeout
+        task = asyncio.current_task()
+        assert task is not None, "send_session runs in a task"
+        self._task = task
+        self._options = options
+        self._protocol = _Protocol(self._loop)
+        self._transport: asyncio.BaseTransport | None = None
+        self._sock: _socket.socket | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
-        self._handle: asyncio.TimerHandle | None = None
         self._expired = False
 
-    async def run(self, action: Awaitable[T]) -> T:
-        task = self._task
-        assert task is not None, "send_session runs in a task"
-        self._due = self._loop.time() + self._timeout
-        if self._handle is None:
-            self._handle = self._loop.call_at(self._due, self._on_timer)
-        cancelling = task.cancelling()
-        try:
-            return await action
-        except asyncio.CancelledError:
-            if self._expired and task.uncancel() <= cancelling:
-                raise aiosmtplib.SMTPReadTimeoutError(
-                    f"Timed out waiting for server response ({self._timeout:g} s)") from None
-            raise
-        finally:
-            self._expired = False
+    # -- the timer -------------------------------------------------------------------------
+    def _arm(self, timeout: float) -> int:
+        """Set the current step's due time; returns the task's cancel count to compare with."""
+        due = self._loop.time() + timeout
+        self._due = due
+        timer = self._timer
+        if timer is None or timer.when() > due:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(due, self._on_timer)
+        return self._task.cancelling()
 
     def _on_timer(self) -> None:
-        if self._loop.time() >= self._due:
-            self._handle = None
-            self._expired = True
-            if self._task is not None:
-                self._task.cancel()
+        if self._loop.time() < self._due:
+            self._timer = self._loop.call_at(self._due, self._on_timer)
+            return
+        self._timer = None
+        self._expired = True
+        if self._transport is not None:
+            self._transport.abort()  # the read in progress fails with SMTPServerDisconnected
         else:
-            self._handle = self._loop.call_at(self._due, self._on_timer)
+            self._task.cancel()
 
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+    def _timed_out(self, cancelling: int) -> bool:
+        """After a CancelledError: was it our timer (then it is taken back) or someone else?"""
+        return self._expired and self._task.uncancel() <= cancelling
 
-
-async def _connect(host: str, port: int, options: SmtpOptions) -> aiosmtplib.SMTP:
-    """Connect and read the greeting; the client is closed again if that fails.
-
-    For an IP literal the TCP connection is made here on a plain C-level socket and handed to
-    aiosmtplib: under gevent's monkey-patching `socket.socket` is gevent's cooperative wrapper,
-    whose Python-level connect/send/recv/close (and watcher clean-up on close) asyncio does not
-    need — it drives a non-blocking socket through its own selector. Names go through
-    aiosmtplib's own connect.
-    """
-    family = _literal_family(host)
-    if family is None:
-        smtp = _client(hostname=host, port=port, options=options)
-        await smtp.connect(timeout=options.connect_timeout)
-        return smtp
-    sock = _socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
+    # -- the steps -------------------------------------------------------------------------
+    async def connect(self, host: str, port: int) -> aiosmtplib.SMTPResponse:
+        """TCP connect and the server's greeting, within `connect_timeout`."""
+        cancelling = self._arm(self._options.connect_timeout)
         try:
-            async with asyncio.timeout(options.connect_timeout):
-                await asyncio.get_running_loop().sock_connect(sock, (host.strip("[]"), port))
-        except TimeoutError as exc:  # also ETIMEDOUT from the kernel, an OSError
+            self._transport = await self._open(host, port)
+        except asyncio.CancelledError:
+            if not self._timed_out(cancelling):
+                raise
             raise aiosmtplib.SMTPConnectTimeoutError(
-                f"Timed out connecting to {host} on port {port}") from exc
+                f"Timed out connecting to {host} on port {port}") from None
         except OSError as exc:
             raise aiosmtplib.SMTPConnectError(
                 f"Error connecting to {host} on port {port}: {exc}") from exc
-        smtp = _client(hostname=host, port=None, options=options)
-        await smtp.connect(sock=sock, timeout=options.connect_timeout)  # closes itself on error
-    except BaseException:
-        sock.close()  # no-op once the transport owns and has closed it
-        raise
-    return smtp
+        try:
+            response = await self._protocol.read_response()
+        except asyncio.CancelledError:
+            if not self._timed_out(cancelling):
+                raise
+            raise aiosmtplib.SMTPConnectTimeoutError(
+                "Timed out waiting for server ready message") from None
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            if self._expired:
+                raise aiosmtplib.SMTPConnectTimeoutError(
+                    "Timed out waiting for server ready message") from None
+            raise aiosmtplib.SMTPConnectError(
+                f"Error connecting to {host} on port {port}: {exc}") from exc
+        if response.code != aiosmtplib.SMTPStatus.ready:
+            raise aiosmtplib.SMTPConnectResponseError(response.code, response.message)
+        return response
+
+    async def _open(self, host: str, port: int) -> asyncio.BaseTransport:
+        """The transport; for an IP literal over a plain C-level socket.
+
+        Under gevent's monkey-patching `socket.socket` is gevent's cooperative wrapper, whose
+        Python-level connect/send/recv/close asyncio does not need: it drives a non-blocking
+        socket through its own selector. On loopback the handshake is complete by the time a
+        non-blocking connect returns, so a second connect usually confirms it at once and the
+        selector round for writability is skipped. Names go through asyncio's own connect.
+        """
+        family = _literal_family(host)
+        if family is None:
+            transport, _ = await self._loop.create_connection(
+                lambda: self._protocol, host, port)
+            return transport
+        self._sock = sock = _socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        address = (host.strip("[]"), port)
+        err = sock.connect_ex(address)
+        if err == errno.EINPROGRESS:
+            err = sock.connect_ex(address)
+        if err in (errno.EALREADY, errno.EINPROGRESS):
+            await self._loop.sock_connect(sock, address)
+        elif err not in (0, errno.EISCONN):
+            raise OSError(err, os.strerror(err))
+        transport, _ = await self._loop.create_connection(lambda: self._protocol, sock=sock)
+        return transport
+
+    async def command(self, verb: bytes, argument: str,
+                      refused: Callable[..., aiosmtplib.SMTPResponseException],
+                      ok: tuple[int, ...] = _OK, *, address: bool = False
+                      ) -> aiosmtplib.SMTPResponse:
+        """Send `verb` + `argument` (quoted as aiosmtplib quotes an `address`); a reply code
+        not in `ok` raises `refused` (aiosmtplib's exception for that command, which for an
+        address also names it)."""
+        response = await self._exchange(_line(verb, argument, address))
+        if response.code not in ok:
+            if address:
+                raise refused(response.code, response.message, argument)
+            raise refused(response.code, response.message)
+        return response
+
+    async def data(self, message: bytes) -> aiosmtplib.SMTPResponse:
+        """DATA, its 354, the message and the final reply, as one step."""
+        response = await self._exchange(b"DATA\r\n", data_payload(message))
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        return response
+
+    async def quit(self) -> aiosmtplib.SMTPResponse:
+        # aiosmtplib's own command path: it takes a close right after QUIT as the 221
+        self._arm(self._options.command_timeout)
+        response = await self._protocol.execute_command(b"QUIT")
+        if self._expired:  # aborted: the protocol took our own close as the 221
+            raise _read_timeout(self._options.command_timeout)
+        if response.code != aiosmtplib.SMTPStatus.closing:
+            raise aiosmtplib.SMTPResponseException(response.code, response.message)
+        return response
+
+    async def _exchange(self, line: bytes, payload: bytes = b"") -> aiosmtplib.SMTPResponse:
+        """Write `line` and read its reply; with a `payload` (DATA), send it after a 354 and
+        read the final reply. One command is in flight at a time and each write is followed
+        by exactly one `read_response`, so the protocol's command lock is not needed."""
+        protocol = self._protocol
+        cancelling = self._arm(self._options.command_timeout)
+        try:
+            protocol.write(line)
+            response = await protocol.read_response()
+            if payload:
+                if response.code != aiosmtplib.SMTPStatus.start_input:
+                    raise aiosmtplib.SMTPDataError(response.code, response.message)
+                protocol.write(payload)
+                response = await protocol.read_response()
+        except aiosmtplib.SMTPServerDisconnected:
+            if self._expired:
+                raise _read_timeout(self._options.command_timeout) from None
+            raise
+        except asyncio.CancelledError:  # our timer, when it fired as the connect step ended
+            if not self._timed_out(cancelling):
+                raise
+            raise _read_timeout(self._options.command_timeout) from None
+        return response
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()  # a no-op when already closing
+        elif self._sock is not None:
+            self._sock.close()
 
 
-def _client(*, hostname: str, port: int | None, options: SmtpOptions) -> aiosmtplib.SMTP:
-    return aiosmtplib.SMTP(
-        hostname=hostname, port=port, timeout=options.command_timeout,
-        local_hostname=options.local_hostname, start_tls=False, use_tls=False,
-    )
+def _read_timeout(timeout: float) -> aiosmtplib.SMTPReadTimeoutError:
+    return aiosmtplib.SMTPReadTimeoutError(
+        f"Timed out waiting for server response ({timeout:g} s)")
+
+
+def data_payload(message: bytes) -> bytes:
+    """What follows DATA on the wire: `message` with CRLF line endings, leading dots doubled,
+    and the ending `.` line — as aiosmtplib sends it, without its two regex passes over a
+    message that needs neither (mailswarm's own messages never do)."""
+    crlf = message.count(b"\r\n")
+    if (crlf == message.count(b"\n") == message.count(b"\r") and message.endswith(b"\r\n")
+            and b"\n." not in message and not message.startswith(b".")):
+        return message + b".\r\n"
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+
+
+@lru_cache(maxsize=65536)
+def _line(verb: bytes, argument: str, address: bool) -> bytes:
+    """A command line (`verb` ends with its separator); the same few lines recur, so each is
+    built and checked once. Control characters are refused, as aiosmtplib refuses them."""
+    arg = _quoted(argument) if address else argument.encode("ascii")
+    if COMMAND_INJECTION_REGEX.search(arg):
+        raise ValueError("Command arg contains a prohibited control character")
+    return verb + arg + b"\r\n"
+
+
+@lru_cache(maxsize=65536)
+def _quoted(address: str) -> bytes:
+    """`<address>` as aiosmtplib's mail()/rcpt() quote it (email.utils.parseaddr, ~12 µs);
+    a plain `local@domain` of letters, digits and `._+-` comes out of it unchanged."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return quote_address(address).encode("ascii")
 
 
 @lru_cache(maxsize=1024)
@@ -171,26 +325,3 @@ def _literal_family(host: str) -> int | None:
     except ValueError:
         return None
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET
-
-
-# `SMTP.mail()` / `SMTP.rcpt()` quote the address with email.utils.parseaddr on every call
-# (~12 µs each); the same few addresses come back all the time, so quote each once and send the
-# command ourselves, with aiosmtplib's own checks and exceptions.
-@lru_cache(maxsize=65536)
-def _quoted(address: str) -> bytes:
-    return quote_address(address).encode("ascii")
-
-
-async def _mail(smtp: aiosmtplib.SMTP, sender: str) -> aiosmtplib.SMTPResponse:
-    response = await smtp.execute_command(b"MAIL", b"FROM:" + _quoted(sender), timeout=None)
-    if response.code != aiosmtplib.SMTPStatus.completed:
-        raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
-    return response
-
-
-async def _rcpt(smtp: aiosmtplib.SMTP, recipient: str) -> aiosmtplib.SMTPResponse:
-    response = await smtp.execute_command(b"RCPT", b"TO:" + _quoted(recipient), timeout=None)
-    if response.code not in (aiosmtplib.SMTPStatus.completed,
-                             aiosmtplib.SMTPStatus.will_forward):
-        raise aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
-    return response

@@ -30,6 +30,7 @@ class SmtpUser(ScenarioUser):
     abstract = True
     kind = "smtp"
     _resolver: ClassVar[MxResolver | None] = None
+    _options: ClassVar[SmtpOptions | None] = None
 
     @classmethod
     def resolver(cls) -> MxResolver:
@@ -44,6 +45,17 @@ class SmtpUser(ScenarioUser):
             )
         assert cls._resolver is not None
         return cls._resolver
+
+    @classmethod
+    def smtp_options(cls) -> SmtpOptions:
+        """The client's options, the same for every session of the scenario: made once."""
+        options = cls.__dict__.get("_options")
+        if options is None:
+            smtp = cls.scenario.smtp
+            options = cls._options = SmtpOptions(
+                sender=cls.target.sender, connect_timeout=smtp.connect_timeout,
+                command_timeout=smtp.command_timeout)
+        return options
 
     def envelopes(self) -> list[Envelope]:
         smtp, users, domain = self.scenario.smtp, self.target.users, self.target.domain
@@ -73,10 +85,7 @@ class SmtpUser(ScenarioUser):
         if not (self.allow_remote or _is_loopback(host)):
             await smtp_rec.step("CONNECT", _refuse(host))
         else:
-            options = SmtpOptions(sender=self.target.sender,
-                                  connect_timeout=smtp.connect_timeout,
-                                  command_timeout=smtp.command_timeout)
-            await send_session(host, endpoint.port, envelopes, options, smtp_rec)
+            await send_session(host, endpoint.port, envelopes, self.smtp_options(), smtp_rec)
         return dns_rec, smtp_rec
 
     def iteration(self, token: Token | None) -> None:
