@@ -1,13 +1,16 @@
 """The IMAP client and its sessions against the embedded IMAP server (started in-test on the
 bridge's loop): replies, errors carrying the server's text, IDLE pushes and keepalives, NOOP
-polling, drops, and stopping idle sessions quickly (DONE then LOGOUT)."""
+polling, drops, stopping idle sessions quickly (DONE then LOGOUT), and what an idle session
+costs in memory."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
 import time
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,9 +29,10 @@ from loadtests.clients.imap import (
     active_session,
     idle_session,
 )
-from loadtests.clients.steps import StepRecorder
+from loadtests.clients.steps import Step, StepRecorder
 from loadtests.target.imap import ImapServer
 from loadtests.target.mailstore import MailStore, password_for
+from loadtests.users.imap import FailuresKept
 
 HOST = "127.0.0.1"
 PW = password_for("user0001")
@@ -316,3 +320,63 @@ def test_read_timeout_is_not_a_connect_timeout(serve) -> None:
     assert result.failed and names(rec) == ["CONNECT", "LOGIN"]
     assert isinstance(rec.steps[-1].error, ImapReadTimeout)
     assert not isinstance(rec.steps[-1].error, ImapConnectError)
+
+
+def test_an_idle_session_holds_little_python_memory(embedded) -> None:
+    """What thousands of idle sessions multiply (bench/imap_idle), the server in its own
+    process: Python allocations per session in IDLE. aioimaplib's stock protocol (an
+    asyncio.Queue, Events and a Condition: eight deques of ~760 B) and a race task per push
+    wait made it ~20.8 KiB; now ~11.2."""
+    target = embedded.target
+    endpoint = target.endpoint("imap")
+    assert endpoint is not None
+    n, idle = 200, 0
+
+    def on_step(step: Step) -> None:
+        nonlocal idle
+        idle += step.name == "IDLE" and step.error is None
+
+    async def go() -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            tasks = [asyncio.ensure_future(idle_session(
+                endpoint.host, endpoint.port, target.users.name(i), target.secret() or "",
+                rec=StepRecorder("IMAP", on_step=on_step), hold=600)) for i in range(n)]
+            deadline = time.monotonic() + 30
+            while idle < n and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            gc.collect()
+            per_session = (tracemalloc.get_traced_memory()[0] - before) / n
+        finally:
+            tracemalloc.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return per_session
+
+    per_session = run(go(), timeout=60)
+    assert idle == n
+    assert per_session < 14 * 1024
+
+
+def test_imap_users_keep_only_failed_steps() -> None:
+    fired: list[Step] = []
+    rec = FailuresKept("IMAP", on_step=fired.append)
+
+    async def ok() -> None:
+        pass
+
+    async def fail() -> None:
+        raise ImapDisconnected("gone")
+
+    async def go() -> None:
+        for _ in range(3):
+            await rec.step("IDLE", ok())
+        with pytest.raises(ImapDisconnected):
+            await rec.step("IDLE", fail())
+
+    run(go())
+    assert len(fired) == 4  # every step still reaches the stream
+    assert [type(s.error) for s in rec.steps] == [ImapDisconnected] and rec.failed

@@ -15,7 +15,11 @@ What aioimaplib does not do, done here (aioimaplib 2.0):
   applied to the TCP connect + greeting, the read timeout to each command;
 - `wait_server_push` returns keepalives (`OK Still here`) like real changes: `wait_push`
   skips them (counted in `keepalives`);
-- LOGOUT waits behind an open IDLE: `stop()` sends DONE first, bounded in time.
+- LOGOUT waits behind an open IDLE: `stop()` sends DONE first, bounded in time;
+- thousands of connections sit idle for hours, so each holds little (~11 KiB of Python objects,
+  was ~21): the IDLE push queue is a list, asyncio's Event/Condition/Lock waiters lists instead
+  of deques, capability sets are shared, the done connect task is dropped, and a push wait is
+  one coroutine under a timeout rather than a task racing the connection's end.
 Build the client inside a coroutine on the running loop (aioimaplib needs the running loop).
 """
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import aioimaplib
@@ -63,20 +67,100 @@ __all__ = ["ImapClient"]
 T = TypeVar("T")
 
 
+class _PushQueue:
+    """The part of asyncio.Queue aioimaplib's IDLE uses (put_nowait, put, get), without its
+    three deques and Event (~3 KiB per connection). `fail` ends every wait with an error."""
+
+    __slots__ = ("_error", "_getters", "_items")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._getters: list[asyncio.Future[None]] = []
+        self._error: BaseException | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        self._wake()
+
+    async def put(self, item: Any) -> None:
+        self.put_nowait(item)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            if self._error is not None:
+                raise self._error
+            raise asyncio.QueueEmpty
+        return self._items.pop(0)
+
+    async def get(self) -> Any:
+        while not self._items and self._error is None:
+            getter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            finally:
+                self._getters.remove(getter)
+        return self.get_nowait()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        for getter in self._getters:  # each getter re-checks: woken and empty, it waits again
+            if not getter.done():
+                getter.set_result(None)
+
+
+_CAPABILITY_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _slim(*primitives: Any) -> None:
+    """asyncio's Event, Condition and Lock keep their waiters in a deque (~760 B each, per
+    connection and per command); they only append, remove and iterate it: a list does."""
+    for primitive in primitives:
+        primitive._waiters = []
+
+
 class _Protocol(IMAP4ClientProtocol):
     """aioimaplib's protocol, plus: the greeting, `* BYE` lines and the connection's end
-    become a future (`ended`) that every command of ImapClient races."""
+    become a future (`ended`) that every command of ImapClient races (and that ends a wait for
+    IDLE pushes); leaner per connection: a list-based push queue, asyncio primitives without
+    deques, capability sets shared between connections."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.ended: asyncio.Future[None] = loop.create_future()
         self.greeting: bytes | None = None
         self.bye: bytes | None = None
+        self.idle_queue = _PushQueue()  # type: ignore[assignment]
+        _slim(self._idle_event, self.state_condition, self.state_condition._lock)
+
+    @property  # type: ignore[override]
+    def capabilities(self) -> frozenset[str]:
+        return self._capabilities
+
+    @capabilities.setter
+    def capabilities(self, value: set[str] | frozenset[str]) -> None:
+        frozen = frozenset(value)
+        self._capabilities = _CAPABILITY_SETS.setdefault(frozen, frozen)
+
+    def execute(self, command: Command,  # type: ignore[override]
+                scrub: str | None = None) -> Coroutine[Any, Any, Response]:
+        _slim(command._event)
+        return super().execute(command, scrub)
 
     def _end(self, exc: ImapError) -> None:
         if not self.ended.done():
             self.ended.set_exception(exc)
             self.ended.exception()  # retrieved: no "never retrieved" warning if nobody waits
+            self.idle_queue.fail(exc)
 
     def _handle_line(self, line: bytes, current_cmd: Command | None) -> Command | None:
         if line.startswith(b"* BYE"):
@@ -192,6 +276,7 @@ class ImapClient:
                 f"{self.connect_timeout} s") from None
         except OSError as exc:
             raise ImapConnectError(f"connect to {self.host}:{self.port}: {exc}") from exc
+        del self.imap._client_task  # done; it would keep the connect coroutine for hours
         left = max(0.0, self.connect_timeout - (time.monotonic() - started))
         await self._race(self.protocol.wait("AUTH|NONAUTH"), left, "greeting",
                          ImapConnectTimeout)
@@ -205,8 +290,9 @@ class ImapClient:
             self._idle.cancel()
         for task in list(self.imap.tasks) + list(self.protocol.tasks):
             task.cancel()
-        if not self.imap._client_task.done():
-            self.imap._client_task.cancel()
+        connecting = getattr(self.imap, "_client_task", None)
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
         if self.protocol.transport is not None:
             self.protocol.transport.close()
 
@@ -328,11 +414,12 @@ class ImapClient:
         """While idling, wait up to `timeout` s for mailbox changes (`N EXISTS`, `N EXPUNGE`,
         `N FETCH`); keepalives are skipped. Returns [] when nothing changed in time."""
         deadline = time.monotonic() + timeout
-        queue = self.imap.protocol.idle_queue
+        queue = self.protocol.idle_queue  # fails with the connection's end (no race task)
         while (left := deadline - time.monotonic()) > 0:
             try:
-                lines = await self._race(queue.get(), left, "IDLE")
-            except ImapReadTimeout:
+                async with asyncio.timeout(left):
+                    lines = await queue.get()
+            except TimeoutError:
                 return []
             if lines is STOP_WAIT_SERVER_PUSH or lines == STOP_WAIT_SERVER_PUSH:
                 continue

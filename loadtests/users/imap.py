@@ -16,12 +16,26 @@ from typing import Any
 import gevent
 
 from loadtests.clients.imap import active_session, idle_session
-from loadtests.clients.steps import StepRecorder
+from loadtests.clients.steps import Step, StepRecorder
 from loadtests.pacing import Token
 from loadtests.sessions import gauge
 from loadtests.users.base import ScenarioUser
 
-__all__ = ["ImapActiveUser", "ImapIdleUser"]
+__all__ = ["FailuresKept", "ImapActiveUser", "ImapIdleUser"]
+
+
+class FailuresKept(StepRecorder):
+    """Hands every step to `on_step` as it ends, but keeps only the failed ones: an idle session
+    may last hours (a step per IDLE re-arm or NOOP), and its session record needs only the
+    first error."""
+
+    __slots__ = ()
+
+    def _add(self, step: Step) -> None:
+        if step.error is not None:
+            self.steps.append(step)
+        if self.on_step is not None:
+            self.on_step(step)
 
 
 class _ImapUser(ScenarioUser):
@@ -35,7 +49,7 @@ class _ImapUser(ScenarioUser):
 
     def recorder(self) -> StepRecorder:
         """Steps go to the stream as they happen: an idle session may last hours."""
-        return StepRecorder("IMAP", on_step=self.fire)
+        return FailuresKept("IMAP", on_step=self.fire)
 
     def session(self, token: Token | None, client_session: Callable[..., Any],
                 **options: Any) -> Any:
