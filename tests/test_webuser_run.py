@@ -1,6 +1,7 @@
 """WebUser end to end through `mailswarm run`, against the embedded webmail run alone
 (`python -m loadtests.target.web`) and named in a target file: both connection modes, sessions
-dropped by the server, 5xx replies, a refused port, and 3,000 sessions in close mode."""
+dropped by the server, 5xx replies, a refused port, and 3,000 sessions in close mode; and one
+WebUser in this process against a recording HTTP server (what goes on the wire per request)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gevent.socket
 import pytest
+from gevent.server import StreamServer
+from locust.env import Environment
 from test_webmail_server import ROOT, Webmail, start_webmail
 
+from loadtests.clients.webmail import HttpRequest, judge_status
+from loadtests.profiles import Scenario
 from loadtests.results import read_results
 from loadtests.target import EmbeddedSettings, EmbeddedTarget
+from loadtests.targets import Target
+from loadtests.users.base import user_class_for
+from loadtests.users.webuser import WebUser
 
 # `loadtests.users` registers the user kinds it imports; until it imports the webuser module the
 # run is started through this line, which imports it first.
@@ -190,3 +199,72 @@ def test_the_embedded_target_serves_webmail_when_wired(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert by_name(summary)["LOGIN"]["failures"] == 0
     assert summary["sessions"]["HTTP"]["peak"] == 10
+
+
+class Recorder:
+    """An HTTP server in this process: each connection's request heads; the first reply sets a
+    cookie; keeps the connection open unless the request says `Connection: close`."""
+
+    def __init__(self) -> None:
+        self.connections: list[list[str]] = []
+        self.server = StreamServer(("127.0.0.1", 0), self.handle)
+        self.server.start()
+
+    def handle(self, sock: Any, _: Any) -> None:
+        heads: list[str] = []
+        self.connections.append(heads)
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            head, data = data.split(b"\r\n\r\n", 1)
+            heads.append(head.decode().lower())
+            close = "connection: close" in heads[-1]
+            extra = "set-cookie: sid=s1\r\n" if sum(map(len, self.connections)) == 1 else ""
+            extra += "connection: close\r\n" if close else ""
+            sock.sendall(f"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{extra}\r\nok".encode())
+            if close:
+                sock.close()
+                return
+
+
+@pytest.mark.parametrize("mode", ["close", "keep-alive"])
+def test_one_webuser_on_the_wire(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Close mode: each request its own connection with `Connection: close`; keep-alive: one
+    connection per session; cookies kept either way; an IP address looked up once per session,
+    not once per connection (gevent's resolver costs a thread round trip each time)."""
+    lookups: list[Any] = []
+    real_getaddrinfo = gevent.socket.getaddrinfo
+    monkeypatch.setattr(gevent.socket, "getaddrinfo",
+                        lambda *a: lookups.append(a) or real_getaddrinfo(*a))
+    recorder = Recorder()
+    try:
+        scenario = Scenario.model_validate({
+            "name": "wire", "user": "webuser", "schedule": {"kind": "closed", "users": 1},
+            "web": {"connection": mode}})
+        target = Target(endpoints={"http": {"protocol": "http", "host": "127.0.0.1",
+                                            "port": recorder.server.server_port}})
+        cls = user_class_for(scenario, target, pacer=None, allow_remote=False, seed=1)
+        user = cls(Environment(user_classes=[cls]))
+        assert isinstance(user, WebUser)
+        for session in range(2):
+            for _ in range(3):
+                reply = user.exchange(HttpRequest("PAGE", "GET", "/"),
+                                      lambda r: judge_status("PAGE", r))
+                assert reply.body == b"ok"
+            user._end_connections()
+            assert len(lookups) == session + 1
+    finally:
+        recorder.server.stop()
+    heads = [h for conn in recorder.connections for h in conn]
+    assert len(heads) == 6
+    assert "cookie: sid=s1" not in heads[0] and all("cookie: sid=s1" in h for h in heads[1:])
+    if mode == "close":
+        assert [len(c) for c in recorder.connections] == [1] * 6
+        assert all("connection: close" in h for h in heads)
+    else:
+        assert [len(c) for c in recorder.connections] == [3, 3]
+        assert not any("connection: close" in h for h in heads)
