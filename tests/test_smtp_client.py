@@ -275,3 +275,10 @@ def test_replies_are_read_through_a_small_buffer():
     protocol = bridge.run(make())
     assert isinstance(protocol, asyncio.BufferedProtocol)
     assert 512 <= len(protocol.get_buffer(-1)) <= 65536
+
+
+def test_a_host_name_is_resolved_and_connected(scripted):
+    port = scripted({})
+    rec = StepRecorder("SMTP")
+    accepted = bridge.run(send_session("localhost", port, ONE, FAST, rec), timeout=30)
+    assert accepted == 1 and not rec.failed, rec.steps

@@ -6,8 +6,8 @@ session: it is recorded with aiosmtplib's error (which carries the server's `.co
 `.message`) and nothing is raised to the caller.
 
 It drives `aiosmtplib.protocol.SMTPProtocol` (reply parsing, disconnect detection) directly
-rather than the `SMTP` client class, whose per-call option handling, EHLO parsing, locks and
-`asyncio.wait_for` per reply a load generator pays for on every session without needing them.
+rather than the `SMTP` client class, whose per-call option handling, EHLO parsing, command lock
+and timer per reply a load generator pays for on every session without needing them.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = ["Envelope", "SmtpOptions", "data_payload", "send_session"]
 _READ_SIZE = 4096  # replies are small; asyncio's default read size is 256 KiB (see _Protocol)
 _OK = (aiosmtplib.SMTPStatus.completed,)
 _RCPT_OK = (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward)
+_BYE = (aiosmtplib.SMTPStatus.closing,)
 _ATOM = r"[A-Za-z0-9_+-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
@@ -79,7 +80,8 @@ async def send_session(host: str, port: int, envelopes: Sequence[Envelope], opti
                                  message_id=new_message_id(), sent_at=time.time())
             await rec.step("DATA", session.data(data), length=len(data))
             accepted += 1
-        await rec.step("QUIT", session.quit())
+        await rec.step("QUIT", session.command(
+            b"QUIT", "", aiosmtplib.SMTPResponseException, _BYE))
     except Exception:
         pass  # recorded by the failing step; the session ends here
     finally:
@@ -236,16 +238,6 @@ class _Session:
         response = await self._exchange(b"DATA\r\n", data_payload(message))
         if response.code != aiosmtplib.SMTPStatus.completed:
             raise aiosmtplib.SMTPDataError(response.code, response.message)
-        return response
-
-    async def quit(self) -> aiosmtplib.SMTPResponse:
-        # aiosmtplib's own command path: it takes a close right after QUIT as the 221
-        self._arm(self._options.command_timeout)
-        response = await self._protocol.execute_command(b"QUIT")
-        if self._expired:  # aborted: the protocol took our own close as the 221
-            raise _read_timeout(self._options.command_timeout)
-        if response.code != aiosmtplib.SMTPStatus.closing:
-            raise aiosmtplib.SMTPResponseException(response.code, response.message)
         return response
 
     async def _exchange(self, line: bytes, payload: bytes = b"") -> aiosmtplib.SMTPResponse:
