@@ -206,8 +206,7 @@ class _Session:
             transport, _ = await self._loop.create_connection(
                 lambda: self._protocol, host, port)
             return transport
-        self._sock = sock = _socket.socket(family, socket.SOCK_STREAM)
-        sock.setblocking(False)
+        self._sock = sock = _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
         address = (host.strip("[]"), port)
         err = sock.connect_ex(address)
         if err == errno.EINPROGRESS:
