@@ -27,7 +27,7 @@ def test_fifty_messages_per_second_without_failures(smtp_run):
     assert arrival["dropped"] == 0
     # > 50 ms behind: only when the machine is busy elsewhere (8-29 of 500 seen while
     # benchmarks ran next to it; none on a quiet machine)
-    assert arrival["late"] <= 25
+    assert arrival["late"] <= 40
     requests = {(r["type"], r["name"]): r for r in summary["requests"]}
     assert {("DNS", "MX"), ("DNS", "A"), ("SMTP", "CONNECT"), ("SMTP", "EHLO"), ("SMTP", "MAIL"),
             ("SMTP", "RCPT"), ("SMTP", "DATA"), ("SMTP", "QUIT"), ("SMTP", "session")} <= set(
