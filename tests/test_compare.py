@@ -14,7 +14,7 @@ from loadtests.analysis.bootstrap import (
     quantile_draws,
 )
 from loadtests.analysis.compare import compare_records, compare_runs, format_compare
-from loadtests.analysis.stream import RunRecords
+from loadtests.analysis.stream import Request, RunRecords
 
 
 def test_block_bootstrap_is_seeded_and_separates_different_means() -> None:
@@ -52,6 +52,26 @@ def test_ceiling_change_uses_the_ramp_resolution() -> None:
     assert close["verdict"] == "no significant change"
     single = compare_records(run(100, 0), run(120, 0), resamples=100)
     assert single["metrics"][0]["text"] == "ceiling: no interval: single value"
+
+
+def test_a_tail_percentile_needs_enough_requests_beyond_it() -> None:
+    """400 requests: p50 and p95 are judged, p99 (4 requests beyond it) is shown, not judged;
+    with 2,000 requests p99 is judged too."""
+    def run(n: int, slow_ms: float) -> tuple[RunRecords, dict]:
+        rng = random.Random(n + int(slow_ms))
+        reqs = [Request(i / 50, "SMTP", "session", slow_ms if i % 25 == 0 else
+                        5.0 * rng.uniform(0.9, 1.1) * (3 if i % 10 == 0 else 1), True, None, None)
+                for i in range(n)]
+        return RunRecords(requests=reqs), {}
+
+    def p99(result: dict) -> dict:
+        return next(r for r in result["metrics"] if r["metric"] == "SMTP session p99 ms")
+    few = compare_records(run(400, 20.0), run(400, 80.0), resamples=200)
+    assert p99(few)["interval_percent"][0] > 25 and p99(few)["significant"] is False
+    assert "not judged: 4 requests beyond p99, needs 10" in p99(few)["text"]
+    assert few["verdict"] == "no significant change"
+    many = compare_records(run(2000, 20.0), run(2000, 80.0), resamples=200)
+    assert p99(many)["significant"] is True and "not judged" not in p99(many)["text"]
 
 
 @pytest.fixture(scope="module")
