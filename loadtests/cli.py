@@ -150,6 +150,14 @@ def _finish_summary(out: Path, summary: dict, qos: object) -> dict:  # type: ign
     return summary
 
 
+def _host_port(text: str) -> tuple[str, int] | None:
+    """`HOST:PORT` as (host, port), or None when it is not one."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
 def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """Profile and target, or the complete list of what is wrong with them (ConfigError)."""
     from loadtests.profiles import check_against_target, load_profile
@@ -182,11 +190,11 @@ def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.out is not None and (args.out / "results.jsonl").exists():
         problems.append(f"--out: {args.out} already holds a run's results; choose a new folder")
     if args.web is not None:
-        host, _, port = args.web.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        web = _host_port(args.web)
+        if web is None:
             problems.append(f"--web: expected HOST:PORT, got {args.web!r}")
-        elif not (args.allow_remote or is_loopback(host)):
-            problems.append(f"--web: {host} is not a loopback address (pass --allow-remote)")
+        elif not (args.allow_remote or is_loopback(web[0])):
+            problems.append(f"--web: {web[0]} is not a loopback address (pass --allow-remote)")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
     if problems:
@@ -223,8 +231,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=out, duration=args.duration, allow_remote=args.allow_remote,
                          workers=args.workers, profile_file=str(args.profile),
                          on_progress=printer,
-                         web=(args.web.rpartition(":")[0], int(args.web.rpartition(":")[2]))
-                         if args.web else None)
+                         web=_host_port(args.web) if args.web else None)
 
     def _on_signal() -> None:
         if not options.stop.is_set():

@@ -32,7 +32,6 @@ from loadtests.clients.imap import (
 from loadtests.clients.steps import Step, StepRecorder
 from loadtests.target.imap import ImapServer
 from loadtests.target.mailstore import MailStore, password_for
-from loadtests.users.imap import FailuresKept
 
 HOST = "127.0.0.1"
 PW = password_for("user0001")
@@ -361,9 +360,9 @@ def test_an_idle_session_holds_little_python_memory(embedded) -> None:
     assert per_session < 14 * 1024
 
 
-def test_imap_users_keep_only_failed_steps() -> None:
+def test_a_recorder_can_keep_only_failed_steps() -> None:
     fired: list[Step] = []
-    rec = FailuresKept("IMAP", on_step=fired.append)
+    rec = StepRecorder("IMAP", on_step=fired.append, failures_only=True)
 
     async def ok() -> None:
         pass

@@ -77,8 +77,8 @@ def _generator(errors: dict[str, int], fail: Sequence[Sample]) -> tuple[str, lis
 
 def _groups(samples: Sequence[Sample], endpoint: str | None) -> list[str]:
     """Group names, those serving `endpoint` first (a group is named `key1+key2`)."""
-    names = sorted({name for s in samples for name in (s.get("targets") or {})})
-    return sorted(names, key=lambda n: endpoint not in n.split("+"))
+    names = {name for s in samples for name in (s.get("targets") or {})}
+    return sorted(names, key=lambda n: (endpoint not in n.split("+"), n))
 
 
 def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],

@@ -32,11 +32,14 @@ class StepRecorder:
     `on_step`, when given, also receives each step as soon as it ends — long sessions (an IMAP
     IDLE held for hours) report their steps while they last, not only when they end.
     `length` may be a function of the step's result (e.g. `len` of a retrieved message).
+    `failures_only` keeps only failed steps in `steps` (every step still reaches `on_step`):
+    a session of hours needs only its first error, not a list that grows with every step.
     """
 
     protocol: str
     steps: list[Step] = field(default_factory=list)
     on_step: Callable[[Step], None] | None = None
+    failures_only: bool = False
 
     async def step(self, name: str, action: Awaitable[T],
                    length: int | Callable[[T], int] = 0) -> T:
@@ -54,7 +57,8 @@ class StepRecorder:
         return result
 
     def _add(self, step: Step) -> None:
-        self.steps.append(step)
+        if step.error is not None or not self.failures_only:
+            self.steps.append(step)
         if self.on_step is not None:
             self.on_step(step)
 

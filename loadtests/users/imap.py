@@ -16,26 +16,12 @@ from typing import Any
 import gevent
 
 from loadtests.clients.imap import active_session, idle_session
-from loadtests.clients.steps import Step, StepRecorder
+from loadtests.clients.steps import StepRecorder
 from loadtests.pacing import Token
 from loadtests.sessions import gauge
 from loadtests.users.base import ScenarioUser
 
-__all__ = ["FailuresKept", "ImapActiveUser", "ImapIdleUser"]
-
-
-class FailuresKept(StepRecorder):
-    """Hands every step to `on_step` as it ends, but keeps only the failed ones: an idle session
-    may last hours (a step per IDLE re-arm or NOOP), and its session record needs only the
-    first error."""
-
-    __slots__ = ()
-
-    def _add(self, step: Step) -> None:
-        if step.error is not None:
-            self.steps.append(step)
-        if self.on_step is not None:
-            self.on_step(step)
+__all__ = ["ImapActiveUser", "ImapIdleUser"]
 
 
 class _ImapUser(ScenarioUser):
@@ -48,8 +34,9 @@ class _ImapUser(ScenarioUser):
         return endpoint.host, endpoint.port, user, self.target.secret() or ""
 
     def recorder(self) -> StepRecorder:
-        """Steps go to the stream as they happen: an idle session may last hours."""
-        return FailuresKept("IMAP", on_step=self.fire)
+        """Steps go to the stream as they happen and only failed ones are kept: an idle
+        session may last hours (a step per IDLE re-arm or NOOP)."""
+        return StepRecorder("IMAP", on_step=self.fire, failures_only=True)
 
     def session(self, token: Token | None, client_session: Callable[..., Any],
                 **options: Any) -> Any:
