@@ -145,3 +145,15 @@ def test_cli_refuses_bad_input_before_any_traffic(tmp_path):
     assert "198.51.100.7 is not a loopback address" in result.stderr
     assert "--allow-remote" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_refuses_a_bad_or_remote_web_address(tmp_path):
+    good = write(tmp_path, GOOD)
+    for web, expected in (("8089", "--web: expected HOST:PORT, got '8089'"),
+                          ("127.0.0.1:99999", "--web: expected HOST:PORT"),
+                          ("198.51.100.7:8089", "--web: 198.51.100.7 is not a loopback address")):
+        result = mailswarm("run", str(good), "--web", web, "--out", str(tmp_path / "out"),
+                           timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert not (tmp_path / "out").exists()
