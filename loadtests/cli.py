@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true", help="print summary.json instead")
     report.set_defaults(func=_cmd_report)
 
-    from loadtests.target.__main__ import add_arguments as add_target_arguments
+    from loadtests.embedded.__main__ import add_arguments as add_target_arguments
 
     target = sub.add_parser(
         "target", help="run the embedded target in the foreground (Ctrl-C stops it)",
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_target(args: argparse.Namespace) -> int:
-    from loadtests.target.__main__ import run_foreground
+    from loadtests.embedded.__main__ import run_foreground
 
     return run_foreground(args)
 
@@ -223,8 +223,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import gevent
 
     from loadtests.console import ProgressPrinter, describe_plan, format_summary
+    from loadtests.embedded import EmbeddedTarget, TargetStartError
     from loadtests.runner import RunError, RunOptions, run_profile
-    from loadtests.target import EmbeddedTarget, TargetStartError
 
     out = args.out or Path("reports") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     printer = None if args.quiet else ProgressPrinter()

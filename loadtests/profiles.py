@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from loadtests.configfile import ByteSize, Duration, StrictModel, load_yaml_model
-from loadtests.population import Derived, derive
-from loadtests.target.config import EmbeddedSettings
+from loadtests.embedded.config import EmbeddedSettings
+from loadtests.schedule.population import Derived, derive
 from loadtests.targets import Target
 
 __all__ = [

@@ -33,13 +33,13 @@ from locust.runners import STATE_RUNNING, Runner
 
 from loadtests import __version__, bridge
 from loadtests.analysis import write_summary
-from loadtests.ceiling import CeilingShape, StepJudge
-from loadtests.loadplan import build_load, spawn_rate
 from loadtests.monitoring import RunMonitor
-from loadtests.pacing import ArrivalPacer
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
-from loadtests.sessions import gauge
+from loadtests.schedule.ceiling import CeilingShape, StepJudge
+from loadtests.schedule.loadplan import build_load, spawn_rate
+from loadtests.schedule.pacing import ArrivalPacer
+from loadtests.schedule.sessions import gauge
 from loadtests.targets import Target
 from loadtests.worker import FINAL, FINISH, REPORT_KEY, START, job_for_worker
 

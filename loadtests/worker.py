@@ -27,10 +27,10 @@ from locust.env import Environment  # noqa: E402
 from locust.event import Events  # noqa: E402
 
 from loadtests import bridge  # noqa: E402
-from loadtests.loadplan import build_load  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
 from loadtests.results import describe_error, request_record  # noqa: E402
-from loadtests.sessions import gauge  # noqa: E402
+from loadtests.schedule.loadplan import build_load  # noqa: E402
+from loadtests.schedule.sessions import gauge  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 __all__ = ["FINAL", "FINISH", "START", "job_for_worker", "main"]

@@ -14,7 +14,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from loadtests.target import EmbeddedSettings, EmbeddedTarget  # noqa: E402
+from loadtests.embedded import EmbeddedSettings, EmbeddedTarget  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT
 
 from loadtests.analysis.cause import attribute_cause
-from loadtests.ceiling import StepStats, judge_step
 from loadtests.profiles import StopWhen
+from loadtests.schedule.ceiling import StepStats, judge_step
 
 RAMP = """
 name: ceiling-test

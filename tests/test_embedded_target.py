@@ -8,7 +8,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from loadtests.target.dns import DnsZone
+from loadtests.embedded.dns import DnsZone
 
 
 def ask(target, name, rdtype, tcp=False):

@@ -30,8 +30,8 @@ from loadtests.clients.imap import (
     idle_session,
 )
 from loadtests.clients.steps import Step, StepRecorder
-from loadtests.target.imap import ImapServer
-from loadtests.target.mailstore import MailStore, password_for
+from loadtests.embedded.imap import ImapServer
+from loadtests.embedded.mailstore import MailStore, password_for
 
 HOST = "127.0.0.1"
 PW = password_for("user0001")

@@ -14,7 +14,7 @@ from loadtests.clients.imap_replies import (
     parse_status,
     pushes_in,
 )
-from loadtests.target.imap_proto import (
+from loadtests.embedded.imap_proto import (
     ImapSyntaxError,
     compile_search,
     literal_size,
@@ -24,7 +24,7 @@ from loadtests.target.imap_proto import (
     render_fetch,
     tokenize,
 )
-from loadtests.target.mailstore import Message
+from loadtests.embedded.mailstore import Message
 
 MSG = Message(7, b"From: <a@x.test>\r\nSubject: Hello World\r\nTo: <b@y.test>\r\n\r\n"
                  b"first line\r\nsecond (line)\r\n", {"\\Seen"})

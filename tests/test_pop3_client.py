@@ -35,8 +35,8 @@ from loadtests.clients.pop3 import (
     parse_status_line,
 )
 from loadtests.clients.steps import StepRecorder
-from loadtests.target.mailstore import MailStore, password_for
-from loadtests.target.pop3 import POP3_FAULTS, Pop3Server, dot_stuff, top_of
+from loadtests.embedded.mailstore import MailStore, password_for
+from loadtests.embedded.pop3 import POP3_FAULTS, Pop3Server, dot_stuff, top_of
 
 HOST = "127.0.0.1"
 USER = "user0001"

@@ -3,8 +3,8 @@
 import pytest
 from conftest import mailswarm
 
-from loadtests.population import derive
 from loadtests.profiles import load_profile
+from loadtests.schedule.population import derive
 
 
 def test_the_seeds_pop3_isp():

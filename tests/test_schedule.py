@@ -7,9 +7,9 @@ import time
 import gevent
 import pytest
 
-from loadtests.pacing import ArrivalPacer
 from loadtests.profiles import ArrivalSchedule
-from loadtests.schedule import arrival_offsets
+from loadtests.schedule.arrivals import arrival_offsets
+from loadtests.schedule.pacing import ArrivalPacer
 
 
 def first(n, gen):

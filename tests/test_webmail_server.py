@@ -1,4 +1,4 @@
-"""The embedded webmail (loadtests/target/web.py), run alone in its own process and driven by a
+"""The embedded webmail (loadtests/embedded/web.py), run alone in its own process and driven by a
 plain HTTP client: login with CSRF, inbox, message, poll, send, logout, idle expiry,
 keep-alive and `Connection: close`."""
 
@@ -56,12 +56,12 @@ class Webmail:
 
 
 def start_webmail(workdir: Path, *args: str) -> Webmail:
-    """`python -m loadtests.target.web --port 0 ...`, waiting for its ready line."""
+    """`python -m loadtests.embedded.web --port 0 ...`, waiting for its ready line."""
     workdir.mkdir(parents=True, exist_ok=True)
     stats = workdir / "web-stats.json"
     with (workdir / "web.log").open("ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.target.web", "--port", "0", "--stats-file",
+            [sys.executable, "-m", "loadtests.embedded.web", "--port", "0", "--stats-file",
              str(stats), "--die-with-parent", *args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     assert proc.stdout is not None

@@ -1,5 +1,5 @@
 """WebUser end to end through `mailswarm run`, against the embedded webmail run alone
-(`python -m loadtests.target.web`) and named in a target file: both connection modes, sessions
+(`python -m loadtests.embedded.web`) and named in a target file: both connection modes, sessions
 dropped by the server, 5xx replies, a refused port, and 3,000 sessions in close mode; and one
 WebUser in this process against a recording HTTP server (what goes on the wire per request)."""
 
@@ -23,9 +23,9 @@ from locust.env import Environment
 from test_webmail_server import ROOT, Webmail, start_webmail
 
 from loadtests.clients.webmail import HttpRequest, judge_status
+from loadtests.embedded import EmbeddedSettings, EmbeddedTarget
 from loadtests.profiles import Scenario
 from loadtests.results import read_results
-from loadtests.target import EmbeddedSettings, EmbeddedTarget
 from loadtests.targets import Target
 from loadtests.users.base import user_class_for
 from loadtests.users.webuser import WebUser

@@ -261,7 +261,7 @@ class WebmailApp:
 
 @dataclass
 class EmbeddedWebmail(WebmailApp):
-    """The embedded target's webmail (loadtests/target/web.py): a CSRF token on the login form
+    """The embedded target's webmail (loadtests/embedded/web.py): a CSRF token on the login form
     and one per session on the inbox page; an expired session gets 401 (XHR) or a redirect to
     /login (pages)."""
 

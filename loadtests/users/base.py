@@ -13,9 +13,9 @@ from locust import User, constant, task
 
 from loadtests import bridge
 from loadtests.clients.steps import Step
-from loadtests.pacing import ArrivalPacer, Token
 from loadtests.profiles import ArrivalSchedule, RampSchedule, Scenario
-from loadtests.sessions import gauge
+from loadtests.schedule.pacing import ArrivalPacer, Token
+from loadtests.schedule.sessions import gauge
 from loadtests.targets import Target
 
 T = TypeVar("T")

@@ -17,8 +17,8 @@ import gevent
 
 from loadtests.clients.imap import active_session, idle_session
 from loadtests.clients.steps import StepRecorder
-from loadtests.pacing import Token
-from loadtests.sessions import gauge
+from loadtests.schedule.pacing import Token
+from loadtests.schedule.sessions import gauge
 from loadtests.users.base import ScenarioUser
 
 __all__ = ["ImapActiveUser", "ImapIdleUser"]

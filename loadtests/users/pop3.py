@@ -14,8 +14,8 @@ from typing import ClassVar
 
 from loadtests.clients.pop3 import check_mail
 from loadtests.clients.steps import StepRecorder
-from loadtests.pacing import Token
 from loadtests.profiles import ArrivalSchedule
+from loadtests.schedule.pacing import Token
 from loadtests.users.base import ScenarioUser
 
 __all__ = ["Pop3CheckMailUser"]

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from loadtests.clients.dns import MxResolver
 from loadtests.clients.smtp import Envelope, SmtpOptions, send_session
 from loadtests.clients.steps import StepRecorder
-from loadtests.pacing import Token
+from loadtests.schedule.pacing import Token
 from loadtests.targets import is_loopback
 from loadtests.users.base import ScenarioUser
 

@@ -32,9 +32,9 @@ from locust import FastHttpUser
 
 from loadtests.clients.steps import Step
 from loadtests.clients.webmail import HttpRequest, Judge, Reply, WebmailApp, make_app
-from loadtests.pacing import Token
-from loadtests.sessions import gauge
-from loadtests.target.mailstore import password_for
+from loadtests.embedded.mailstore import password_for
+from loadtests.schedule.pacing import Token
+from loadtests.schedule.sessions import gauge
 from loadtests.users.base import ScenarioUser
 
 __all__ = ["WebUser"]

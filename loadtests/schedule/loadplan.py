@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from loadtests.pacing import ArrivalPacer
 from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Profile, RampSchedule
+from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.targets import Target
 from loadtests.users import ScenarioUser, user_class_for
 

@@ -17,7 +17,7 @@ session gets 401 on /api/* and XHR posts, a 303 to /login on pages. Keep-alive i
 logins, sessions open/peak/expired, open connections and their peak sampled each second) are
 kept in a dict the caller may pass in (`counters=`), e.g. for `TargetStats.servers["http"]`.
 
-Run alone (tests, benchmarks): `python -m loadtests.target.web --port 0` prints a ready line.
+Run alone (tests, benchmarks): `python -m loadtests.embedded.web --port 0` prints a ready line.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ from typing import Any
 
 from aiohttp import web
 
-from loadtests.target.config import EmbeddedSettings
-from loadtests.target.mailstore import Mailbox, MailStore
-from loadtests.target.stats import TargetStats
+from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.mailstore import Mailbox, MailStore
+from loadtests.embedded.stats import TargetStats
 
 __all__ = ["WebmailServer", "start_web"]
 
@@ -368,7 +368,7 @@ async def _serve_alone(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.target.web", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m loadtests.embedded.web", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if soft < hard:  # thousands of keep-alive sessions hold a connection each
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.die_with_parent:
-        from loadtests.target.server import die_with_parent
+        from loadtests.embedded.server import die_with_parent
         die_with_parent()
     try:
         asyncio.run(_serve_alone(args))

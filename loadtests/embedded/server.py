@@ -17,15 +17,15 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from loadtests.target.config import EmbeddedSettings
-from loadtests.target.dns import serve_dns
-from loadtests.target.imap import ImapServer
-from loadtests.target.listener import Listener, start_listener
-from loadtests.target.mailstore import MailStore
-from loadtests.target.pop3 import Pop3Server
-from loadtests.target.smtp import SmtpServerFactory
-from loadtests.target.stats import TargetStats
-from loadtests.target.web import start_web
+from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.dns import serve_dns
+from loadtests.embedded.imap import ImapServer
+from loadtests.embedded.listener import Listener, start_listener
+from loadtests.embedded.mailstore import MailStore
+from loadtests.embedded.pop3 import Pop3Server
+from loadtests.embedded.smtp import SmtpServerFactory
+from loadtests.embedded.stats import TargetStats
+from loadtests.embedded.web import start_web
 
 __all__ = ["die_with_parent", "serve"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadtests.clients.pop3 import apop_digest
-from loadtests.target.mailstore import Mailbox, MailStore, Message, password_for
+from loadtests.embedded.mailstore import Mailbox, MailStore, Message, password_for
 
 __all__ = ["POP3_FAULTS", "Pop3Counters", "Pop3Server", "dot_stuff", "top_of"]
 

@@ -1,4 +1,4 @@
-"""`python -m loadtests.target`: the embedded target in the foreground (`mailswarm target`)."""
+"""`python -m loadtests.embedded`: the embedded target in the foreground (`mailswarm target`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from loadtests.target.config import FAULTS, EmbeddedSettings
+from loadtests.embedded.config import FAULTS, EmbeddedSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def settings_from_args(args: argparse.Namespace) -> EmbeddedSettings:
 
 
 def run_foreground(args: argparse.Namespace) -> int:
-    from loadtests.target.server import die_with_parent, serve  # the servers' imports, only here
+    from loadtests.embedded.server import die_with_parent, serve  # the servers' imports, only here
 
     settings = settings_from_args(args)
     if args.die_with_parent:
@@ -71,7 +71,7 @@ def run_foreground(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.target", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtests.embedded", description=__doc__)
     add_arguments(parser)
     return run_foreground(parser.parse_args())
 

@@ -2,7 +2,8 @@
 
 `arrival_offsets` yields each session's intended start, in seconds from the start of the
 schedule: evenly spaced for `fixed`, exponential gaps for `poisson`. No I/O, no clock: the pacer
-(loadtests.pacing) turns these into greenlet wake-ups and counts what could not start on time.
+(`loadtests.schedule.pacing`) turns these into greenlet wake-ups and counts what could not start
+on time.
 """
 
 from __future__ import annotations

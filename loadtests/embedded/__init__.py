@@ -2,10 +2,10 @@
 separate process, so their fds and threads are measured apart from the generator.
 
 `EmbeddedTarget` (launcher.py) starts and stops that process from the runner;
-`python -m loadtests.target` / `mailswarm target` run it in the foreground.
+`python -m loadtests.embedded` / `mailswarm target` run it in the foreground.
 """
 
-from loadtests.target.config import FAULTS, EmbeddedSettings
-from loadtests.target.launcher import EmbeddedTarget, TargetStartError
+from loadtests.embedded.config import FAULTS, EmbeddedSettings
+from loadtests.embedded.launcher import EmbeddedTarget, TargetStartError
 
 __all__ = ["FAULTS", "EmbeddedSettings", "EmbeddedTarget", "TargetStartError"]

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from loadtests.target.imap_proto import (
+from loadtests.embedded.imap_proto import (
     SYSTEM_FLAGS,
     FetchItem,
     ImapSyntaxError,
@@ -42,7 +42,7 @@ from loadtests.target.imap_proto import (
     parse_seqset,
     render_fetch,
 )
-from loadtests.target.mailstore import Mailbox, MailStore, Message
+from loadtests.embedded.mailstore import Mailbox, MailStore, Message
 
 __all__ = ["CAPABILITIES", "IMAP_FAULTS", "ImapServer", "ImapServerStats"]
 

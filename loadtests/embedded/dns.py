@@ -14,8 +14,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from loadtests.target.config import EmbeddedSettings
-from loadtests.target.stats import TargetStats
+from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.stats import TargetStats
 
 __all__ = ["DnsZone", "serve_dns"]
 

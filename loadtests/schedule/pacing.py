@@ -19,7 +19,7 @@ import gevent
 from gevent.event import AsyncResult
 
 from loadtests.profiles import ArrivalSchedule
-from loadtests.schedule import arrival_offsets
+from loadtests.schedule.arrivals import arrival_offsets
 
 __all__ = ["ArrivalPacer", "Token"]
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from loadtests.target.config import EmbeddedSettings
-from loadtests.target.mailstore import password_for
-from loadtests.target.stats import TargetStats
+from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.mailstore import password_for
+from loadtests.embedded.stats import TargetStats
 from loadtests.targets import PROTOCOLS, Endpoint, ProcessRef, Target, UserPattern
 
 __all__ = ["EmbeddedTarget", "TargetStartError"]
@@ -40,7 +40,7 @@ class EmbeddedTarget:
     def start(self, timeout: float = 15.0) -> Target:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = self.log_file.open("ab")
-        cmd = [sys.executable, "-m", "loadtests.target", "--settings-json",
+        cmd = [sys.executable, "-m", "loadtests.embedded", "--settings-json",
                self.settings.model_dump_json(), "--stats-file", str(self.stats_file),
                "--die-with-parent"]
         # own session: a Ctrl-C in the terminal reaches the runner, which stops us in order

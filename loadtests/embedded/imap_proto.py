@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_tz
 
-from loadtests.target.mailstore import Message
+from loadtests.embedded.mailstore import Message
 
 __all__ = [
     "SYSTEM_FLAGS",

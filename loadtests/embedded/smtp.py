@@ -13,9 +13,9 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from loadtests.target.config import EmbeddedSettings
-from loadtests.target.mailstore import MailStore
-from loadtests.target.stats import TargetStats
+from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.mailstore import MailStore
+from loadtests.embedded.stats import TargetStats
 
 __all__ = ["SmtpServerFactory"]
 
