@@ -147,6 +147,7 @@ def test_mx_and_a_resolved_and_recorded(embedded):
     assert [(s.protocol, s.name, s.error) for s in rec.steps] == [("DNS", "MX", None),
                                                                    ("DNS", "A", None)]
     assert all(s.ms > 0 for s in rec.steps)
+    assert bridge.run(resolver.query("example.test", "MX")) == ("mail.example.test",)
 
 
 def test_aaaa_when_asked(embedded):

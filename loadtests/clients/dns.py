@@ -275,10 +275,12 @@ class MxResolver:
             addresses += await rec.step("AAAA", self.query(host, _AAAA, allow_empty=True))
         return host, addresses
 
-    async def query(self, name: str, rdtype: int, *, allow_empty: bool = False,
+    async def query(self, name: str, rdtype: int | str, *, allow_empty: bool = False,
                     ) -> tuple[str, ...]:
         """The values of `name`'s `rdtype` records (MX: exchanges by preference; A/AAAA:
         addresses); raises a DnsLookupError when there are none (unless `allow_empty`)."""
+        if isinstance(rdtype, str):
+            rdtype = dns.rdatatype.from_text(rdtype)
         key = (name, rdtype)
         cache = self._cache
         if cache is not None:
