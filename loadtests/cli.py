@@ -7,10 +7,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loadtests import __version__
 from loadtests.configfile import ConfigError
 from loadtests.units import parse_duration
+
+if TYPE_CHECKING:  # imported where used: `mailswarm report` must not load Locust
+    from loadtests.profiles import Profile
+    from loadtests.targets import Target
 
 __all__ = ["build_parser", "main"]
 
@@ -139,7 +144,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _finish_summary(out: Path, summary: dict, qos: object) -> dict:  # type: ignore[type-arg]
+def _finish_summary(out: Path, summary: dict[str, Any], qos: object) -> dict[str, Any]:
     """The QoS verdict into summary.json, then the HTML report and CSV tables beside it."""
     from loadtests.analysis.qos import evaluate_qos
     from loadtests.report import build_report
@@ -158,7 +163,7 @@ def _host_port(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
     """Profile and target, or the complete list of what is wrong with them (ConfigError)."""
     from loadtests.profiles import check_against_target, load_profile
     from loadtests.targets import check_loopback, is_loopback, load_target
@@ -197,7 +202,7 @@ def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             problems.append(f"--web: {web[0]} is not a loopback address (pass --allow-remote)")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
-    if problems:
+    if problems or profile is None:
         raise ConfigError("mailswarm run", problems)
     return profile, target
 
