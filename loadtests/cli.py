@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="run a load profile against a target (embedded by default)",
-        description="Run a load profile. Without --target, an embedded target (SMTP + DNS) is "
-                    "started in a separate process on 127.0.0.1 for the run.",
+        description="Run a load profile. Without --target, the embedded target (SMTP, DNS, "
+                    "POP3, IMAP, HTTP webmail) is started in a separate process on 127.0.0.1 "
+                    "for the run.",
         epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("profile", type=Path, help="profile YAML file (see profiles/)")
     run.add_argument("--target", type=Path, metavar="FILE",
@@ -97,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = sub.add_parser(
         "target", help="run the embedded target in the foreground (Ctrl-C stops it)",
         description="Run the embedded target: SMTP (aiosmtpd) accepting mail for "
-                    "user0001..userNNNN@DOMAIN and DNS answering MX DOMAIN -> mail.DOMAIN -> "
-                    "127.0.0.1, with optional delays and injected faults. Prints one JSON line "
-                    "with its ports when ready.")
+                    "user0001..userNNNN@DOMAIN, DNS answering MX DOMAIN -> mail.DOMAIN -> "
+                    "127.0.0.1, and POP3, IMAP and HTTP webmail serving a generated mailbox per "
+                    "user, with optional delays and injected faults. Prints one JSON line with "
+                    "its ports when ready.")
     add_target_arguments(target)
     target.set_defaults(func=_cmd_target)
 

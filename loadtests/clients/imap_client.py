@@ -16,8 +16,8 @@ What aioimaplib does not do, done here (aioimaplib 2.0):
 - `wait_server_push` returns keepalives (`OK Still here`) like real changes: `wait_push`
   skips them (counted in `keepalives`);
 - LOGOUT waits behind an open IDLE: `stop()` sends DONE first, bounded in time;
-- thousands of connections sit idle for hours, so each holds little (~11 KiB of Python objects,
-  was ~21): the IDLE push queue is a list, asyncio's Event/Condition/Lock waiters lists instead
+- thousands of connections sit idle for hours, so each holds little (~11 KiB of Python
+  objects): the IDLE push queue is a list, asyncio's Event/Condition/Lock waiters lists instead
   of deques, capability sets are shared, the done connect task is dropped, and a push wait is
   one coroutine under a timeout rather than a task racing the connection's end.
 Build the client inside a coroutine on the running loop (aioimaplib needs the running loop).
