@@ -39,6 +39,8 @@ _stopped: Event | None = None
 class _HubSelector(gevent.selectors.GeventSelector):
     """gevent's selector, plus a cheap wake-up for callers in other greenlets of this thread."""
 
+    _ready: Event  # set by GeventSelector.__init__; private, so not in its stubs
+
     def wakeup(self) -> None:
         self._ready.set()  # what select() waits on; the fd watchers set it too
 
@@ -97,7 +99,7 @@ def run(coro: Coroutine[Any, Any, T], *, timeout: float | None = None,
     counts with thousands of idle sessions.
     """
     ev_loop = loop()
-    waiter = Waiter()  # gets the finished task, or None when it never started
+    waiter: Waiter[asyncio.Task[T] | None] = Waiter()  # the finished task, or None: never started
     tasks: list[asyncio.Task[T]] = []
     notify = (waiter.hub.loop.run_callback if _native_thread_id() == _loop_thread
               else waiter.hub.loop.run_callback_threadsafe)
@@ -128,7 +130,8 @@ def _wait(waiter: Waiter, timeout: float | None) -> Any:
     """What the waiter gets, or _PENDING after `timeout` seconds."""
     if timeout is None:
         return waiter.get()
-    with gevent.Timeout(timeout, False):  # False: leaves the block silently
+    # False: leaves the block silently (documented by gevent; types-gevent's stub omits it)
+    with gevent.Timeout(timeout, False):  # type: ignore[arg-type]
         return waiter.get()
     return _PENDING
 

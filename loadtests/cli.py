@@ -7,10 +7,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loadtests import __version__
 from loadtests.configfile import ConfigError
 from loadtests.units import parse_duration
+
+if TYPE_CHECKING:  # imported where used: `mailswarm report` must not load Locust
+    from loadtests.profiles import Profile
+    from loadtests.targets import Target
 
 __all__ = ["build_parser", "main"]
 
@@ -55,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="run a load profile against a target (embedded by default)",
-        description="Run a load profile. Without --target, an embedded target (SMTP + DNS) is "
-                    "started in a separate process on 127.0.0.1 for the run.",
+        description="Run a load profile. Without --target, the embedded target (SMTP, DNS, "
+                    "POP3, IMAP, HTTP webmail) is started in a separate process on 127.0.0.1 "
+                    "for the run.",
         epilog=_RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("profile", type=Path, help="profile YAML file (see profiles/)")
     run.add_argument("--target", type=Path, metavar="FILE",
@@ -92,9 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     target = sub.add_parser(
         "target", help="run the embedded target in the foreground (Ctrl-C stops it)",
         description="Run the embedded target: SMTP (aiosmtpd) accepting mail for "
-                    "user0001..userNNNN@DOMAIN and DNS answering MX DOMAIN -> mail.DOMAIN -> "
-                    "127.0.0.1, with optional delays and injected faults. Prints one JSON line "
-                    "with its ports when ready.")
+                    "user0001..userNNNN@DOMAIN, DNS answering MX DOMAIN -> mail.DOMAIN -> "
+                    "127.0.0.1, and POP3, IMAP and HTTP webmail serving a generated mailbox per "
+                    "user, with optional delays and injected faults. Prints one JSON line with "
+                    "its ports when ready.")
     add_target_arguments(target)
     target.set_defaults(func=_cmd_target)
 
@@ -139,7 +146,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _finish_summary(out: Path, summary: dict, qos: object) -> dict:  # type: ignore[type-arg]
+def _finish_summary(out: Path, summary: dict[str, Any], qos: object) -> dict[str, Any]:
     """The QoS verdict into summary.json, then the HTML report and CSV tables beside it."""
     from loadtests.analysis.qos import evaluate_qos
     from loadtests.report import build_report
@@ -158,7 +165,7 @@ def _host_port(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
     """Profile and target, or the complete list of what is wrong with them (ConfigError)."""
     from loadtests.profiles import check_against_target, load_profile
     from loadtests.targets import check_loopback, is_loopback, load_target
@@ -197,7 +204,7 @@ def _load_inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             problems.append(f"--web: {web[0]} is not a loopback address (pass --allow-remote)")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
-    if problems:
+    if problems or profile is None:
         raise ConfigError("mailswarm run", problems)
     return profile, target
 

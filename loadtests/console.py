@@ -119,8 +119,8 @@ class ProgressPrinter:
             if sc is not None:
                 before = (prev.scenarios.get(name) or {}) if prev else {}
                 done = sc.get("completed", 0) - before.get("completed", 0) if prev else 0
-                row_rate, flight, late, dropped = done / dt, sc["in_flight"], sc["late"], \
-                    sc["dropped"]
+                row_rate = done / dt
+                flight, late, dropped = (str(sc[k]) for k in ("in_flight", "late", "dropped"))
             else:
                 row_rate, flight, late, dropped = rate, "-", "-", "-"
             p95, failures = self._window.p95_and_failures(name)
@@ -199,10 +199,11 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{_per(per.get('processes')):>5}")
     http = summary.get("http") or {}
     if http.get("peak_sessions"):
-        held = (f", {http['held_connections_mean']} on average while all sessions were open "
-                f"(max {http['held_connections_max']})" if "held_connections_max" in http else "")
+        while_open = (f", {http['held_connections_mean']} on average while all sessions were "
+                      f"open (max {http['held_connections_max']})"
+                      if "held_connections_max" in http else "")
         lines += ["", f"HTTP: {http['peak_sessions']} sessions at the peak on "
-                      f"{http['peak_connections']} connections at the peak{held}; "
+                      f"{http['peak_connections']} connections at the peak{while_open}; "
                       f"TIME_WAIT peak {http['time_wait_peak']}"]
     ceiling = summary.get("ceiling")
     if ceiling:

@@ -73,6 +73,7 @@ class RunMonitor:
         while not self._stop.is_set():
             try:
                 sample = pool.spawn(self._sample).get()
+                assert sample is not None  # get() blocks until _sample returns its dict
             except Exception as exc:  # a monitor problem must not end the run
                 sample = {"error": f"{type(exc).__name__}: {exc}"}
             sample.pop("ts", None)

@@ -283,9 +283,9 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         if distributed:
             procs = _start_workers(profile, target, options, port)
             deadline = time.monotonic() + 60
-            while runner.worker_count < options.workers:  # type: ignore[attr-defined]
+            while runner.worker_count < options.workers:
                 if time.monotonic() > deadline or options.stop.wait(timeout=0.2):
-                    raise RunError(f"only {runner.worker_count} of {options.workers} worker "  # type: ignore[attr-defined]
+                    raise RunError(f"only {runner.worker_count} of {options.workers} worker "
                                    f"processes connected; see {options.out_dir}/worker*.log")
         if shape is not None:
             runner.start_shape()
@@ -324,10 +324,11 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
                 writer.write("phase", name="arrival_stop", scenario=sc.name, ts=load_end)
         drain = 0.0 if options.stop.is_set() else profile.drain
         if distributed:
+            assert isinstance(feed, _WorkerFeed)
             runner.send_message(FINISH, {"drain": drain})
             wait_until = time.monotonic() + drain + 10
             # a worker that died (no heartbeat) is no longer counted: don't wait for it
-            while (len(feed.finished) < min(options.workers, runner.worker_count)  # type: ignore[union-attr,attr-defined]
+            while (len(feed.finished) < min(options.workers, runner.worker_count)
                    and time.monotonic() < wait_until):
                 gevent.sleep(0.1)
         else:

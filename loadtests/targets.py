@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 Protocol = Literal["smtp", "dns", "imap", "pop3", "http"]
-PROTOCOLS: tuple[str, ...] = ("smtp", "dns", "imap", "pop3", "http")
+PROTOCOLS: tuple[Protocol, ...] = ("smtp", "dns", "imap", "pop3", "http")
 
 
 class ProcessRef(StrictModel):

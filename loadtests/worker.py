@@ -1,7 +1,7 @@
 """A worker process of a distributed run (`mailswarm run --workers N`).
 
-Started by the master's runner with `python -m loadtests.worker --master-port P --index I`, it
-reads its job (profile, target with credentials, options) as JSON on stdin — never on the command
+Started by the master's runner with `python -m loadtests.worker --master-port P`, it reads its
+job (profile, target with credentials, options, its index) as JSON on stdin — never on the command
 line, where `ps` would show the password. It runs its share of the users and of each open-model
 rate, and ships its records, pacer counters and open sessions to the master through Locust's
 messaging: with every `report_to_master` (each second) and once more, in full, when the master

@@ -119,10 +119,9 @@ def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
                 at_good = _max(good_samples, ("targets", name, kind))
                 at_fail = _max(fail_samples, ("targets", name, kind))
                 at_first = _max(first_samples, ("targets", name, kind)) if first else None
-                if at_good is None or at_fail is None:
+                if at_good is None or at_fail is None or first is None or at_first is None:
                     continue
-                grew = (first is not None and at_first is not None
-                        and at_good - at_first >= 0.5 * (good["users"] - first["users"]) > 0)
+                grew = at_good - at_first >= 0.5 * (good["users"] - first["users"]) > 0
                 if grew and at_fail - at_good < 0.2 * added:
                     return f"target {name}: {kind[:-2] if kind == 'processes' else 'thread'} " \
                            "limit", [

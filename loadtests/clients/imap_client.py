@@ -16,8 +16,8 @@ What aioimaplib does not do, done here (aioimaplib 2.0):
 - `wait_server_push` returns keepalives (`OK Still here`) like real changes: `wait_push`
   skips them (counted in `keepalives`);
 - LOGOUT waits behind an open IDLE: `stop()` sends DONE first, bounded in time;
-- thousands of connections sit idle for hours, so each holds little (~11 KiB of Python objects,
-  was ~21): the IDLE push queue is a list, asyncio's Event/Condition/Lock waiters lists instead
+- thousands of connections sit idle for hours, so each holds little (~11 KiB of Python
+  objects): the IDLE push queue is a list, asyncio's Event/Condition/Lock waiters lists instead
   of deques, capability sets are shared, the done connect task is dropped, and a push wait is
   one coroutine under a timeout rather than a task racing the connection's end.
 Build the client inside a coroutine on the running loop (aioimaplib needs the running loop).
@@ -139,10 +139,10 @@ class _Protocol(IMAP4ClientProtocol):
         self.ended: asyncio.Future[None] = loop.create_future()
         self.greeting: bytes | None = None
         self.bye: bytes | None = None
-        self.idle_queue = _PushQueue()  # type: ignore[assignment]
+        self.idle_queue = _PushQueue()
         _slim(self._idle_event, self.state_condition, self.state_condition._lock)
 
-    @property  # type: ignore[override]
+    @property
     def capabilities(self) -> frozenset[str]:
         return self._capabilities
 
@@ -151,7 +151,7 @@ class _Protocol(IMAP4ClientProtocol):
         frozen = frozenset(value)
         self._capabilities = _CAPABILITY_SETS.setdefault(frozen, frozen)
 
-    def execute(self, command: Command,  # type: ignore[override]
+    def execute(self, command: Command,
                 scrub: str | None = None) -> Coroutine[Any, Any, Response]:
         _slim(command._event)
         return super().execute(command, scrub)
@@ -234,8 +234,9 @@ class ImapClient:
         """Run `action`, failing early when the connection ends and late after `timeout`."""
         task = asyncio.ensure_future(action)
         ended = self.protocol.ended
+        racing: set[asyncio.Future[Any]] = {task, ended}
         try:
-            done, _ = await asyncio.wait({task, ended}, timeout=timeout,
+            done, _ = await asyncio.wait(racing, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             task.cancel()

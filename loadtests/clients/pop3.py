@@ -18,6 +18,7 @@ its `Pop3ServerDisconnected` (also a ConnectionError) a close in the middle of a
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import os
@@ -316,7 +317,7 @@ class Pop3Client:
     async def list_one(self, which: int) -> tuple[int, int]:
         return _int_listing(await self._command(f"LIST {_arg(which)}"))
 
-    async def uidl(self) -> list[tuple[int, str]]:
+    async def uidl(self) -> builtins.list[tuple[int, str]]:  # `list` is the LIST method here
         """[(message number, unique id)] for every message not marked deleted."""
         await self._command("UIDL")
         return [parse_scan_listing(line) for line in _lines(await self._read_block())]

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import aiosmtplib
 from aiosmtplib.email import quote_address
@@ -129,7 +130,7 @@ class _Session:
         self._task = task
         self._options = options
         self._protocol = _Protocol(self._loop)
-        self._transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.Transport | None = None
         self._sock: _socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
@@ -193,7 +194,7 @@ class _Session:
             raise aiosmtplib.SMTPConnectResponseError(response.code, response.message)
         return response
 
-    async def _open(self, host: str, port: int) -> asyncio.BaseTransport:
+    async def _open(self, host: str, port: int) -> asyncio.Transport:
         """The transport; for an IP literal over a plain C-level socket.
 
         Under gevent's monkey-patching `socket.socket` is gevent's cooperative wrapper, whose
@@ -207,7 +208,9 @@ class _Session:
             transport, _ = await self._loop.create_connection(
                 lambda: self._protocol, host, port)
             return transport
-        self._sock = sock = _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        # asyncio only calls the C-level socket's methods; its stubs ask for socket.socket
+        self._sock = sock = cast(socket.socket,
+                                 _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK))
         address = (host.strip("[]"), port)
         err = sock.connect_ex(address)
         if err == errno.EINPROGRESS:

@@ -6,7 +6,7 @@ its flags, so a profile can carry the server model it wants to emulate.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -15,7 +15,7 @@ from loadtests.configfile import ByteSize, Duration, StrictModel
 __all__ = ["FAULTS", "EmbeddedSettings"]
 
 Fault = Literal["none", "stall", "reset", "garbage", "reply-4xx", "reply-5xx", "close-mid-data"]
-FAULTS: tuple[str, ...] = Fault.__args__  # type: ignore[attr-defined]
+FAULTS: tuple[str, ...] = get_args(Fault)
 
 
 class EmbeddedSettings(StrictModel):

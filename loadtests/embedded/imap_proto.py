@@ -229,9 +229,11 @@ def compile_search(args: Sequence[Token], largest_seq: int,
 
 
 def _string(items: list[Token]) -> str:
-    if not items or not isinstance(items[0], str):
+    head = items[0] if items else None
+    if not isinstance(head, str):
         raise ImapSyntaxError("search key needs a string")
-    return items.pop(0)
+    del items[0]
+    return head
 
 
 def _criterion(items: list[Token], largest_seq: int, largest_uid: int) -> Predicate:
@@ -381,7 +383,7 @@ def _section(data: bytes, item: FetchItem) -> bytes:
     elif item.section == "MIME":
         part = b"Content-Type: text/plain; charset=us-ascii\r\n\r\n"
     else:
-        part = _header_fields(header, set(item.fields), item.section.endswith(".NOT"))
+        part = _header_fields(header, set(item.fields), (item.section or "").endswith(".NOT"))
     if item.partial is not None:
         start, length = item.partial
         part = part[start:] if length is None else part[start:start + length]

@@ -73,9 +73,10 @@ class EmbeddedTarget:
     def target(self) -> Target:
         host = self.ready["host"]
         watch = [ProcessRef(pid=self.ready["pid"])]  # its own process: measured apart from us
-        endpoints = {proto: Endpoint(protocol=proto, host=host, port=self.ready[f"{proto}_port"],
-                                     monitor=watch)
-                     for proto in PROTOCOLS if f"{proto}_port" in self.ready}
+        endpoints: dict[str, Endpoint] = {
+            proto: Endpoint(protocol=proto, host=host, port=self.ready[f"{proto}_port"],
+                            monitor=watch)
+            for proto in PROTOCOLS if f"{proto}_port" in self.ready}
         return Target(name="embedded", domain=self.ready["domain"],
                       users=UserPattern(count=self.ready["users"]),
                       password=SecretStr(password_for("")), endpoints=endpoints)

@@ -16,6 +16,7 @@ import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import TypedDict
 
 from loadtests.embedded.config import EmbeddedSettings
 from loadtests.embedded.dns import serve_dns
@@ -98,7 +99,15 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
             os.close(stats_fd)
 
 
-def _listener_options(settings: EmbeddedSettings) -> dict[str, object]:
+class _ListenerOptions(TypedDict):
+    mode: str
+    max_connections: int
+    thread_limit: int
+    thread_stack_size: int
+    backlog: int
+
+
+def _listener_options(settings: EmbeddedSettings) -> _ListenerOptions:
     return {"mode": settings.mode, "max_connections": settings.max_connections,
             "thread_limit": settings.thread_limit,
             "thread_stack_size": settings.thread_stack_size, "backlog": settings.backlog}

@@ -9,7 +9,7 @@ import re
 import socket
 import struct
 import time
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -36,7 +36,8 @@ class _CountingHandler:
     def _known(self, address: str) -> bool:
         local, _, domain = address.rpartition("@")
         match = _USER.fullmatch(local.lower())
-        return domain.lower() == self.domain and bool(match) and 1 <= int(match[1]) <= self.users
+        return (domain.lower() == self.domain and match is not None
+                and 1 <= int(match[1]) <= self.users)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
@@ -52,7 +53,7 @@ class _CountingHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.fault == "close-mid-data":
-            if server.transport is not None:
+            if isinstance(server.transport, asyncio.WriteTransport):
                 server.transport.abort()
             return "421 4.4.2 closing"  # never reaches the client: the socket is gone
         self.stats.smtp_messages += 1
@@ -73,7 +74,7 @@ class _DelayedSMTP(SMTP):
         super().__init__(*args, **kwargs)
         self._delay = delay
 
-    async def push(self, status: str) -> None:
+    async def push(self, status: AnyStr) -> None:
         await asyncio.sleep(self._delay)
         await super().push(status)
 
@@ -92,6 +93,7 @@ class _Reset(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert isinstance(transport, asyncio.WriteTransport)  # a TCP server's transport
         transport.abort()
 
 

@@ -120,7 +120,7 @@ class _OneSample:
 def metrics_text(sample: dict[str, Any]) -> bytes:
     """Prometheus text exposition of one sample."""
     registry = CollectorRegistry()
-    registry.register(_OneSample(sample))  # type: ignore[arg-type]
+    registry.register(_OneSample(sample))
     return generate_latest(registry)
 
 

@@ -139,7 +139,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return status
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `agent` and `doctor` commands to a parent parser's subparsers."""
     fmt = argparse.RawDescriptionHelpFormatter
     agent = subparsers.add_parser(

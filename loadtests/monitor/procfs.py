@@ -123,8 +123,8 @@ def parse_limit(text: str, name: str = "Max open files") -> tuple[int | None, in
         if line.startswith(name):
             m = _LIMIT_VALUE.match(line, len(name))
             if m:
-                return tuple(None if v == "unlimited" else int(v)  # type: ignore[return-value]
-                             for v in m.groups())
+                soft, hard = (None if v == "unlimited" else int(v) for v in m.groups())
+                return soft, hard
     return None, None
 
 

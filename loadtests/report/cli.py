@@ -19,7 +19,7 @@ exit status: 0 compared (whatever the verdict), 2 a folder holds no results.
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compare", help="compare two runs (A is the baseline) with confidence intervals",
         description="Compare two runs of the same profile: ceiling, throughput, latency "

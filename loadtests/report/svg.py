@@ -148,12 +148,12 @@ def render_chart(chart: Chart, width: int = 900, height: int = 280) -> str:
     for i, s in enumerate(chart.series):
         color = s.color or PALETTE[i % len(PALETTE)]
         runs: list[list[tuple[float, float]]] = [[]]
-        for x, y in s.points:
-            if y is None:
+        for x, value in s.points:
+            if value is None:
                 if runs[-1]:
                     runs.append([])
                 continue
-            runs[-1].append((sx(x), sy(y)))
+            runs[-1].append((sx(x), sy(value)))
         d = " ".join(_path(r) for r in runs if r)
         n = sum(len(r) for r in runs)
         dash = ' stroke-dasharray="5,3"' if s.dashed else ""

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import random
 
+from locust import User
+
 from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Profile, RampSchedule
 from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.targets import Target
-from loadtests.users import ScenarioUser, user_class_for
+from loadtests.users import user_class_for
 
 __all__ = ["build_load", "spawn_rate"]
 
 
 def build_load(profile: Profile, target: Target, *, allow_remote: bool, rate_share: float = 1.0,
-               seed_salt: str = "") -> tuple[list[type[ScenarioUser]], dict[str, ArrivalPacer]]:
-    """User classes (one per scenario, counts fixed by the schedule) and pacers by scenario."""
+               seed_salt: str = "") -> tuple[list[type[User]], dict[str, ArrivalPacer]]:
+    """User classes (one per scenario, counts fixed by the schedule; typed as Locust's
+    Environment takes them) and pacers by scenario."""
     master_rng = random.Random(f"{profile.seed}{seed_salt}" if profile.seed is not None else None)
     pacers: dict[str, ArrivalPacer] = {}
-    classes = []
+    classes: list[type[User]] = []
     for sc in profile.scenarios:
         pacer = None
         if isinstance(sc.schedule, ArrivalSchedule):

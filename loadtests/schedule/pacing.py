@@ -40,7 +40,8 @@ class ArrivalPacer:
         self.share = share
         self._rng = rng
         self._queue: deque[tuple[float, float]] = deque()  # (wall, monotonic) intended starts
-        self._waiters: deque[AsyncResult] = deque()  # idle channels, longest idle first
+        # idle channels, longest idle first; each is handed a (wall, monotonic) intended start
+        self._waiters: deque[AsyncResult[tuple[float, float]]] = deque()
         self._greenlet: gevent.Greenlet | None = None
         self.idle = 0
         self.intended = 0
@@ -120,11 +121,13 @@ class ArrivalPacer:
         if self._queue:
             wall, mono = self._queue.popleft()
         else:
-            waiter: AsyncResult = AsyncResult()
+            waiter: AsyncResult[tuple[float, float]] = AsyncResult()
             self._waiters.append(waiter)
             self.idle += 1
             try:
-                wall, mono = waiter.get()
+                due = waiter.get()
+                assert due is not None  # get() blocks until put() sets an intended start
+                wall, mono = due
             except BaseException:
                 if waiter.ready():
                     self.dropped += 1  # handed to us as we were stopped: nobody will run it

@@ -125,7 +125,7 @@ def _run_foreground(names: list[str] | None, args: argparse.Namespace) -> int:
     return 0 if stop["signal"] else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `stack` command (with its actions) to a parent parser's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("services", nargs="*", metavar="SERVICE",

@@ -65,7 +65,7 @@ def exclusive(config: StackConfig | None = None, *, wait: float = 900.0) -> Iter
             _held[path] = (entry[0], entry[1] + 1)
     if entry is None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a")  # noqa: SIM115 - kept open while held
+        handle: IO[str] = open(path, "a")  # noqa: SIM115 - kept open while held
         deadline = time.monotonic() + wait
         while True:
             try:

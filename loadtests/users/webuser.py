@@ -90,7 +90,8 @@ class WebUser(FastHttpUser, ScenarioUser):
         self.network_timeout = self.connection_timeout = web.request_timeout
         super().__init__(environment)
         agent = self.client.client
-        agent.valid_response_codes = _ANY_STATUS
+        # per agent (one per user); geventhttpclient declares it a ClassVar
+        agent.valid_response_codes = _ANY_STATUS  # type: ignore[misc]
         agent.clientpool = _Clients(**agent.clientpool.client_args)
         self._agent = agent
         self._base = self.host
@@ -110,8 +111,9 @@ class WebUser(FastHttpUser, ScenarioUser):
             response = self._agent.urlopen(self._base + request.path, method=request.method,
                                            headers=headers, payload=request.body,
                                            max_redirects=0)
+            location = response.headers.getlist("location")  # get(): a list when repeated
             reply = Reply(response.status_code, response.content,
-                          response.headers.get("location"))
+                          location[0] if location else None)
             error = judge(reply)
         except Exception as exc:  # socket errors, timeouts: recorded, never raised to Locust
             error = exc
