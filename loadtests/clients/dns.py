@@ -370,7 +370,7 @@ class MxResolver:
         """The query's wire form without its id, and its question: made once per name/type."""
         template = self._templates.get(key)
         if template is None:
-            msg = dns.message.make_query(key[0], key[1])
+            msg = dns.message.make_query(key[0], dns.rdatatype.RdataType.make(key[1]))
             template = msg.to_wire()[2:], _question(msg.question[0].name, key[1])
             if len(self._templates) >= _MEMO_SIZE:
                 self._templates.clear()
