@@ -42,7 +42,7 @@ def test_a_killed_worker_keeps_what_it_reported(tmp_path):
         workers = []
         while time.monotonic() < deadline and len(workers) < 2:
             workers = [p for p in psutil.Process(proc.pid).children()
-                       if "loadtests.worker" in " ".join(p.cmdline())]
+                       if "loadtests.run.worker" in " ".join(p.cmdline())]
             time.sleep(0.2)
         assert len(workers) == 2
         time.sleep(7)  # spawning and a few seconds of load
