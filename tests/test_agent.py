@@ -85,6 +85,21 @@ def test_target_file(tmp_path: Path) -> None:
             assert t["roots"][0]["pid"] == tree.pid and t["processes"] == 2
 
 
+def test_target_file_endpoints_sharing_processes_are_one_group(tmp_path: Path) -> None:
+    """The agent groups a target file's endpoints as a run does: Dovecot once, as imap+pop3."""
+    with process_tree(1, 1) as tree:
+        (tmp_path / "srv.pid").write_text(str(tree.pid))
+        monitor = [{"pid_file": str(tmp_path / "srv.pid")}]
+        target = tmp_path / "target.yaml"
+        target.write_text(json.dumps({"endpoints": {
+            "imap": {"port": 10143, "monitor": monitor},
+            "pop3": {"port": 10110, "monitor": monitor},
+            "smtp": {"port": 10025}}}))
+        with running_agent("--target", str(target)) as url:
+            targets = fetch_agent_sample(url, timeout=5)["targets"]
+    assert list(targets) == ["imap+pop3"] and targets["imap+pop3"]["processes"] == 2
+
+
 def test_refuses_remote_listen_and_empty_config() -> None:
     out = subprocess.run(agent_cmd("--listen", "0.0.0.0:0", "--pid", str(os.getpid())),
                          cwd=ROOT, capture_output=True, text=True, timeout=30)

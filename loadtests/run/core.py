@@ -25,7 +25,7 @@ from locust.runners import Runner
 
 from loadtests import __version__, bridge
 from loadtests.analysis import write_summary
-from loadtests.monitoring import RunMonitor
+from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
 from loadtests.run.options import RunOptions, RunResult
