@@ -24,6 +24,7 @@ from test_webmail_server import ROOT, Webmail, start_webmail
 
 from loadtests.clients.webmail import HttpRequest, judge_status
 from loadtests.embedded import EmbeddedSettings, EmbeddedTarget
+from loadtests.embedded.mailstore import password_for
 from loadtests.profiles import Scenario
 from loadtests.results import read_results
 from loadtests.targets import Target
@@ -43,7 +44,8 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str
 
 
 def target_file(path: Path, port: int) -> Path:
-    data = {"name": "webmail", "domain": "example.test",
+    """A target file for the embedded webmail on `port`, with its (shared) password."""
+    data = {"name": "webmail", "domain": "example.test", "password": password_for("user0001"),
             "endpoints": {"http": {"protocol": "http", "host": "127.0.0.1", "port": port}}}
     path.write_text(json.dumps(data))
     return path
