@@ -228,7 +228,7 @@ def test_cancel_mid_idle_sends_done_then_logout_quickly(env: Env) -> None:
     assert time.monotonic() - t0 < 1.0
     gevent.sleep(0.1)
     stats = env.server.stats
-    assert stats.commands["LOGOUT"] == 1 and stats.idling == 0 and stats.open == 0
+    assert stats.commands["LOGOUT"] == 1 and stats.idling == 0 and stats.connections.open == 0
 
 
 def test_300_idle_sessions_stop_within_seconds(env: Env) -> None:
