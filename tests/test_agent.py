@@ -149,14 +149,15 @@ def test_doctor_through_the_agent() -> None:
 
 def test_a_run_pulls_the_targets_samples_from_the_agent(tmp_path: Path, embedded) -> None:
     """A target file naming an agent: the run's `sample` records carry what the agent saw."""
-    from conftest import mailswarm, write_target_file
+    from cli import run_cli
+    from conftest import write_target_file
 
     from loadtests.results import read_results
 
     with running_agent("--pid", str(embedded.pid), "--name", "remote-mail") as url:
         target = write_target_file(tmp_path / "t.yaml", embedded.target, agent=url)
         out = tmp_path / "out"
-        result = mailswarm("run", "profiles/smtp-50mps.yaml", "--target", str(target),
+        result = run_cli("run", "profiles/smtp-50mps.yaml", "--target", str(target),
                            "--duration", "3s", "--out", str(out), "--quiet", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     samples = [r for r in read_results(out / "results.jsonl") if r["kind"] == "sample"]
