@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli import start_cli
-from test_webuser_run import ROOT, by_name
+from cli import ROOT, start_cli
+from test_webuser_run import by_name
 
 from loadtests.stack import DOMAIN, PORTS, StackConfig, using
 
