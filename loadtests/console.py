@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any, TextIO
 
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
-from loadtests.runner import Progress
+from loadtests.run.progress import Progress
 from loadtests.units import format_duration
 
 __all__ = ["ProgressPrinter", "describe_plan", "format_summary", "progress_bar"]

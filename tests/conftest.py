@@ -6,9 +6,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -16,8 +13,6 @@ import pytest  # noqa: E402
 
 from loadtests.embedded import EmbeddedSettings, EmbeddedTarget  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -49,10 +44,3 @@ def write_target_file(path: Path, target: Target, **extra: object) -> Path:
                           for k, e in target.endpoints.items()}, **extra}
     path.write_text(json.dumps(data))  # JSON is YAML
     return path
-
-
-def mailswarm(*args: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh process, as a user would."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "loadtests.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -3,15 +3,12 @@ profiles/ shrunk (users, duration) and written next to the run, several runs at 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-ROOT = Path(__file__).resolve().parent.parent
+from cli import ROOT, start_cli
 
 
 def shrunk_profile(source: str, folder: Path, name: str, *, users: int | None = None,
@@ -33,10 +30,8 @@ def shrunk_profile(source: str, folder: Path, name: str, *, users: int | None = 
 
 def run_all(jobs: list[tuple[Path, Path]], timeout: float = 150) -> None:
     """Run `mailswarm run PROFILE --out DIR` for each (profile, out) at once; fail on errors."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = {out: subprocess.Popen([sys.executable, "-m", "loadtests.cli", "run", str(profile),
-                                    "--out", str(out), "--quiet"], cwd=ROOT, env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs = {out: start_cli("run", str(profile), "--out", str(out), "--quiet",
+                            stderr=subprocess.STDOUT)
              for profile, out in jobs}
     for out, proc in procs.items():
         output, _ = proc.communicate(timeout=timeout)

@@ -85,6 +85,21 @@ def test_target_file(tmp_path: Path) -> None:
             assert t["roots"][0]["pid"] == tree.pid and t["processes"] == 2
 
 
+def test_target_file_endpoints_sharing_processes_are_one_group(tmp_path: Path) -> None:
+    """The agent groups a target file's endpoints as a run does: Dovecot once, as imap+pop3."""
+    with process_tree(1, 1) as tree:
+        (tmp_path / "srv.pid").write_text(str(tree.pid))
+        monitor = [{"pid_file": str(tmp_path / "srv.pid")}]
+        target = tmp_path / "target.yaml"
+        target.write_text(json.dumps({"endpoints": {
+            "imap": {"port": 10143, "monitor": monitor},
+            "pop3": {"port": 10110, "monitor": monitor},
+            "smtp": {"port": 10025}}}))
+        with running_agent("--target", str(target)) as url:
+            targets = fetch_agent_sample(url, timeout=5)["targets"]
+    assert list(targets) == ["imap+pop3"] and targets["imap+pop3"]["processes"] == 2
+
+
 def test_refuses_remote_listen_and_empty_config() -> None:
     out = subprocess.run(agent_cmd("--listen", "0.0.0.0:0", "--pid", str(os.getpid())),
                          cwd=ROOT, capture_output=True, text=True, timeout=30)
@@ -134,14 +149,15 @@ def test_doctor_through_the_agent() -> None:
 
 def test_a_run_pulls_the_targets_samples_from_the_agent(tmp_path: Path, embedded) -> None:
     """A target file naming an agent: the run's `sample` records carry what the agent saw."""
-    from conftest import mailswarm, write_target_file
+    from cli import run_cli
+    from conftest import write_target_file
 
     from loadtests.results import read_results
 
     with running_agent("--pid", str(embedded.pid), "--name", "remote-mail") as url:
         target = write_target_file(tmp_path / "t.yaml", embedded.target, agent=url)
         out = tmp_path / "out"
-        result = mailswarm("run", "profiles/smtp-50mps.yaml", "--target", str(target),
+        result = run_cli("run", "profiles/smtp-50mps.yaml", "--target", str(target),
                            "--duration", "3s", "--out", str(out), "--quiet", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     samples = [r for r in read_results(out / "results.jsonl") if r["kind"] == "sample"]

@@ -3,11 +3,9 @@ open-files limit and named so, and the generator's own limit reported as the gen
 
 import json
 import resource
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT
+from cli import run_cli
 
 from loadtests.analysis.cause import attribute_cause
 from loadtests.profiles import StopWhen
@@ -77,9 +75,8 @@ def run_ramp(tmp_path, limit_generator_fds: int | None = None, **fmt) -> dict:
         if limit_generator_fds:
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit_generator_fds, limit_generator_fds))
 
-    result = subprocess.run([sys.executable, "-m", "loadtests.cli", "run", str(profile), "--out",
-                             str(out), "--quiet"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=240, preexec_fn=lower_limit)
+    result = run_cli("run", str(profile), "--out", str(out), "--quiet", timeout=240,
+                     preexec_fn=lower_limit)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "summary.json").read_text())
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import mailswarm
+from cli import run_cli
 
 from loadtests.stack import DovecotLimits, using
 
@@ -21,7 +21,7 @@ def ceiling_run(out: Path, process_limit: int) -> tuple[dict, str]:
     limits = DovecotLimits(process_limit=process_limit, default_client_limit=5000,
                            login_service_count=0)
     with using(["unbound", "postfix", "dovecot"], dovecot_limits=limits):
-        result = mailswarm("run", "profiles/ceiling-imap-idle.yaml", "--target",
+        result = run_cli("run", "profiles/ceiling-imap-idle.yaml", "--target",
                            "profiles/targets/stack.yaml", "--out", str(out), "--quiet",
                            timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -29,7 +29,7 @@ def ceiling_run(out: Path, process_limit: int) -> tuple[dict, str]:
 
 
 def ceiling_row(a: Path, b: Path) -> tuple[dict, dict]:
-    result = mailswarm("compare", str(a), str(b), "--json", timeout=300)
+    result = run_cli("compare", str(a), str(b), "--json", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     comparison = json.loads(result.stdout)
     return next(r for r in comparison["metrics"] if r["metric"] == "ceiling"), comparison

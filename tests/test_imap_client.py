@@ -96,7 +96,7 @@ def test_login_and_bad_password(env: Env) -> None:
 
     greeting, caps, bad = run(go())
     assert greeting.startswith("* OK") and "IDLE" in caps
-    assert bad.result == "NO" and bad.code == "AUTHENTICATIONFAILED"
+    assert bad.result == bad.code == "NO" and bad.resp_code == "AUTHENTICATIONFAILED"
     assert "Authentication failed" in bad.text and "NO [AUTHENTICATIONFAILED]" in str(bad)
 
 
@@ -228,7 +228,7 @@ def test_cancel_mid_idle_sends_done_then_logout_quickly(env: Env) -> None:
     assert time.monotonic() - t0 < 1.0
     gevent.sleep(0.1)
     stats = env.server.stats
-    assert stats.commands["LOGOUT"] == 1 and stats.idling == 0 and stats.open == 0
+    assert stats.commands["LOGOUT"] == 1 and stats.idling == 0 and stats.connections.open == 0
 
 
 def test_300_idle_sessions_stop_within_seconds(env: Env) -> None:
@@ -270,7 +270,7 @@ def test_per_user_connection_limit(serve) -> None:
         return limit.value
 
     err = run(go())
-    assert err.code == "LIMIT" and "mail_max_userip_connections=1" in err.text
+    assert err.resp_code == "LIMIT" and "mail_max_userip_connections=1" in err.text
 
 
 def test_dropped_during_idle(serve) -> None:

@@ -158,4 +158,4 @@ def test_bad_password_last(stack: StackConfig) -> None:
 
     with pytest.raises(ImapReplyError) as err:
         bridge.run(go(), timeout=60)
-    assert err.value.result == "NO" and err.value.code == "AUTHENTICATIONFAILED"
+    assert err.value.code == "NO" and err.value.resp_code == "AUTHENTICATIONFAILED"

@@ -3,13 +3,11 @@ the seed profiles running with no set-up, idle sessions stopped promptly with DO
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, mailswarm
+from cli import run_cli, start_cli
 
 SCALED_POP3 = """
 name: pop3-scaled
@@ -34,7 +32,7 @@ def test_mean_pop3_concurrency_matches_the_formula(tmp_path):
     profile = tmp_path / "p.yaml"
     profile.write_text(SCALED_POP3)
     out = tmp_path / "out"
-    result = mailswarm("run", str(profile), "--out", str(out), "--quiet", timeout=120)
+    result = run_cli("run", str(profile), "--out", str(out), "--quiet", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "20,000 users x 2 checks in a 1h peak window" in result.stderr
     assert "44.4 concurrent sessions on average" in result.stderr
@@ -54,7 +52,7 @@ def test_mean_pop3_concurrency_matches_the_formula(tmp_path):
 @pytest.mark.parametrize("profile", ["pop3-isp-100k", "imap-idle-corporate", "imap-active"])
 def test_seed_profiles_run_against_the_embedded_target(tmp_path, profile):
     out = tmp_path / "out"
-    result = mailswarm("run", f"profiles/{profile}.yaml", "--duration", "8s", "--out", str(out),
+    result = run_cli("run", f"profiles/{profile}.yaml", "--duration", "8s", "--out", str(out),
                        "--quiet", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     s = summary(out)
@@ -64,10 +62,8 @@ def test_seed_profiles_run_against_the_embedded_target(tmp_path, profile):
 
 def test_stopping_3000_idle_imap_users_takes_under_5s(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", "run", "profiles/imap-idle-corporate.yaml",
-         "--duration", "5m", "--out", str(out), "--quiet"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("run", "profiles/imap-idle-corporate.yaml", "--duration", "5m", "--out",
+                     str(out), "--quiet")
     try:
         deadline = time.monotonic() + 120
         idle = 0
@@ -107,7 +103,7 @@ def test_dropped_idle_sessions_are_recorded_and_reconnect_with_backoff(tmp_path)
     profile = tmp_path / "p.yaml"
     profile.write_text(DROPPING)
     out = tmp_path / "out"
-    result = mailswarm("run", str(profile), "--out", str(out), "--quiet", timeout=120)
+    result = run_cli("run", str(profile), "--out", str(out), "--quiet", timeout=120)
     assert result.returncode in (0, 3), result.stderr[-3000:]
     s = summary(out)
     imap = s["sessions"]["IMAP"]

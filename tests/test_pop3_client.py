@@ -176,7 +176,7 @@ def test_full_session_with_every_command(serve):
     assert bodies == stored  # byte for byte, dot-stuffed lines included
     assert any(b"\r\n." in d for d in stored)
     assert server.counters.logins == 1 and server.counters.retrieved == 5
-    assert server.counters.active == 0
+    assert server.counters.connections.open == 0
 
 
 def test_dot_stuffed_and_large_bodies_round_trip(serve):

@@ -1,7 +1,7 @@
 """The seed's population formula, and its derivation shown before a run."""
 
 import pytest
-from conftest import mailswarm
+from cli import run_cli
 
 from loadtests.profiles import load_profile
 from loadtests.schedule.population import derive
@@ -33,6 +33,6 @@ def test_bad_population_is_named(tmp_path):
                     "      kind: arrival\n      rate: 5\n"
                     "      population: {users: -1, checks_per_user: 2, session_time: 15s, "
                     "peak_window: 12h}\n")
-    result = mailswarm("run", str(path), "--out", str(tmp_path / "out"), timeout=60)
+    result = run_cli("run", str(path), "--out", str(tmp_path / "out"), timeout=60)
     assert result.returncode == 2
     assert "scenarios[0].schedule.population.users:" in result.stderr

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import mailswarm
+from cli import run_cli
 
 from loadtests.clients.message import SENT_HEADER
 from loadtests.stack import StackConfig, using
@@ -32,7 +32,7 @@ def delivered(cfg: StackConfig) -> set[Path]:
 def test_smtp_50mps_lands_in_the_maildirs(postfix, tmp_path):
     before = delivered(postfix)
     out = tmp_path / "out"
-    result = mailswarm("run", "profiles/smtp-50mps.yaml", "--target", "profiles/targets/stack.yaml",
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--target", "profiles/targets/stack.yaml",
                        "--duration", "10s", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, mailswarm
+from cli import ROOT, run_cli
 
 from loadtests.configfile import ConfigError
 from loadtests.profiles import ArrivalSchedule, check_against_target, load_profile
@@ -138,7 +138,7 @@ def test_cli_refuses_bad_input_before_any_traffic(tmp_path):
     bad = write(tmp_path, GOOD.replace("rate: 50", "rate: fast"))
     remote = write(tmp_path, "endpoints: {smtp: {host: 198.51.100.7, port: 25}, "
                              "dns: {host: 127.0.0.1, port: 53}}", "t.yaml")
-    result = mailswarm("run", str(bad), "--target", str(remote), "--out", str(tmp_path / "out"),
+    result = run_cli("run", str(bad), "--target", str(remote), "--out", str(tmp_path / "out"),
                        timeout=60)
     assert result.returncode == 2
     assert "scenarios[0].schedule.rate:" in result.stderr
@@ -152,7 +152,7 @@ def test_cli_refuses_a_bad_or_remote_web_address(tmp_path):
     for web, expected in (("8089", "--web: expected HOST:PORT, got '8089'"),
                           ("127.0.0.1:99999", "--web: expected HOST:PORT"),
                           ("198.51.100.7:8089", "--web: 198.51.100.7 is not a loopback address")):
-        result = mailswarm("run", str(good), "--web", web, "--out", str(tmp_path / "out"),
+        result = run_cli("run", str(good), "--web", web, "--out", str(tmp_path / "out"),
                            timeout=60)
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr

@@ -3,7 +3,7 @@
 import io
 
 from loadtests.console import ProgressPrinter, format_summary, progress_bar
-from loadtests.runner import Progress
+from loadtests.run.progress import Progress
 
 
 class _Tty(io.StringIO):

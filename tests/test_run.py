@@ -5,7 +5,7 @@ import itertools
 import json
 
 import pytest
-from conftest import mailswarm
+from cli import run_cli
 
 from loadtests.results import read_results
 
@@ -13,7 +13,7 @@ from loadtests.results import read_results
 @pytest.fixture(scope="module")
 def smtp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
-    result = mailswarm("run", "profiles/smtp-50mps.yaml", "--duration", "10s", "--out", str(out))
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--duration", "10s", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
 
@@ -59,7 +59,7 @@ def test_report_rebuilds_the_same_summary(smtp_run):
     out, _run = smtp_run
     before = json.loads((out / "summary.json").read_text())
     (out / "summary.json").unlink()
-    result = mailswarm("report", str(out))
+    result = run_cli("report", str(out))
     assert result.returncode == 0, result.stderr
     assert json.loads((out / "summary.json").read_text()) == before
     assert "SMTP   session" in result.stdout and "achieved" in result.stdout

@@ -5,12 +5,12 @@ import json
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, mailswarm, write_target_file
+from cli import run_cli, start_cli
+from conftest import write_target_file
 
 from loadtests.results import read_results
 
@@ -36,7 +36,7 @@ def profile(tmp_path: Path, duration="4s", channels=20, embedded="{}", connect_t
 
 def timed_run(*args: str) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.monotonic()
-    result = mailswarm(*args, timeout=90)
+    result = run_cli(*args, timeout=90)
     return result, time.monotonic() - t0
 
 
@@ -106,9 +106,7 @@ def test_stalled_target_counts_late_and_dropped_and_fails_qos(tmp_path):
 
 def _start_run(tmp_path: Path, out: Path) -> subprocess.Popen:
     path = profile(tmp_path, duration="60s")
-    return subprocess.Popen([sys.executable, "-m", "loadtests.cli", "run", str(path), "--out",
-                             str(out), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return start_cli("run", str(path), "--out", str(out), "--quiet")
 
 
 def _wait_for_requests(out: Path, proc: subprocess.Popen, count: int = 20) -> None:
@@ -151,7 +149,7 @@ def test_killed_run_keeps_its_stream_and_can_be_reported(tmp_path):
     _, stderr = proc.communicate(timeout=10)
     kept = [r for r in read_results(out / "results.jsonl") if r["kind"] == "req"]
     assert len(kept) >= 20
-    result = mailswarm("report", str(out))
+    result = run_cli("report", str(out))
     assert result.returncode == 0, result.stderr
     s = summary(out)
     assert s["end"] == "killed (no end record)"

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from conftest import mailswarm
+from cli import run_cli
 
 from loadtests.stack import DovecotLimits, StackConfig, using
 
@@ -30,7 +30,7 @@ def stack() -> Iterator[StackConfig]:
 
 def run(tmp_path, *args: str) -> dict:
     out = tmp_path / "out"
-    result = mailswarm("run", *args, "--target", "profiles/targets/stack.yaml", "--out", str(out),
+    result = run_cli("run", *args, "--target", "profiles/targets/stack.yaml", "--out", str(out),
                        "--quiet", timeout=600)
     # 3: completed, QoS failed — allowed only for slowness (perdition forks a process per login:
     # 3,000 logins at 200/s put its p95 LOGIN past 5 s), never for failures

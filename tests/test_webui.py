@@ -11,7 +11,6 @@ Target tab's table (headers and rows).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -25,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from browser_check import CHROMIUM_ARGS
-from runs import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -65,6 +63,7 @@ if __name__ == "__main__":
     sys.exit(0)
 
 import pytest  # noqa: E402  (the browser process above needs neither pytest nor gevent)
+from cli import start_cli  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (Path(CHROMIUM).exists() and find_spec("playwright")),
@@ -106,11 +105,9 @@ def _poll(what: str, proc: subprocess.Popen[str], fetch: Callable[[], Any],
 def web_run(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """A run of profiles/smtp-50mps.yaml with --web on a free loopback port: (URL, process)."""
     port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "loadtests.cli", "run", "profiles/smtp-50mps.yaml", "--duration",
-         "45s", "--out", str(tmp_path / "out"), "--quiet", "--web", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_cli("run", "profiles/smtp-50mps.yaml", "--duration", "45s", "--out",
+                     str(tmp_path / "out"), "--quiet", "--web", f"127.0.0.1:{port}",
+                     stderr=subprocess.STDOUT)
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:

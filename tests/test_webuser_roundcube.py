@@ -12,7 +12,6 @@ import os
 import smtplib
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_webuser_run import _CLI, ROOT, by_name
+from cli import ROOT, start_cli
+from test_webuser_run import by_name
 
 from loadtests.stack import DOMAIN, PORTS, StackConfig, using
 
@@ -64,11 +64,8 @@ def _profile(path: Path, *, users: int, duration: str, spawn_rate: int = 20, **w
 
 def _start_run(tmp: Path, **profile: Any) -> tuple[subprocess.Popen[str], Path]:
     out = tmp / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CLI, "run", str(_profile(tmp / "rc.json", **profile)),
-         "--target", str(TARGET), "--out", str(out), "--quiet"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = start_cli("run", str(_profile(tmp / "rc.json", **profile)), "--target", str(TARGET),
+                     "--out", str(out), "--quiet")
     return proc, out
 
 

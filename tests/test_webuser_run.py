@@ -6,7 +6,6 @@ WebUser in this process against a recording HTTP server (what goes on the wire p
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,32 +17,24 @@ from typing import Any
 
 import gevent.socket
 import pytest
+from cli import run_cli
 from gevent.server import StreamServer
 from locust.env import Environment
-from test_webmail_server import ROOT, Webmail, start_webmail
+from test_webmail_server import Webmail, start_webmail
 
 from loadtests.clients.webmail import HttpRequest, judge_status
 from loadtests.embedded import EmbeddedSettings, EmbeddedTarget
+from loadtests.embedded.mailstore import password_for
 from loadtests.profiles import Scenario
 from loadtests.results import read_results
 from loadtests.targets import Target
 from loadtests.users.base import user_class_for
 from loadtests.users.webuser import WebUser
 
-# `loadtests.users` registers the user kinds it imports; until it imports the webuser module the
-# run is started through this line, which imports it first.
-_CLI = ("import sys; import loadtests.users.webuser; from loadtests.cli import main; "
-        "sys.exit(main())")
-
-
-def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-c", _CLI, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
 
 def target_file(path: Path, port: int) -> Path:
-    data = {"name": "webmail", "domain": "example.test",
+    """A target file for the embedded webmail on `port`, with its (shared) password."""
+    data = {"name": "webmail", "domain": "example.test", "password": password_for("user0001"),
             "endpoints": {"http": {"protocol": "http", "host": "127.0.0.1", "port": port}}}
     path.write_text(json.dumps(data))
     return path
@@ -68,7 +59,7 @@ def run_against(server_port: int, tmp: Path, expect: int = 0, **profile: Any) ->
     out = tmp / "out"
     result = run_cli("run", str(profile_file(tmp / "web.json", **profile)),
                      "--target", str(target_file(tmp / "target.json", server_port)),
-                     "--out", str(out), "--quiet")
+                     "--out", str(out), "--quiet", timeout=180)
     assert result.returncode == expect, result.stderr[-3000:] + result.stdout[-2000:]
     return json.loads((out / "summary.json").read_text())
 
@@ -194,7 +185,7 @@ def test_the_embedded_target_serves_webmail_when_wired(tmp_path: Path) -> None:
         pytest.skip("the embedded target has no http endpoint yet")
     out = tmp_path / "out"
     profile = profile_file(tmp_path / "web.json", users=10, duration="3s")
-    result = run_cli("run", str(profile), "--out", str(out), "--quiet")
+    result = run_cli("run", str(profile), "--out", str(out), "--quiet", timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert by_name(summary)["LOGIN"]["failures"] == 0

@@ -3,20 +3,18 @@ Locust's messaging; a killed worker loses at most its last second."""
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
 import psutil
-from conftest import ROOT, mailswarm
+from cli import run_cli, start_cli
 
 from loadtests.results import read_results
 
 
 def test_two_workers_share_the_rate_and_report_everything(tmp_path):
     out = tmp_path / "out"
-    result = mailswarm("run", "profiles/smtp-50mps.yaml", "--duration", "5s", "--workers", "2",
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--duration", "5s", "--workers", "2",
                        "--out", str(out), "--quiet", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -33,16 +31,14 @@ def test_two_workers_share_the_rate_and_report_everything(tmp_path):
 
 def test_a_killed_worker_keeps_what_it_reported(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "loadtests.cli", "run",
-                             "profiles/smtp-50mps.yaml", "--duration", "12s", "--workers", "2",
-                             "--out", str(out), "--quiet"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli("run", "profiles/smtp-50mps.yaml", "--duration", "12s", "--workers", "2",
+                     "--out", str(out), "--quiet")
     try:
         deadline = time.monotonic() + 60
         workers = []
         while time.monotonic() < deadline and len(workers) < 2:
             workers = [p for p in psutil.Process(proc.pid).children()
-                       if "loadtests.worker" in " ".join(p.cmdline())]
+                       if "loadtests.run.worker" in " ".join(p.cmdline())]
             time.sleep(0.2)
         assert len(workers) == 2
         time.sleep(7)  # spawning and a few seconds of load

@@ -1,7 +1,11 @@
 """The IMAP client's error tree (aiosmtplib-style): every error carries the server's text.
 
+Every error is a `ClientError`: `.code` is the server's reply (`NO`, `BAD`, `BYE`) when there
+was one, else None; `.text` what the server (or the socket) said.
+
     ImapError
-    ├── ImapReplyError        tagged NO / BAD: .command, .result, .text, .code ("LIMIT"...)
+    ├── ImapReplyError        tagged NO / BAD: .command, .code (= .result), .text,
+    │                         .resp_code (the bracketed response code: LIMIT...)
     ├── ImapProtocolError     a reply that is not IMAP (garbage greeting, unexpected line)
     ├── ImapConnectError      (also ConnectionError) the TCP connection could not be made
     │   └── ImapConnectTimeout      (also ImapTimeout)
@@ -14,6 +18,8 @@
 from __future__ import annotations
 
 import re
+
+from loadtests.clients.errors import ClientError
 
 __all__ = [
     "ImapByeError",
@@ -30,7 +36,7 @@ __all__ = [
 _CODE = re.compile(r"\[([A-Z0-9.-]+)")
 
 
-class ImapError(Exception):
+class ImapError(ClientError):
     """Base of every error raised by loadtests.clients.imap."""
 
 
@@ -38,12 +44,17 @@ class ImapReplyError(ImapError):
     """The server answered a command with a tagged NO or BAD."""
 
     def __init__(self, command: str, result: str, text: str) -> None:
-        super().__init__(f"{command}: {result} {text}")
+        super().__init__(text, code=result)
         self.command = command
         self.result = result
-        self.text = text
         m = _CODE.match(text)
-        self.code: str | None = m[1] if m else None  # e.g. LIMIT, AUTHENTICATIONFAILED
+        self.resp_code: str | None = m[1] if m else None  # e.g. LIMIT, AUTHENTICATIONFAILED
+
+    def __str__(self) -> str:
+        return f"{self.command}: {self.result} {self.text}"
+
+    def __reduce__(self) -> tuple[type[ImapReplyError], tuple[str, str, str]]:
+        return type(self), (self.command, self.result, self.text)  # pickles whole
 
 
 class ImapProtocolError(ImapError):
@@ -62,8 +73,13 @@ class ImapByeError(ImapDisconnected):
     """The server sent `* BYE text` and closed (`Connection queue full`, autologout...)."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(f"BYE {text}")
-        self.text = text
+        super().__init__(text, code="BYE")
+
+    def __str__(self) -> str:
+        return f"BYE {self.text}"
+
+    def __reduce__(self) -> tuple[type[ImapByeError], tuple[str]]:
+        return type(self), (self.text,)
 
 
 class ImapTimeout(ImapError, TimeoutError):

@@ -8,11 +8,13 @@ There is no maintained asyncio POP3 library, so this is a small one in the style
 - `check_mail`, the session a mail client runs when it checks for mail, each command recorded
   as a step on a `StepRecorder`; the first failure ends it and nothing is raised to the caller.
 
-Errors form one tree under `Pop3Error`: `Pop3ReplyError` carries the server's `-ERR` text (and
-its RFC 2449 response code, e.g. `AUTH`); `Pop3ConnectError` (a ConnectionError) and
-`Pop3ConnectTimeout` cover reaching the server and its greeting; `Pop3ReadTimeout` (a
-TimeoutError) a server that stops answering; `Pop3ProtocolError` a reply that is not POP3, and
-its `Pop3ServerDisconnected` (also a ConnectionError) a close in the middle of a reply.
+Errors form one tree under `Pop3Error` (a `ClientError`: `.code` is `-ERR` for a reply error,
+else None; `.text` what the server or the socket said): `Pop3ReplyError` carries the server's
+`-ERR` text (and its RFC 2449 response code, e.g. `AUTH`); `Pop3ConnectError` (a
+ConnectionError) and `Pop3ConnectTimeout` cover reaching the server and its greeting;
+`Pop3ReadTimeout` (a TimeoutError) a server that stops answering; `Pop3ProtocolError` a reply
+that is not POP3, and its `Pop3ServerDisconnected` (also a ConnectionError) a close in the
+middle of a reply.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
+from loadtests.clients.errors import ClientError
 from loadtests.clients.steps import StepRecorder
 
 __all__ = [
@@ -63,23 +66,26 @@ _RESP_CODE = re.compile(r"\[([^\]]+)\]")
 
 # --- errors ---------------------------------------------------------------------------------
 
-class Pop3Error(Exception):
-    """Base of every error this client raises."""
+class Pop3Error(ClientError):
+    """Base of every error this client raises: `.code` (`-ERR` for a reply, else None) and
+    `.text`."""
 
 
 class Pop3ReplyError(Pop3Error):
     """The server answered `-ERR`; `message` is its text, `resp_code` its RFC 2449 code."""
 
     def __init__(self, code: str, message: str, command: str = "") -> None:
-        super().__init__(f"{code} {message}".rstrip())
-        self.code = code
+        super().__init__(message, code=code)
         self.message = message
         self.command = command
         match = _RESP_CODE.match(message)
         self.resp_code: str | None = match[1].upper() if match else None
 
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}".rstrip()
+
     def __reduce__(self) -> tuple[type[Pop3ReplyError], tuple[str, str, str]]:
-        return type(self), (self.code, self.message, self.command)  # pickles whole
+        return type(self), (str(self.code), self.message, self.command)  # pickles whole
 
 
 class Pop3ConnectError(Pop3Error, ConnectionError):

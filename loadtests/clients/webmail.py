@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from loadtests.clients.errors import ClientError
+
 __all__ = [
     "XHR",
     "App",
@@ -89,12 +91,19 @@ def form(name: str, path: str, fields: Mapping[str, str | int],
 
 
 # -- errors ---------------------------------------------------------------------------------------
-class WebmailError(Exception):
-    """A reply the session cannot go on with; carries the step, HTTP status and a snippet."""
+class WebmailError(ClientError):
+    """A reply the session cannot go on with; carries the step, HTTP status (also `.code`) and a
+    snippet of the page (also `.text`)."""
 
     def __init__(self, step: str, status: int, message: str) -> None:
-        super().__init__(f"{step}: HTTP {status}: {message}")
+        super().__init__(message, code=status)
         self.step, self.status, self.message = step, status, message
+
+    def __str__(self) -> str:
+        return f"{self.step}: HTTP {self.status}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[WebmailError], tuple[str, int, str]]:
+        return type(self), (self.step, self.status, self.message)  # pickles whole
 
 
 class LoginFailed(WebmailError):

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from loadtests.counts import SessionCounts
 from loadtests.embedded.imap_proto import (
     SYSTEM_FLAGS,
     FetchItem,
@@ -44,10 +45,13 @@ from loadtests.embedded.imap_proto import (
 )
 from loadtests.embedded.mailstore import Mailbox, MailStore, Message
 
-__all__ = ["CAPABILITIES", "IMAP_FAULTS", "ImapServer", "ImapServerStats"]
+__all__ = ["CAPABILITIES", "IMAP_CONNECTION_FIELDS", "IMAP_FAULTS", "ImapServer",
+           "ImapServerStats"]
 
 CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE UIDPLUS"
 IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle")
+IMAP_CONNECTION_FIELDS = {"opened": "connections", "open": "open", "peak": "peak_open"}
+"""The server's connections as the target's stats file names them."""
 _MAX_LITERAL = 1 << 20
 
 
@@ -55,9 +59,7 @@ _MAX_LITERAL = 1 << 20
 class ImapServerStats:
     """Counters of one ImapServer (all its connections, whatever thread serves them)."""
 
-    connections: int = 0
-    open: int = 0
-    peak_open: int = 0
+    connections: SessionCounts = field(default_factory=SessionCounts)
     logins: int = 0
     login_failures: int = 0
     limit_rejections: int = 0
@@ -92,9 +94,7 @@ class ImapServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection to its end; never raises (except cancellation), always closes."""
         with self._lock:
-            self.stats.connections += 1
-            self.stats.open += 1
-            self.stats.peak_open = max(self.stats.peak_open, self.stats.open)
+            self.stats.connections.opening()
         session = _Session(self, reader, writer)
         try:
             if self.fault in ("stall", "reset", "garbage", "bye"):
@@ -109,7 +109,7 @@ class ImapServer:
         finally:
             session.release()
             with self._lock:
-                self.stats.open -= 1
+                self.stats.connections.closed()
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)

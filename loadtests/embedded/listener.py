@@ -21,33 +21,22 @@ import selectors
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
-__all__ = ["Handler", "Listener", "ListenerCounters", "start_listener"]
+from loadtests.counts import SessionCounts
+
+__all__ = ["LISTENER_FIELDS", "Handler", "Listener", "start_listener"]
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-@dataclass
-class ListenerCounters:
-    accepted: int = 0
-    active: int = 0
-    peak: int = 0
-    refused: int = 0
-
-    def opened(self) -> None:
-        self.accepted += 1
-        self.active += 1
-        self.peak = max(self.peak, self.active)
-
-    def closed(self) -> None:
-        self.active -= 1
+LISTENER_FIELDS = {"opened": "accepted", "open": "active", "peak": "peak", "failed": "refused"}
+"""A listener's connections as the target's stats file names them."""
 
 
 class Listener:
     """A listening socket and the way its connections are served; `close()` stops accepting."""
 
-    def __init__(self, name: str, port: int, counters: ListenerCounters,
+    def __init__(self, name: str, port: int, counters: SessionCounts,
                  close: Callable[[], None]) -> None:
         self.name = name
         self.port = port
@@ -62,20 +51,20 @@ async def start_listener(name: str, handler: Handler, host: str, port: int, *,
                          refusal: bytes, mode: str = "event", max_connections: int = 0,
                          thread_limit: int = 256, thread_stack_size: int = 0,
                          backlog: int = 128) -> Listener:
-    counters = ListenerCounters()
+    counters = SessionCounts()
     if mode == "thread":
         return _start_threaded(name, handler, host, port, counters, thread_limit,
                                thread_stack_size, backlog)
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if max_connections and counters.active >= max_connections:
-            counters.refused += 1
+        if max_connections and counters.open >= max_connections:
+            counters.failed += 1
             with contextlib.suppress(OSError):
                 writer.write(refusal)
                 await writer.drain()
             writer.close()
             return
-        counters.opened()
+        counters.opening()
         try:
             await handler(reader, writer)
         finally:
@@ -87,7 +76,7 @@ async def start_listener(name: str, handler: Handler, host: str, port: int, *,
 
 
 def _start_threaded(name: str, handler: Handler, host: str, port: int,
-                    counters: ListenerCounters, thread_limit: int, stack_size: int,
+                    counters: SessionCounts, thread_limit: int, stack_size: int,
                     backlog: int) -> Listener:
     sock = socket.create_server((host, port), backlog=backlog, reuse_port=False)
     slots = threading.Semaphore(thread_limit)
@@ -128,7 +117,7 @@ def _start_threaded(name: str, handler: Handler, host: str, port: int,
                 stopping.wait(0.05)  # EMFILE and friends: the server is out of something
                 continue
             with lock:
-                counters.opened()
+                counters.opening()
             if stack_size:
                 threading.stack_size(stack_size)
             try:
@@ -137,7 +126,7 @@ def _start_threaded(name: str, handler: Handler, host: str, port: int,
             except RuntimeError:  # can't start new thread
                 with lock:
                     counters.closed()
-                    counters.refused += 1
+                    counters.failed += 1
                 conn.close()
                 slots.release()
 

@@ -26,9 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadtests.clients.pop3 import apop_digest
+from loadtests.counts import SessionCounts
 from loadtests.embedded.mailstore import Mailbox, MailStore, Message, password_for
 
-__all__ = ["POP3_FAULTS", "Pop3Counters", "Pop3Server", "dot_stuff", "top_of"]
+__all__ = ["POP3_CONNECTION_FIELDS", "POP3_FAULTS", "Pop3Counters", "Pop3Server", "dot_stuff",
+           "top_of"]
+
+POP3_CONNECTION_FIELDS = {"opened": "connections", "open": "active"}
+"""The server's connections as the target's stats file names them."""
 
 POP3_FAULTS: tuple[str, ...] = (
     "none",            # healthy
@@ -71,8 +76,7 @@ def top_of(data: bytes, lines: int) -> bytes:
 class Pop3Counters:
     """What the server did, for the target's stats (safe across connection threads)."""
 
-    connections: int = 0
-    active: int = 0
+    connections: SessionCounts = field(default_factory=SessionCounts)
     logins: int = 0
     failed_logins: int = 0
     retrieved: int = 0
@@ -85,6 +89,14 @@ class Pop3Counters:
         with self._lock:
             for name, n in counts.items():
                 setattr(self, name, getattr(self, name) + n)
+
+    def opening(self) -> None:
+        with self._lock:
+            self.connections.opening()
+
+    def closed(self) -> None:
+        with self._lock:
+            self.connections.closed()
 
 
 async def _until_client_leaves(reader: asyncio.StreamReader) -> None:
@@ -141,7 +153,7 @@ class Pop3Server:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection from greeting to close; never raises."""
-        self.counters.add(connections=1, active=1)
+        self.counters.opening()
         try:
             await self._serve(reader, writer)
         except (_Closed, OSError, asyncio.IncompleteReadError, ssl.SSLError):
@@ -150,7 +162,7 @@ class Pop3Server:
             with contextlib.suppress(Exception):
                 writer.write(b"-ERR [SYS/TEMP] internal server error\r\n")
         finally:
-            self.counters.add(active=-1)
+            self.counters.closed()
             with contextlib.suppress(Exception):
                 writer.close()
 

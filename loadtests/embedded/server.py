@@ -14,16 +14,18 @@ import os
 import resource
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import TypedDict
 
+from loadtests.counts import SessionCounts
 from loadtests.embedded.config import EmbeddedSettings
 from loadtests.embedded.dns import serve_dns
-from loadtests.embedded.imap import ImapServer
-from loadtests.embedded.listener import Listener, start_listener
+from loadtests.embedded.imap import IMAP_CONNECTION_FIELDS, ImapServer
+from loadtests.embedded.listener import LISTENER_FIELDS, Listener, start_listener
 from loadtests.embedded.mailstore import MailStore
-from loadtests.embedded.pop3 import Pop3Server
+from loadtests.embedded.pop3 import POP3_CONNECTION_FIELDS, Pop3Server
 from loadtests.embedded.smtp import SmtpServerFactory
 from loadtests.embedded.stats import TargetStats
 from loadtests.embedded.web import start_web
@@ -115,12 +117,21 @@ def _listener_options(settings: EmbeddedSettings) -> _ListenerOptions:
 
 def _collect(stats: TargetStats, listeners: list[Listener], pop3: Pop3Server,
              imap: ImapServer, web: dict[str, int]) -> None:
-    stats.listeners = {lis.name: dict(vars(lis.counters)) for lis in listeners}
-    stats.servers = {"pop3": _counters(pop3.counters), "imap": _counters(imap.stats),
-                     "http": dict(web)}
+    stats.listeners = {lis.name: lis.counters.as_dict(LISTENER_FIELDS) for lis in listeners}
+    stats.servers = {"pop3": _counters(pop3.counters, POP3_CONNECTION_FIELDS),
+                     "imap": _counters(imap.stats, IMAP_CONNECTION_FIELDS), "http": dict(web)}
 
 
-def _counters(obj: object) -> dict[str, object]:
-    """A server's public counters (not its locks), plain enough for JSON."""
-    return {f.name: dict(v) if isinstance(v := getattr(obj, f.name), dict) else v
-            for f in fields(obj) if not f.name.startswith("_")}  # type: ignore[arg-type]
+def _counters(obj: object, connection_fields: Mapping[str, str]) -> dict[str, object]:
+    """A server's public counters (not its locks), plain enough for JSON; its connections
+    (`SessionCounts`) as `connection_fields` names them."""
+    out: dict[str, object] = {}
+    for f in fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if f.name.startswith("_"):
+            continue
+        if isinstance(value, SessionCounts):
+            out.update(value.as_dict(connection_fields))
+        else:
+            out[f.name] = dict(value) if isinstance(value, dict) else value
+    return out

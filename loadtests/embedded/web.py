@@ -44,11 +44,17 @@ from typing import Any
 
 from aiohttp import web
 
+from loadtests.counts import SessionCounts
 from loadtests.embedded.config import EmbeddedSettings
 from loadtests.embedded.mailstore import Mailbox, MailStore
 from loadtests.embedded.stats import TargetStats
 
-__all__ = ["WebmailServer", "start_web"]
+__all__ = ["WEB_CONNECTION_FIELDS", "WEB_SESSION_FIELDS", "WebmailServer", "start_web"]
+
+WEB_SESSION_FIELDS = {"opened": "logins", "open": "sessions_open", "peak": "sessions_peak",
+                      "dropped": "sessions_expired"}
+WEB_CONNECTION_FIELDS = {"open": "connections_open", "peak": "connections_peak"}
+"""The server's sessions and connections as the target's stats file names them."""
 
 SESSION_COOKIE = "mailswarm_session"
 LOGIN_COOKIE = "mailswarm_login"
@@ -96,11 +102,16 @@ class WebmailServer:
         self.secret = secrets.token_bytes(32)
         self.sender_domain = sender_domain
         self.counters: dict[str, int] = counters if counters is not None else {}
-        self.counters.update({
-            "requests": 0, "logins": 0, "login_failures": 0, "csrf_failures": 0,
-            "logouts": 0, "sessions_expired": 0, "messages_sent": 0, "sessions_open": 0,
-            "sessions_peak": 0, "connections_open": 0, "connections_peak": 0,
-        })
+        self.counters.update({"requests": 0, "login_failures": 0, "csrf_failures": 0,
+                              "logouts": 0, "messages_sent": 0})
+        self.session_counts = SessionCounts()  # logged-in sessions; expired ones are dropped
+        self.connection_counts = SessionCounts()  # open HTTP connections, sampled
+        self.publish()
+
+    def publish(self) -> None:
+        """Copy the session and connection counts into `counters`, under their stats names."""
+        self.counters.update(self.session_counts.as_dict(WEB_SESSION_FIELDS))
+        self.counters.update(self.connection_counts.as_dict(WEB_CONNECTION_FIELDS))
 
     # -- sessions ----------------------------------------------------------------------------
     def _login_token(self, nonce: str) -> str:
@@ -120,8 +131,9 @@ class WebmailServer:
 
     def _expire(self, sid: str) -> None:
         if self.sessions.pop(sid, None) is not None:
-            self.counters["sessions_expired"] += 1
-            self.counters["sessions_open"] = len(self.sessions)
+            self.session_counts.closed()
+            self.session_counts.dropped += 1
+            self.publish()
 
     def sweep(self) -> int:
         """Drop sessions idle longer than the timeout; returns how many went."""
@@ -167,9 +179,8 @@ class WebmailServer:
                                                "<p class=\"error\">Login failed.</p>"), 401)
         session = WebSession(secrets.token_urlsafe(24), box.user, box, secrets.token_hex(16))
         self.sessions[session.sid] = session
-        self.counters["logins"] += 1
-        self.counters["sessions_open"] = len(self.sessions)
-        self.counters["sessions_peak"] = max(self.counters["sessions_peak"], len(self.sessions))
+        self.session_counts.opening()
+        self.publish()
         response = web.HTTPSeeOther("/inbox")
         response.set_cookie(SESSION_COOKIE, session.sid, httponly=True, path="/")
         response.del_cookie(LOGIN_COOKIE, path="/")
@@ -247,7 +258,8 @@ class WebmailServer:
                 return _page("Forbidden", "<p>bad or missing csrf_token</p>", status=403)
             self.sessions.pop(session.sid, None)
             self.counters["logouts"] += 1
-            self.counters["sessions_open"] = len(self.sessions)
+            self.session_counts.closed()
+            self.publish()
         response = web.HTTPSeeOther("/login")
         response.del_cookie(SESSION_COOKIE, path="/")
         raise response
@@ -275,13 +287,12 @@ class WebmailServer:
 
 async def _housekeeping(server: WebmailServer, runner: web.AppRunner) -> None:
     """Once a second: drop idle sessions, sample open connections."""
-    counters = server.counters
     while True:
         server.sweep()
         web_server = runner.server
-        open_now = len(web_server.connections) if web_server is not None else 0
-        counters["connections_open"] = open_now
-        counters["connections_peak"] = max(counters["connections_peak"], open_now)
+        server.connection_counts.now_open(
+            len(web_server.connections) if web_server is not None else 0)
+        server.publish()
         await asyncio.sleep(1.0)
 
 

@@ -51,10 +51,11 @@ def _agent_targets(args: argparse.Namespace) -> tuple[dict[str, list[ProcessRef]
     named: dict[str, list[ProcessRef]] = {}
     ports: set[int] = set(args.tcp_port or [])
     if args.target is not None:
-        from loadtests.monitor.sampler import targets_of
+        from loadtests.monitor.groups import monitor_groups, target_ports
 
-        named, target_ports = targets_of(load_target(args.target))
-        ports.update(target_ports)
+        target = load_target(args.target)
+        named = monitor_groups(target)
+        ports.update(target_ports(target))
     refs = ([ProcessRef(pid=p) for p in args.pid or []]
             + [ProcessRef(pid_file=Path(p)) for p in args.pid_file or []]
             + [ProcessRef(process_name=n) for n in args.process_name or []]

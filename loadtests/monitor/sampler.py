@@ -44,13 +44,14 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from loadtests.monitor.groups import monitor_groups, target_ports
 from loadtests.monitor.net import count_tcp, local_port_range, read_listen_counters
 from loadtests.monitor.procfs import parse_meminfo, read_bytes, read_sysctl
 from loadtests.monitor.resolve import Resolver, describe_ref
 from loadtests.monitor.tree import PidMetrics, ProcessScanner, ProcessTable, tree_stats
 from loadtests.targets import ProcessRef, Target
 
-__all__ = ["Sampler", "targets_of"]
+__all__ = ["Sampler"]
 
 
 def _native_lock() -> Any:
@@ -60,13 +61,6 @@ def _native_lock() -> Any:
     if monkey is not None:
         return monkey.get_original("_thread", "allocate_lock")()
     return threading.Lock()
-
-
-def targets_of(target: Target) -> tuple[dict[str, list[ProcessRef]], list[int]]:
-    """Names -> refs of every endpoint with a `monitor:` list, and every endpoint's port."""
-    named = {key: list(ep.monitor) for key, ep in target.endpoints.items() if ep.monitor}
-    ports = sorted({ep.port for ep in target.endpoints.values()})
-    return named, ports
 
 
 class Sampler:
@@ -88,8 +82,7 @@ class Sampler:
 
     @classmethod
     def from_target(cls, target: Target, **kwargs: Any) -> Sampler:
-        named, ports = targets_of(target)
-        return cls(named, ports, **kwargs)
+        return cls(monitor_groups(target), target_ports(target), **kwargs)
 
     def sample(self) -> dict[str, Any]:
         with self._lock:

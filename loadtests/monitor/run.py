@@ -3,44 +3,36 @@
 Each `sample` record holds what loadtests.monitor measures: per monitored process tree (open
 fds and their limit, threads, processes, RSS/PSS, CPU), the TCP states on the target's ports,
 listen-queue overflows, memory — and the generator's own CPU, fds and ephemeral ports. Process
-trees are grouped by what they are: endpoints that name the same processes to monitor share one
-entry, named after them (`imap+pop3` for Dovecot). When the target file names an `agent`, the
-target's part comes from `mailswarm agent` on that host; the generator's is always local.
-Sampling reads /proc and blocks, so it runs in a native thread, never on the gevent hub.
+trees are grouped as `groups.monitor_groups` says (`imap+pop3` for Dovecot). When the target
+file names an `agent`, the target's part comes from `mailswarm agent` on that host (grouped the
+same way); the generator's is always local. Sampling reads /proc and blocks, so it runs in a
+native thread, never on the gevent hub. The one module of the package that imports gevent (the
+agent side runs without it).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
 
-from loadtests.monitor import AgentError, Sampler, fetch_agent_sample
-from loadtests.results import ResultsWriter
-from loadtests.targets import ProcessRef, Target
+from loadtests.monitor.agent import AgentError, fetch_agent_sample
+from loadtests.monitor.groups import monitor_groups, target_ports
+from loadtests.monitor.sampler import Sampler
+from loadtests.targets import Target
 
-__all__ = ["RunMonitor", "monitor_groups"]
+if TYPE_CHECKING:
+    from loadtests.results import ResultsWriter
 
-
-def monitor_groups(target: Target) -> dict[str, list[ProcessRef]]:
-    """Endpoints naming the same process refs, as one group named `key1+key2`."""
-    groups: dict[tuple[str, ...], list[str]] = {}
-    refs: dict[tuple[str, ...], list[ProcessRef]] = {}
-    for key, ep in target.endpoints.items():
-        if not ep.monitor:
-            continue
-        ident = tuple(sorted(r.model_dump_json() for r in ep.monitor))
-        groups.setdefault(ident, []).append(key)
-        refs[ident] = list(ep.monitor)
-    return {"+".join(keys): refs[ident] for ident, keys in groups.items()}
+__all__ = ["RunMonitor"]
 
 
 class RunMonitor:
     def __init__(self, target: Target, writer: ResultsWriter, interval: float = 1.0) -> None:
         self.groups = monitor_groups(target)
-        ports = sorted({ep.port for ep in target.endpoints.values()})
+        ports = target_ports(target)
         self.agent = target.agent
         self.sampler = Sampler({} if self.agent else self.groups, ports)
         self.writer = writer

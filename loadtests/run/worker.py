@@ -1,11 +1,11 @@
 """A worker process of a distributed run (`mailswarm run --workers N`).
 
-Started by the master's runner with `python -m loadtests.worker --master-port P`, it reads its
-job (profile, target with credentials, options, its index) as JSON on stdin — never on the command
-line, where `ps` would show the password. It runs its share of the users and of each open-model
-rate, and ships its records, pacer counters and open sessions to the master through Locust's
-messaging: with every `report_to_master` (each second) and once more, in full, when the master
-asks it to finish (`mailswarm_finish` -> `mailswarm_final`).
+Started by the master (loadtests.run.distributed) with `python -m loadtests.run.worker
+--master-port P`, it reads its job (profile, target with credentials, options) as JSON on stdin —
+never on the command line, where `ps` would show the password. It runs its share of the users
+and of each open-model rate, and ships its records, pacer counters and open sessions to the
+master through Locust's messaging: with every `report_to_master` (each second) and once more,
+in full, when the master asks it to finish (`mailswarm_finish` -> `mailswarm_final`).
 """
 
 from __future__ import annotations
@@ -29,28 +29,17 @@ from locust.event import Events  # noqa: E402
 from loadtests import bridge  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
 from loadtests.results import describe_error, request_record  # noqa: E402
+from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START  # noqa: E402
+from loadtests.run.pacers import Pacers  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
-__all__ = ["FINAL", "FINISH", "START", "job_for_worker", "main"]
-
-START, FINISH, FINAL = "mailswarm_start", "mailswarm_finish", "mailswarm_final"
-REPORT_KEY = "mailswarm"
-
-
-def job_for_worker(profile: Profile, target: Target, *, allow_remote: bool, workers: int,
-                   index: int) -> str:
-    """The JSON a worker reads on stdin (the target's password included, in clear)."""
-    target_data = target.model_dump(mode="json")
-    target_data["password"] = target.secret()
-    target_data.pop("password_env", None)
-    return json.dumps({"profile": profile.model_dump(mode="json"), "target": target_data,
-                       "allow_remote": allow_remote, "workers": workers, "index": index})
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtests.run.worker", description=__doc__)
     parser.add_argument("--master-port", type=int, required=True)
     parser.add_argument("--master-host", default="127.0.0.1")
     args = parser.parse_args(argv)
@@ -62,14 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     target = Target.model_validate(job["target"])
     bridge.start()
     gauge.reset()
-    classes, pacers = build_load(profile, target, allow_remote=job["allow_remote"],
-                                 rate_share=1 / job["workers"], seed_salt=f"/w{job['index']}")
+    classes, by_name = build_load(profile, target, allow_remote=job["allow_remote"],
+                                  rate_share=1 / job["workers"], seed_salt=f"/w{job['index']}")
+    pacers = Pacers(by_name)
     buffer: list[dict[str, Any]] = []
 
     def payload() -> dict[str, Any]:
         records = buffer[:]
         buffer.clear()
-        return {"records": records, "pacers": {n: p.snapshot() for n, p in pacers.items()},
+        return {"records": records, "pacers": pacers.snapshots(),
                 "sessions": gauge.snapshot()}
 
     events = Events()
@@ -82,22 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     env = Environment(user_classes=classes, events=events)
     runner = env.create_worker_runner(args.master_host, args.master_port)
 
-    def on_start(environment: Environment, msg: Any, **_: Any) -> None:
-        for pacer in pacers.values():
-            pacer.start(msg.data["duration"])
-
     def finish(drain: float) -> None:
-        for pacer in pacers.values():
-            pacer.stop()
-        deadline = time.monotonic() + drain
-        while any(p.in_flight for p in pacers.values()) and time.monotonic() < deadline:
-            gevent.sleep(0.05)
+        pacers.stop()
+        pacers.drain(drain)
         runner.stop()
-        for pacer in pacers.values():
-            pacer.close()
+        pacers.close()
         runner.send_message(FINAL, payload())
 
-    runner.register_message(START, on_start)
+    runner.register_message(START, lambda environment, msg, **_: pacers.start(
+        msg.data["duration"]))
     runner.register_message(FINISH, lambda environment, msg, **_: gevent.spawn(
         finish, msg.data["drain"]))
     runner.greenlet.join()

@@ -1,0 +1,255 @@
+"""The sequence every run follows, whether its users run here or in worker processes.
+
+Order of a run: header record -> spawn every scenario's users -> start the load (the open-model
+pacers) -> once a second: flush the stream, write a tick, show progress -> at the end of the
+duration (or on a stop request such as Ctrl-C): stop new arrivals, let sessions in flight drain
+(bounded by the profile's `drain`), stop the users -> end record -> summary.json from the stream.
+
+Where the users run is the `Driver`'s part (`loadtests.run.local`, `loadtests.run.distributed`):
+it creates the Locust runner, counts the pacers and open sessions, starts and drains the load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gevent
+from locust.env import Environment
+from locust.event import Events
+from locust.runners import Runner
+
+from loadtests import __version__, bridge
+from loadtests.analysis import write_summary
+from loadtests.monitor.run import RunMonitor
+from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
+from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
+from loadtests.run.options import RunOptions, RunResult
+from loadtests.run.pacers import Pacers
+from loadtests.run.progress import Progress
+from loadtests.schedule.ceiling import CeilingShape, StepJudge
+from loadtests.schedule.loadplan import build_load, spawn_rate
+from loadtests.schedule.sessions import gauge
+from loadtests.targets import Target
+
+__all__ = ["Counters", "Driver", "Run", "RunParts"]
+
+
+class Counters:
+    """Request counts for the progress line (the stream holds the records themselves), and the
+    tap through which a ceiling search's judge sees every request."""
+
+    def __init__(self, tap: Callable[[str, bool, float, str | None], None] | None = None) -> None:
+        self.requests = self.failures = self.sessions = 0
+        self.tap = tap
+
+    def count(self, name: str, ok: bool, ms: float = 0.0, error: str | None = None) -> None:
+        self.requests += 1
+        self.failures += not ok
+        self.sessions += name == "session"
+        if self.tap is not None:
+            self.tap(name, ok, ms, error)
+
+    def on_request(self, name: str, response_time: float = 0.0,
+                   exception: BaseException | None = None, **_: Any) -> None:
+        self.count(name, exception is None, response_time,
+                   None if exception is None else describe_error(exception))
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What a driver is built from."""
+
+    profile: Profile
+    target: Target
+    options: RunOptions
+    env: Environment
+    events: Events
+    writer: ResultsWriter
+    counters: Counters
+    pacers: Pacers  # this process's pacers (a driver whose users run elsewhere ignores them)
+
+
+class Driver(Protocol):
+    """Where the users run: this process, or worker processes."""
+
+    runner: Runner
+
+    def pacer_snapshots(self) -> dict[str, dict[str, int]]:
+        """Counters of every open-model pacer, by scenario."""
+
+    def sessions(self) -> dict[str, dict[str, int]]:
+        """Open, opened, dropped and peak sessions, by protocol."""
+
+    def connect(self) -> None:
+        """Make the runner ready to spawn users (raises RunError if it cannot)."""
+
+    def spawning(self) -> bool:
+        """True while users are still being spawned."""
+
+    def start_load(self, duration: float) -> None:
+        """Start the open-model arrivals, for `duration` seconds."""
+
+    def stop_arrivals(self) -> None:
+        """No new arrivals from now on."""
+
+    def drain(self, seconds: float) -> None:
+        """Let sessions in flight end, at most `seconds` (0 after a stop request)."""
+
+    def after_stop(self) -> None:
+        """The users are stopped: settle the counters."""
+
+    def close(self) -> None:
+        """Release what `connect` started; called at the end of every run, also a failed one."""
+
+
+def _header(writer: ResultsWriter, profile: Profile, target: Target, options: RunOptions,
+            monitor: RunMonitor, duration: float) -> None:
+    writer.write("run", version=__version__, profile=profile.model_dump(mode="json"),
+                 profile_file=options.profile_file, target=target.public(),
+                 monitor=monitor.describe(),
+                 duration=duration, workers=options.workers,
+                 rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
+                        if isinstance(sc.schedule, ArrivalSchedule)})
+    writer.flush()
+
+
+class Run:
+    """One run of a profile against a target, its users placed by the driver `driver_for`
+    builds."""
+
+    def __init__(self, profile: Profile, target: Target, options: RunOptions,
+                 driver_for: Callable[[RunParts], Driver]) -> None:
+        logging.getLogger("locust").setLevel(logging.ERROR)
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        self.profile, self.target, self.options = profile, target, options
+        self.duration = options.duration if options.duration is not None else profile.duration
+        bridge.start()
+        gauge.reset()
+        self.classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
+        writer = self.writer = ResultsWriter(options.out_dir / RESULTS_FILE)
+        ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)),
+                    None)
+        judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]
+        self.counters = counters = Counters(judge.record if judge is not None else None)
+        events = Events()
+        events.request.add_listener(writer.on_request)
+        events.request.add_listener(counters.on_request)
+        events.user_error.add_listener(
+            lambda user_instance, exception, tb, **_: writer.write(
+                "error", user=type(user_instance).__name__, error=describe_error(exception)))
+        self.shape: CeilingShape | None = None
+        if ramp is not None and judge is not None:
+            assert isinstance(ramp.schedule, RampSchedule)
+            self.shape = CeilingShape(
+                ramp.schedule, judge, on_step=lambda record: writer.write("step", **record),
+                held=lambda: self.driver.sessions().get(ramp.protocol.upper(), {}).get("open", 0))
+        env = Environment(user_classes=self.classes, events=events, shape_class=self.shape)
+        self.driver = driver_for(RunParts(profile, target, options, env, events, writer, counters,
+                                          Pacers(pacers)))
+        self.runner = self.driver.runner
+        self.monitor = RunMonitor(target, writer)
+        if options.web is not None:
+            from loadtests.webui import attach_web_ui
+
+            attach_web_ui(env, options.web[0], options.web[1], lambda: self.monitor.latest)
+        self.start = self.load_start = 0.0  # monotonic clock: header written, load started
+        self.phase = "spawning"
+
+    def tick(self) -> None:
+        """Once a second: the tick record, the stream flushed, progress shown."""
+        runner, writer, counters, options = self.runner, self.writer, self.counters, self.options
+        start, phase, duration = self.start, self.phase, self.duration
+        snapshot = self.driver.pacer_snapshots()
+        sessions = self.driver.sessions()
+        writer.write("tick", elapsed=round(time.monotonic() - start, 3), phase=phase,
+                     users=runner.user_count, scenarios=snapshot, sessions=sessions)
+        writer.flush()
+        if options.on_progress is not None:
+            options.on_progress(Progress(
+                elapsed=time.monotonic() - self.load_start if phase != "spawning" else 0.0,
+                duration=duration, phase=phase, users=runner.user_count,
+                requests=counters.requests, failures=counters.failures,
+                sessions=counters.sessions, scenarios=snapshot))
+
+    def _spawn(self) -> None:
+        """Start the users (or the ceiling search's steps) and tick until they are all there."""
+        runner, options, shape = self.runner, self.options, self.shape
+        total_users = sum(c.fixed_count for c in self.classes)
+        if shape is not None:
+            runner.start_shape()
+        else:
+            runner.start(total_users, spawn_rate=spawn_rate(self.profile), wait=False)
+        gevent.sleep(0.1)
+        while shape is None and self.driver.spawning():
+            if options.stop.wait(timeout=1.0):
+                break
+            self.tick()
+
+    def _load(self) -> str:
+        """The load phase, until the duration is over, the ceiling found, or a stop request;
+        returns the end reason."""
+        profile, writer, options, shape = self.profile, self.writer, self.options, self.shape
+        self.load_start = time.monotonic()
+        writer.write("phase", name="load_start", scenario="*")
+        self.driver.start_load(self.duration)
+        for sc in profile.scenarios:
+            if isinstance(sc.schedule, ArrivalSchedule):
+                writer.write("phase", name="arrival_start", scenario=sc.name)
+        self.phase = "running"
+        deadline = self.load_start + self.duration
+        while not options.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (shape is not None and shape.finished):
+                break
+            options.stop.wait(timeout=min(1.0, remaining))
+            self.tick()
+        return "interrupted" if options.stop.is_set() else "completed"
+
+    def _drain(self) -> float:
+        """Stop new arrivals, drain the sessions in flight, stop the users; returns the wall
+        clock time the arrivals stopped."""
+        profile, writer, options = self.profile, self.writer, self.options
+        self.phase = "draining"
+        self.driver.stop_arrivals()
+        load_end = time.time()
+        for sc in profile.scenarios:
+            if isinstance(sc.schedule, ArrivalSchedule):
+                writer.write("phase", name="arrival_stop", scenario=sc.name, ts=load_end)
+        drain = 0.0 if options.stop.is_set() else profile.drain
+        self.driver.drain(drain)
+        self.runner.stop()
+        self.runner.quit()
+        self.driver.after_stop()
+        self.tick()
+        return load_end
+
+    def execute(self) -> RunResult:
+        options, writer = self.options, self.writer
+        _header(writer, self.profile, self.target, options, self.monitor, self.duration)
+        self.start = self.load_start = time.monotonic()
+        load_end: float | None = None
+        reason = "crashed"
+        try:
+            self.monitor.start()
+            self.driver.connect()
+            self._spawn()
+            reason = self._load()
+            load_end = self._drain()
+        except BaseException:
+            reason = "crashed"
+            raise
+        finally:
+            self.monitor.stop()
+            with contextlib.suppress(Exception):
+                self.runner.quit()
+            self.driver.close()
+            extra = options.extra_end() if options.extra_end is not None else {}
+            writer.write("end", reason=reason, load_end=load_end or time.time(), **extra)
+            writer.close()
+        summary = write_summary(options.out_dir)
+        return RunResult(options.out_dir, summary, reason)
