@@ -7,8 +7,10 @@ arrival rate (loadtests.run.distributed). Both follow the sequence of loadtests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from loadtests.profiles import Profile
-from loadtests.run.core import Run
+from loadtests.run.core import Driver, Run, RunParts
 from loadtests.run.distributed import MasterDriver
 from loadtests.run.local import LocalDriver
 from loadtests.run.options import RunError, RunOptions, RunResult
@@ -20,5 +22,5 @@ __all__ = ["Progress", "RunError", "RunOptions", "RunResult", "run_profile"]
 
 def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunResult:
     """Run `profile` against `target` to its end (or `options.stop`); the summary is written."""
-    driver = MasterDriver if options.workers > 0 else LocalDriver
+    driver: Callable[[RunParts], Driver] = MasterDriver if options.workers > 0 else LocalDriver
     return Run(profile, target, options, driver).execute()

@@ -77,7 +77,9 @@ class RunParts:
 class Driver(Protocol):
     """Where the users run: this process, or worker processes."""
 
-    runner: Runner
+    @property
+    def runner(self) -> Runner:
+        """Locust's runner of this process (local, or the master)."""
 
     def pacer_snapshots(self) -> dict[str, dict[str, int]]:
         """Counters of every open-model pacer, by scenario."""
