@@ -1,7 +1,8 @@
 """Samples the target and the generator once a second during a run, into the results stream.
 
-Each `sample` record holds what loadtests.monitor measures: per monitored process tree (open
-fds and their limit, threads, processes, RSS/PSS, CPU), the TCP states on the target's ports,
+Each `sample` record (loadtests.stream.Sample) holds what loadtests.monitor measures: per
+monitored process tree (open fds and their limit, threads, processes, RSS/PSS, CPU; see
+loadtests.monitor.resources), the TCP states on the target's ports,
 listen-queue overflows, memory — and the generator's own CPU, fds and ephemeral ports. Process
 trees are grouped by what they are: endpoints that name the same processes to monitor share one
 entry, named after them (`imap+pop3` for Dovecot). When the target file names an `agent`, the
@@ -18,7 +19,7 @@ import gevent
 from gevent.event import Event
 
 from loadtests.monitor import AgentError, Sampler, fetch_agent_sample
-from loadtests.results import ResultsWriter
+from loadtests.stream import Sample, StreamWriter
 from loadtests.targets import ProcessRef, Target
 
 __all__ = ["RunMonitor", "monitor_groups"]
@@ -38,7 +39,7 @@ def monitor_groups(target: Target) -> dict[str, list[ProcessRef]]:
 
 
 class RunMonitor:
-    def __init__(self, target: Target, writer: ResultsWriter, interval: float = 1.0) -> None:
+    def __init__(self, target: Target, writer: StreamWriter, interval: float = 1.0) -> None:
         self.groups = monitor_groups(target)
         ports = sorted({ep.port for ep in target.endpoints.values()})
         self.agent = target.agent
@@ -77,7 +78,10 @@ class RunMonitor:
                 sample = {"error": f"{type(exc).__name__}: {exc}"}
             sample.pop("ts", None)
             self.latest = sample
-            self.writer.write("sample", **sample)
+            self.writer.write(Sample(
+                time.time(), sample.get("targets") or {}, sample.get("system") or {},
+                sample.get("generator"), sample.get("cost"), sample.get("agent_error"),
+                sample.get("error")))
             next_at += self.interval
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 

@@ -3,7 +3,8 @@
 Order of a run: header record -> spawn every scenario's users -> start the open-model pacers ->
 once a second: flush the stream, write a tick, show progress -> at the end of the duration (or
 on a stop request such as Ctrl-C): stop the pacers, let sessions in flight drain (bounded by the
-profile's `drain`), stop the users -> end record -> summary.json from the stream.
+profile's `drain`), stop the users -> end record -> one pass over the stream: summary.json
+(with the QoS verdict), report.html and its CSV tables (loadtests.report.finish).
 
 With `workers` = 0 everything runs in this process. With N > 0 this process is a Locust master
 and N local worker processes (loadtests.worker) run the users, each with 1/N of every arrival
@@ -32,14 +33,25 @@ from locust.event import Events
 from locust.runners import STATE_RUNNING, Runner
 
 from loadtests import __version__, bridge
-from loadtests.analysis import write_summary
+from loadtests.clients.errors import describe
 from loadtests.monitoring import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
-from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
+from loadtests.report.finish import finish_run
 from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.schedule.sessions import gauge
+from loadtests.stream import (
+    RESULTS_FILE,
+    End,
+    Header,
+    Phase,
+    Req,
+    StreamWriter,
+    Tick,
+    decode,
+    user_error_record,
+)
 from loadtests.targets import Target
 from loadtests.worker import FINAL, FINISH, REPORT_KEY, START, job_for_worker
 
@@ -88,21 +100,26 @@ class _Counters:
     """Request counts for the progress line (the stream holds the records themselves), and the
     tap through which a ceiling search's judge sees every request."""
 
-    def __init__(self, tap: Callable[[str, bool, float, str | None], None] | None = None) -> None:
+    def __init__(self, tap: Callable[[str, bool, float, str | None, int | str | None], None]
+                 | None = None) -> None:
         self.requests = self.failures = self.sessions = 0
         self.tap = tap
 
-    def count(self, name: str, ok: bool, ms: float = 0.0, error: str | None = None) -> None:
+    def count(self, name: str, ok: bool, ms: float = 0.0, error: str | None = None,
+              code: int | str | None = None) -> None:
         self.requests += 1
         self.failures += not ok
         self.sessions += name == "session"
         if self.tap is not None:
-            self.tap(name, ok, ms, error)
+            self.tap(name, ok, ms, error, code)
 
     def on_request(self, name: str, response_time: float = 0.0,
                    exception: BaseException | None = None, **_: Any) -> None:
-        self.count(name, exception is None, response_time,
-                   None if exception is None else describe_error(exception))
+        if exception is None:
+            self.count(name, True, response_time)
+        else:
+            info = describe(exception)
+            self.count(name, False, response_time, str(info), info.code)
 
 
 class _LocalFeed:
@@ -121,7 +138,7 @@ class _LocalFeed:
 class _WorkerFeed:
     """Master side: records and counters arriving from the worker processes."""
 
-    def __init__(self, writer: ResultsWriter, counters: _Counters) -> None:
+    def __init__(self, writer: StreamWriter, counters: _Counters) -> None:
         self.writer = writer
         self.counters = counters
         self.pacers: dict[str, dict[str, dict[str, int]]] = {}
@@ -132,11 +149,14 @@ class _WorkerFeed:
     def _take(self, worker: str, data: dict[str, Any] | None) -> None:
         if not data:
             return
-        for record in data["records"]:
-            record["worker"] = worker
-            self.writer.write_record(record)
-            if record.get("kind") == "req":
-                self.counters.count(record["name"], record["ok"], record["ms"], record["err"])
+        for shipped in data["records"]:
+            shipped["worker"] = worker
+            record = decode(shipped)
+            if record is None:
+                continue
+            self.writer.write(record)
+            if type(record) is Req:
+                self.counters.count(record.name, record.ok, record.ms, record.err, record.code)
         self.pacers[worker] = data["pacers"]
         self.sessions_by_worker[worker] = data["sessions"]
 
@@ -209,7 +229,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
     if distributed:
         pacers = {}  # the workers pace; the master only counts
-    writer = ResultsWriter(options.out_dir / RESULTS_FILE)
+    writer = StreamWriter(options.out_dir / RESULTS_FILE)
     ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)), None)
     judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]
     counters = _Counters(judge.record if judge is not None else None)
@@ -218,12 +238,12 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     events.request.add_listener(counters.on_request)
     events.user_error.add_listener(
         lambda user_instance, exception, tb, **_: writer.write(
-            "error", user=type(user_instance).__name__, error=describe_error(exception)))
+            user_error_record(user_instance, exception)))
     shape: CeilingShape | None = None
     if ramp is not None and judge is not None:
         assert isinstance(ramp.schedule, RampSchedule)
         shape = CeilingShape(
-            ramp.schedule, judge, on_step=lambda record: writer.write("step", **record),
+            ramp.schedule, judge, on_step=writer.write,
             held=lambda: feed.sessions().get(ramp.protocol.upper(), {}).get("open", 0))
     env = Environment(user_classes=classes, events=events, shape_class=shape)
     feed: _LocalFeed | _WorkerFeed
@@ -243,12 +263,12 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         from loadtests.webui import attach_web_ui
 
         attach_web_ui(env, options.web[0], options.web[1], lambda: monitor.latest)
-    writer.write("run", version=__version__, profile=profile.model_dump(mode="json"),
-                 profile_file=options.profile_file, target=target.public(),
-                 monitor=monitor.describe(),
-                 duration=duration, workers=options.workers,
-                 rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
-                        if isinstance(sc.schedule, ArrivalSchedule)})
+    writer.write(Header(
+        time.time(), version=__version__, profile=profile.model_dump(mode="json"),
+        profile_file=options.profile_file, target=target.public(), monitor=monitor.describe(),
+        duration=duration, workers=options.workers,
+        rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
+               if isinstance(sc.schedule, ArrivalSchedule)}))
     writer.flush()
 
     total_users = sum(c.fixed_count for c in classes)
@@ -261,8 +281,8 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
     def tick() -> None:
         snapshot = feed.pacer_snapshots()
         sessions = feed.sessions()
-        writer.write("tick", elapsed=round(time.monotonic() - start, 3), phase=phase,
-                     users=runner.user_count, scenarios=snapshot, sessions=sessions)
+        writer.write(Tick(time.time(), round(time.monotonic() - start, 3), phase,
+                          runner.user_count, snapshot, sessions))
         writer.flush()
         if options.on_progress is not None:
             options.on_progress(Progress(
@@ -297,14 +317,14 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
                 break
             tick()
         load_start = time.monotonic()
-        writer.write("phase", name="load_start", scenario="*")
+        writer.write(Phase(time.time(), "load_start", "*"))
         if distributed:
             runner.send_message(START, {"duration": duration})
         for pacer in pacers.values():
             pacer.start(duration)
         for sc in profile.scenarios:
             if isinstance(sc.schedule, ArrivalSchedule):
-                writer.write("phase", name="arrival_start", scenario=sc.name)
+                writer.write(Phase(time.time(), "arrival_start", sc.name))
         phase = "running"
         deadline = load_start + duration
         while not options.stop.is_set():
@@ -321,7 +341,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
         load_end = time.time()
         for sc in profile.scenarios:
             if isinstance(sc.schedule, ArrivalSchedule):
-                writer.write("phase", name="arrival_stop", scenario=sc.name, ts=load_end)
+                writer.write(Phase(load_end, "arrival_stop", sc.name))
         drain = 0.0 if options.stop.is_set() else profile.drain
         if distributed:
             runner.send_message(FINISH, {"drain": drain})
@@ -350,7 +370,7 @@ def run_profile(profile: Profile, target: Target, options: RunOptions) -> RunRes
             runner.quit()
         _stop_workers(procs)
         extra = options.extra_end() if options.extra_end is not None else {}
-        writer.write("end", reason=reason, load_end=load_end or time.time(), **extra)
+        writer.write(End(time.time(), reason, load_end or time.time(), **extra))
         writer.close()
-    summary = write_summary(options.out_dir)
+    summary = finish_run(options.out_dir, profile.qos)
     return RunResult(options.out_dir, summary, reason)

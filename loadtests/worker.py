@@ -5,7 +5,9 @@ reads its job (profile, target with credentials, options) as JSON on stdin — n
 line, where `ps` would show the password. It runs its share of the users and of each open-model
 rate, and ships its records, pacer counters and open sessions to the master through Locust's
 messaging: with every `report_to_master` (each second) and once more, in full, when the master
-asks it to finish (`mailswarm_finish` -> `mailswarm_final`).
+asks it to finish (`mailswarm_finish` -> `mailswarm_final`). Records travel as the dicts of
+their stream lines (`loadtests.stream.to_dict`); the master decodes them, adds `worker` and
+writes them to its one stream.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from locust.event import Events  # noqa: E402
 
 from loadtests import bridge  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
-from loadtests.results import describe_error, request_record  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
+from loadtests.stream import req_dict, to_dict, user_error_record  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 __all__ = ["FINAL", "FINISH", "START", "job_for_worker", "main"]
@@ -73,10 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                 "sessions": gauge.snapshot()}
 
     events = Events()
-    events.request.add_listener(lambda **kw: buffer.append(request_record(**kw)))
+    events.request.add_listener(lambda **kw: buffer.append(req_dict(**kw)))
     events.user_error.add_listener(lambda user_instance, exception, tb, **_: buffer.append(
-        {"kind": "error", "ts": time.time(), "user": type(user_instance).__name__,
-         "error": describe_error(exception)}))
+        to_dict(user_error_record(user_instance, exception))))
     events.report_to_master.add_listener(
         lambda client_id, data, **_: data.__setitem__(REPORT_KEY, payload()))
     env = Environment(user_classes=classes, events=events)
