@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loadtests import __version__
 from loadtests.configfile import ConfigError
@@ -131,30 +131,21 @@ def _cmd_target(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from loadtests.analysis import write_summary
     from loadtests.console import format_summary
-    from loadtests.results import RESULTS_FILE, read_results
+    from loadtests.report import finish_run
+    from loadtests.stream import RESULTS_FILE, StreamError
 
     if not (args.out / RESULTS_FILE).is_file():
         print(f"mailswarm report: no {RESULTS_FILE} in {args.out}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    header = next(read_results(args.out / RESULTS_FILE), {})
-    summary = _finish_summary(args.out, write_summary(args.out),
-                              (header.get("profile") or {}).get("qos") or {})
+    try:
+        summary = finish_run(args.out)  # with the QoS settings of the run's header
+    except StreamError as exc:
+        print(f"mailswarm report: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     print(f"\nreport: {args.out / 'report.html'}", file=sys.stderr)
     return EXIT_OK
-
-
-def _finish_summary(out: Path, summary: dict[str, Any], qos: object) -> dict[str, Any]:
-    """The QoS verdict into summary.json, then the HTML report and CSV tables beside it."""
-    from loadtests.analysis.qos import evaluate_qos
-    from loadtests.report import build_report
-
-    summary["qos"] = evaluate_qos(summary, qos, out_dir=out)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    build_report(out)
-    return summary
 
 
 def _host_port(text: str) -> tuple[str, int] | None:
@@ -283,7 +274,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             handler.cancel()
         if embedded is not None:
             embedded.stop()
-    summary = _finish_summary(out, result.summary, profile.qos)
+    summary = result.summary  # with the QoS verdict; report.html written beside it
     print(format_summary(summary))
     print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}\n"
           f"report:  {out / 'report.html'}")

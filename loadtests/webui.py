@@ -5,8 +5,9 @@ extension points (see Locust's examples/extend_web_ui.py):
 
 - a "Target" tab: `extended_tabs` / `extended_tables` in the page's template args (the React UI
   turns every key of `window.templateArgs` into camelCase, so they arrive as `extendedTabs` /
-  `extendedTables`), one row per monitored process group and one for the generator: processes,
-  threads, open fds / fd limit, RSS and PSS in MiB, CPU %;
+  `extendedTables`), one row per monitored process group and one for the generator: the
+  resources of loadtests.monitor.resources marked `live` (processes, threads, open fds / fd
+  limit, RSS and PSS in MiB, CPU %);
 - the rows themselves as `extended_stats` in each `/stats/requests` answer (added by an
   `after_request` hook), which the UI polls every 2 s while the run goes;
 - `GET /mailswarm/target`: the newest monitor sample as JSON (`{}` before the first one);
@@ -24,49 +25,50 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from loadtests.monitor.resources import Resource, resources_with
+
 __all__ = ["TABLE_STRUCTURE", "TAB_KEY", "TARGET_PATH", "attach_web_ui", "target_rows"]
 
 logger = logging.getLogger(__name__)
 
 TAB_KEY = "target"
 TARGET_PATH = "/mailswarm/target"
-MIB = 1024 * 1024
+_LIVE = resources_with("live")
 
 # `key`s are snake_case here; the UI camel-cases both these and the rows' keys, so they match.
 TABLE_STRUCTURE: list[dict[str, str]] = [
     {"key": "group", "title": "Group"},
-    {"key": "processes", "title": "Processes"},
-    {"key": "threads", "title": "Threads"},
-    {"key": "fds", "title": "Open fds / limit"},
-    {"key": "rss_mib", "title": "RSS MiB"},
-    {"key": "pss_mib", "title": "PSS MiB"},
-    {"key": "cpu_percent", "title": "CPU %"},
+    *({"key": r.live[0], "title": r.live[1]} for r in _LIVE if r.live),
 ]
 
 
-def _mib(value: Any) -> float | None:
-    return round(value / MIB, 1) if isinstance(value, int | float) else None
+def _cell(res: Resource, values: dict[str, Any]) -> Any:
+    """A resource as the tab shows it: with its limit (`fds / limit`), scaled and rounded to
+    one decimal (MiB, CPU %), or as it is (counts)."""
+    value = values.get(res.key)
+    if res.limit:
+        limit = values.get(res.limit)
+        if value is None:
+            return ""
+        return f"{value:,} / {limit:,}" if isinstance(value, int) and isinstance(limit, int) \
+            else f"{value:,}"
+    if isinstance(value, float) or (res.scale != 1.0 and isinstance(value, int)):
+        return round(value * res.scale, 1)
+    return value
 
 
 def _row(name: str, values: dict[str, Any], last_pss: dict[str, float]) -> dict[str, Any]:
-    fds, limit = values.get("open_fds"), values.get("fd_limit")
-    pss = _mib(values.get("pss_bytes"))
+    row: dict[str, Any] = {"group": name if values.get("alive", True)
+                           else f"{name} (not running)"}
+    for res in _LIVE:
+        assert res.live is not None
+        row[res.live[0]] = _cell(res, values)
+    pss = row.get("pss_mib")
     if pss is None:  # PSS is read every few samples only: show the last one seen
-        pss = last_pss.get(name)
+        row["pss_mib"] = last_pss.get(name)
     else:
         last_pss[name] = pss
-    cpu = values.get("cpu_percent")
-    alive = values.get("alive", True)
-    return {
-        "group": name if alive else f"{name} (not running)",
-        "processes": values.get("processes"),
-        "threads": values.get("threads"),
-        "fds": (f"{fds:,} / {limit:,}" if isinstance(fds, int) and isinstance(limit, int)
-                else "" if fds is None else f"{fds:,}"),
-        "rss_mib": _mib(values.get("rss_bytes")),
-        "pss_mib": pss,
-        "cpu_percent": round(cpu, 1) if isinstance(cpu, int | float) else None,
-    }
+    return row
 
 
 def target_rows(sample: dict[str, Any],

@@ -1,34 +1,35 @@
-"""Crafted results streams for the analysis and report tests (no run, no sockets)."""
+"""Crafted results streams for the analysis and report tests (no run, no sockets): typed records,
+written through the stream's own writer."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from loadtests.stream import RESULTS_FILE, End, Header, Phase, Record, Req, StreamWriter
 
 T0 = 1_700_000_000.0
 
 
 def req(t: float, rtype: str, name: str, ms: float, ok: bool = True,
-        err: str | None = None) -> dict[str, Any]:
-    return {"kind": "req", "ts": T0 + t, "type": rtype, "name": name, "ms": ms, "len": 0,
-            "ok": ok, "err": err if not ok else None, "sc": "sc"}
+        err: str | None = None, code: int | str | None = None) -> Req:
+    return Req(T0 + t, rtype, name, ms, 0, ok, err if not ok else None,
+               code if not ok else None, "sc")
 
 
-def header(**extra: Any) -> dict[str, Any]:
-    return {"kind": "run", "ts": T0 - 1, "profile": {"name": "crafted", "scenarios": []},
-            "target": {"name": "crafted", "endpoints": {}}, **extra}
+def header(**extra: Any) -> Header:
+    return Header(T0 - 1, profile={"name": "crafted", "scenarios": []},
+                  target={"name": "crafted", "endpoints": {}}, **extra)
 
 
-def write_stream(folder: Path, records: Iterable[dict[str, Any]]) -> Path:
+def write_stream(folder: Path, records: Iterable[Record]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    records = [header(), {"kind": "phase", "name": "load_start", "scenario": "*", "ts": T0},
-               *records]
-    last = max(r["ts"] for r in records)
-    records.append({"kind": "end", "reason": "completed", "load_end": last + 0.5,
-                    "ts": last + 0.5})
-    with (folder / "results.jsonl").open("w") as out:
-        for seq, rec in enumerate(records, 1):
-            out.write(json.dumps({**rec, "seq": seq}) + "\n")
+    records = [header(), Phase(T0, "load_start", "*"), *records]
+    last = max(r.ts for r in records)
+    records.append(End(last + 0.5, "completed", last + 0.5))
+    writer = StreamWriter(folder / RESULTS_FILE)
+    for rec in records:
+        writer.write(rec)
+    writer.close()
     return folder

@@ -152,7 +152,7 @@ def test_a_run_pulls_the_targets_samples_from_the_agent(tmp_path: Path, embedded
     from cli import run_cli
     from conftest import write_target_file
 
-    from loadtests.results import read_results
+    from loadtests.stream import Sample, read_stream
 
     with running_agent("--pid", str(embedded.pid), "--name", "remote-mail") as url:
         target = write_target_file(tmp_path / "t.yaml", embedded.target, agent=url)
@@ -160,8 +160,8 @@ def test_a_run_pulls_the_targets_samples_from_the_agent(tmp_path: Path, embedded
         result = run_cli("run", "profiles/smtp-50mps.yaml", "--target", str(target),
                            "--duration", "3s", "--out", str(out), "--quiet", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    samples = [r for r in read_results(out / "results.jsonl") if r["kind"] == "sample"]
-    assert samples and not any("agent_error" in s for s in samples)
-    assert all(set(s["targets"]) == {"remote-mail"} for s in samples)
-    assert max(s["targets"]["remote-mail"]["open_fds"] for s in samples) > 0
-    assert samples[0]["generator"]["pid"] != embedded.pid  # the generator's part stays local
+    samples = [r for r in read_stream(out / "results.jsonl") if type(r) is Sample]
+    assert samples and not any(s.agent_error for s in samples)
+    assert all(set(s.targets) == {"remote-mail"} for s in samples)
+    assert max(s.targets["remote-mail"]["open_fds"] for s in samples) > 0
+    assert samples[0].generator["pid"] != embedded.pid  # the generator's part stays local

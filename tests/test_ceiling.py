@@ -10,6 +10,7 @@ from cli import run_cli
 from loadtests.analysis.cause import attribute_cause
 from loadtests.profiles import StopWhen
 from loadtests.schedule.ceiling import StepStats, judge_step
+from loadtests.stream import Sample, Step
 
 RAMP = """
 name: ceiling-test
@@ -35,18 +36,21 @@ def test_step_verdict():
 
 
 def _sample(ts, processes, fds=10, limit=1024, gen_fds=20, gen_limit=20000, cpu=10):
-    return {"ts": ts, "targets": {"imap": {"processes": processes, "threads": processes,
-                                           "open_fds": fds, "fd_limit": limit,
-                                           "fd_max_ratio": fds / limit}},
-            "generator": {"open_fds": gen_fds, "fd_limit": gen_limit, "cpu_percent": cpu},
-            "system": {"memory": {"total_bytes": 100, "available_bytes": 50}}}
+    return Sample(ts, targets={"imap": {"processes": processes, "threads": processes,
+                                        "open_fds": fds, "fd_limit": limit,
+                                        "fd_max_ratio": fds / limit}},
+                  generator={"open_fds": gen_fds, "fd_limit": gen_limit, "cpu_percent": cpu},
+                  system={"memory": {"total_bytes": 100, "available_bytes": 50}})
+
+
+def _step(users, start, end, errors=None, codes=None):
+    return Step(end, users, start=start, end=end, errors=errors or {}, codes=codes)
 
 
 def test_cause_process_limit_from_a_plateau():
-    first = {"users": 50, "start": 0, "end": 10}
-    good = {"users": 100, "start": 10, "end": 20}
-    failed = {"users": 150, "start": 20, "end": 30, "errors": {"ImapDisconnected: x": 50},
-              "reasons": []}
+    first = _step(50, 0, 10)
+    good = _step(100, 10, 20)
+    failed = _step(150, 20, 30, {"ImapDisconnected: x": 50})
     cause, evidence = attribute_cause(good, failed, [_sample(15, 106)], [_sample(25, 106)],
                                       first=first, first_samples=[_sample(5, 56)])
     assert cause == "target imap: process limit"
@@ -54,14 +58,12 @@ def test_cause_process_limit_from_a_plateau():
 
 
 def test_cause_prefers_the_generators_own_limits():
-    failed = {"users": 150, "start": 20, "end": 30, "reasons": [],
-              "errors": {"OSError: [Errno 24] Too many open files": 9}}
+    failed = _step(150, 20, 30, {"OSError: [Errno 24] Too many open files": 9})
     cause, _ = attribute_cause(None, failed, [], [_sample(25, 1, fds=1000, limit=1024)])
     assert cause == "generator: open files limit"  # not the target's, though it is full too
-    busy = {"users": 150, "start": 20, "end": 30, "reasons": [], "errors": {"x": 1}}
+    busy = _step(150, 20, 30, {"x": 1})
     assert attribute_cause(None, busy, [], [_sample(25, 1, cpu=97)])[0] == "generator: CPU"
-    reply = {"users": 150, "start": 20, "end": 30, "reasons": [],
-             "errors": {"ImapReplyError: LOGIN NO [LIMIT] Too many connections": 3}}
+    reply = _step(150, 20, 30, {"ImapReplyError: LOGIN NO [LIMIT] Too many connections": 3})
     assert attribute_cause(None, reply, [], [_sample(25, 1)])[0].startswith(
         "server reply NO [LIMIT]")
 

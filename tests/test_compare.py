@@ -14,7 +14,8 @@ from loadtests.analysis.bootstrap import (
     quantile_draws,
 )
 from loadtests.analysis.compare import compare_records, compare_runs, format_compare
-from loadtests.analysis.stream import Request, RunRecords
+from loadtests.analysis.stream import RunRecords
+from loadtests.stream import Req
 
 
 def test_block_bootstrap_is_seeded_and_separates_different_means() -> None:
@@ -59,8 +60,8 @@ def test_a_tail_percentile_needs_enough_requests_beyond_it() -> None:
     with 2,000 requests p99 is judged too."""
     def run(n: int, slow_ms: float) -> tuple[RunRecords, dict]:
         rng = random.Random(n + int(slow_ms))
-        reqs = [Request(i / 50, "SMTP", "session", slow_ms if i % 25 == 0 else
-                        5.0 * rng.uniform(0.9, 1.1) * (3 if i % 10 == 0 else 1), True, None, None)
+        reqs = [Req(i / 50, "SMTP", "session", slow_ms if i % 25 == 0 else
+                        5.0 * rng.uniform(0.9, 1.1) * (3 if i % 10 == 0 else 1))
                 for i in range(n)]
         return RunRecords(requests=reqs), {}
 

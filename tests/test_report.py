@@ -21,15 +21,15 @@ from loadtests.report.series import (
 )
 from loadtests.report.svg import Chart, Limit, Marker, Series, nice_ticks, render_chart
 from loadtests.report.tables import to_csv
+from loadtests.stream import End, Phase, Sample, Step, Tick
 
 GOLDEN = Path(__file__).parent / "golden" / "chart.svg"
 
 
-def _tick(t: float, **counters: int) -> dict:
-    return {"kind": "tick", "ts": T0 + t, "phase": "running", "users": 10,
-            "scenarios": {"smtp": counters},
-            "sessions": {"SMTP": {"open": counters.get("in_flight", 0), "peak": 5,
-                                  "opened": 0, "dropped": 0}}}
+def _tick(t: float, **counters: int) -> Tick:
+    return Tick(T0 + t, t, "running", 10, {"smtp": counters},
+                {"SMTP": {"open": counters.get("in_flight", 0), "peak": 5, "opened": 0,
+                          "dropped": 0}})
 
 
 def test_rates_and_latency_percentiles_per_second() -> None:
@@ -64,34 +64,33 @@ def test_arrival_counters_become_rates() -> None:
 
 
 def test_resources_with_fd_limit_and_http_connections() -> None:
-    samples = [{"kind": "sample", "ts": T0 + t,
-                "targets": {"dovecot": {"open_fds": 100 * t, "fd_limit": 1024, "threads": 1,
-                                        "processes": 2, "rss_bytes": 2**20}},
-                "system": {"tcp": {"ports": {"8080": {"remote": {"ESTABLISHED": 7},
-                                                      "local": {"TIME_WAIT": 3}}}}}}
+    samples = [Sample(T0 + t,
+                      {"dovecot": {"open_fds": 100 * t, "fd_limit": 1024, "threads": 1,
+                                   "processes": 2, "rss_bytes": 2**20}},
+                      {"tcp": {"ports": {"8080": {"remote": {"ESTABLISHED": 7},
+                                                  "local": {"TIME_WAIT": 3}}}}})
                for t in range(3)]
     series, limits = resource_series(samples, T0)
     assert series["open fds"]["dovecot"] == [(0.0, 0), (1.0, 100), (2.0, 200)]
     assert series["RSS MB"]["dovecot"][0] == (0.0, 1.0) and "PSS MB" not in series
     assert limits == {"open fds": {"dovecot": 1024.0}}
-    ticks = [{"ts": T0, "sessions": {"HTTP": {"open": 5, "peak": 5}}}]
+    ticks = [Tick(T0, sessions={"HTTP": {"open": 5, "peak": 5}})]
     assert http_series([], samples, T0, ["8080"]) == {}
     web = http_series(ticks, samples, T0, ["8080"])
     assert web["connections"][0] == (0.0, 7.0) and web["TIME_WAIT"][0] == (0.0, 3.0)
 
 
-def _step(users: int, start: float, end: float, good: bool = True) -> dict:
+def _step(users: int, start: float, end: float, good: bool = True) -> Step:
     """A `step` record as the ceiling search writes it: at the end of the step."""
-    return {"kind": "step", "users": users, "held": users, "start": T0 + start,
-            "end": T0 + end, "good": good, "ts": T0 + end}
+    return Step(T0 + end, users, users, T0 + start, T0 + end, good=good)
 
 
 def test_step_spans_from_step_records() -> None:
-    run = collect([header(), {"kind": "phase", "name": "load_start", "ts": T0},
+    run = collect([header(), Phase(T0, "load_start"),
                    req(1, "IMAP", "LOGIN", 5), _step(100, 0, 10),
                    req(11, "IMAP", "LOGIN", 50, ok=False, err="x"), req(12, "IMAP", "LOGIN", 7),
                    _step(200, 10, 20, good=False),
-                   {"kind": "end", "load_end": T0 + 20, "ts": T0 + 20}])
+                   End(T0 + 20, load_end=T0 + 20)])
     rows = step_spans(run)
     assert [(r["step"], r["users"], r["good"], r["start_s"], r["end_s"]) for r in rows] == \
         [(1, 100, True, 0.0, 10.0), (2, 200, False, 10.0, 20.0)]

@@ -7,7 +7,7 @@ import json
 import pytest
 from cli import run_cli
 
-from loadtests.results import read_results
+from loadtests.stream import End, Header, Req, Tick, read_stream
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +43,15 @@ def test_fifty_messages_per_second_without_failures(smtp_run):
 
 def test_stream_is_written_as_the_run_goes(smtp_run):
     out, _ = smtp_run
-    records = list(read_results(out / "results.jsonl"))
-    assert records[0]["kind"] == "run" and records[-1]["kind"] == "end"
-    assert [r["seq"] for r in records] == sorted(r["seq"] for r in records)
-    ticks = [r["ts"] for r in records if r["kind"] == "tick"]
+    records = list(read_stream(out / "results.jsonl"))
+    assert type(records[0]) is Header and type(records[-1]) is End
+    assert [r.seq for r in records] == sorted(r.seq for r in records)
+    ticks = [r.ts for r in records if type(r) is Tick]
     assert len(ticks) >= 10
     assert max(b - a for a, b in itertools.pairwise(ticks)) < 1.5
-    sessions = [r for r in records if r["kind"] == "req" and r["name"] == "session"]
-    assert all("lag_ms" in r for r in sessions)  # open model: timed from the intended start
-    sizes = {r["len"] for r in records if r["kind"] == "req" and r["name"] == "DATA"}
+    sessions = [r for r in records if type(r) is Req and r.name == "session"]
+    assert all(r.lag_ms is not None for r in sessions)  # open model: timed from the intended start
+    sizes = {r.len for r in records if type(r) is Req and r.name == "DATA"}
     assert sizes == {2048, 8192, 40960}  # the profile's size choices
 
 

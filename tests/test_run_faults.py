@@ -12,7 +12,7 @@ import pytest
 from cli import run_cli, start_cli
 from conftest import write_target_file
 
-from loadtests.results import read_results
+from loadtests.stream import Req, read_stream
 
 PROFILE = """
 name: faults
@@ -147,7 +147,7 @@ def test_killed_run_keeps_its_stream_and_can_be_reported(tmp_path):
     _wait_for_requests(out, proc)
     proc.kill()
     _, stderr = proc.communicate(timeout=10)
-    kept = [r for r in read_results(out / "results.jsonl") if r["kind"] == "req"]
+    kept = [r for r in read_stream(out / "results.jsonl") if type(r) is Req]
     assert len(kept) >= 20
     result = run_cli("report", str(out))
     assert result.returncode == 0, result.stderr

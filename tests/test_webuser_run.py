@@ -26,7 +26,7 @@ from loadtests.clients.webmail import HttpRequest, judge_status
 from loadtests.embedded import EmbeddedSettings, EmbeddedTarget
 from loadtests.embedded.mailstore import password_for
 from loadtests.profiles import Scenario
-from loadtests.results import read_results
+from loadtests.stream import Req, read_stream
 from loadtests.targets import Target
 from loadtests.users.base import user_class_for
 from loadtests.users.webuser import WebUser
@@ -116,8 +116,8 @@ def test_sessions_dropped_by_the_server_log_in_again(tmp_path: Path) -> None:
     assert reqs["LOGIN"]["count"] >= 2 * reqs["session"]["count"]  # logged in again
     assert reqs["session"]["failures"] == reqs["session"]["count"] >= 10
     assert summary["sessions"]["HTTP"]["dropped"] >= 10
-    records = list(read_results(tmp_path / "out" / "results.jsonl"))
-    errors = {r["err"].split(":")[0] for r in records if r["kind"] == "req" and r["name"] == "POLL"}
+    records = list(read_stream(tmp_path / "out" / "results.jsonl"))
+    errors = {r.err.split(":")[0] for r in records if type(r) is Req and r.name == "POLL"}
     assert errors == {"SessionExpired"}, errors
 
 
@@ -147,9 +147,9 @@ def test_5xx_and_refused_connections_are_failures_with_backoff(tmp_path: Path) -
     page = by_name(summary)["LOGIN_PAGE"]
     assert page["failures"] == page["count"]
     assert page["count"] <= 5 * 6  # pauses of 0.5, 1, 1, ... s between logins, not a tight loop
-    records = list(read_results(tmp_path / "5xx" / "out" / "results.jsonl"))
-    assert {r["err"].split(":")[0] for r in records if r["kind"] == "req"
-            and r["name"] == "LOGIN_PAGE"} == {"ServerError"}
+    records = list(read_stream(tmp_path / "5xx" / "out" / "results.jsonl"))
+    assert {r.err.split(":")[0] for r in records if type(r) is Req
+            and r.name == "LOGIN_PAGE"} == {"ServerError"}
     summary = run_against(port, tmp_path / "refused", expect=3, users=5,
                           duration="3s")  # now closed
     page = by_name(summary)["LOGIN_PAGE"]

@@ -9,7 +9,7 @@ from collections import Counter
 import psutil
 from cli import run_cli, start_cli
 
-from loadtests.results import read_results
+from loadtests.stream import Req, read_stream
 
 
 def test_two_workers_share_the_rate_and_report_everything(tmp_path):
@@ -21,10 +21,10 @@ def test_two_workers_share_the_rate_and_report_everything(tmp_path):
     arrival = summary["arrival"]["smtp"]
     assert arrival["intended"] == 250 and arrival["dropped"] == 0
     assert abs(arrival["achieved_per_s"] - 50) <= 1
-    sessions = [r for r in read_results(out / "results.jsonl")
-                if r["kind"] == "req" and r["name"] == "session"]
-    assert len(sessions) == 250 and all(r["ok"] for r in sessions)
-    per_worker = Counter(r["worker"] for r in sessions)
+    sessions = [r for r in read_stream(out / "results.jsonl")
+                if type(r) is Req and r.name == "session"]
+    assert len(sessions) == 250 and all(r.ok for r in sessions)
+    per_worker = Counter(r.worker for r in sessions)
     assert len(per_worker) == 2 and min(per_worker.values()) >= 115
     assert summary["embedded_target"]["smtp_messages"] == 250
 
@@ -48,9 +48,9 @@ def test_a_killed_worker_keeps_what_it_reported(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, stderr[-3000:]
-    sessions = [r for r in read_results(out / "results.jsonl")
-                if r["kind"] == "req" and r["name"] == "session"]
-    per_worker = Counter(r["worker"] for r in sessions)
+    sessions = [r for r in read_stream(out / "results.jsonl")
+                if type(r) is Req and r.name == "session"]
+    per_worker = Counter(r.worker for r in sessions)
     assert len(per_worker) == 2  # the killed one's records up to its death are there
     assert min(per_worker.values()) >= 50
     assert max(per_worker.values()) >= 250  # the survivor ran to the end

@@ -1,7 +1,8 @@
 """Why a ceiling search stopped: the cause named from evidence, as pure functions.
 
-Input: the failing step and the last good one (their `step` records: users, held sessions,
-time window, error texts) and the monitor's samples inside each window. Checks, in order:
+Input: the failing step and the last good one (their typed `step` records: users, held
+sessions, time window, error texts and failures per reply code / errno name) and the monitor's
+`sample` records inside each window. Checks, in order:
 1. the generator's own limits — its open files (EMFILE or fds >= 95% of its limit), ephemeral
    ports (EADDRNOTAVAIL), its CPU (>= 90% of a core) — reported as the generator's, never the
    target's;
@@ -12,6 +13,8 @@ time window, error texts) and the monitor's samples inside each window. Checks, 
    flat while the failing step added sessions;
 6. the listen queue: ListenOverflows rising while connections failed;
 otherwise "unknown", with the most frequent error as evidence.
+Reply codes and errno names come from the step's `codes`; a stream of schema 1 has none, and
+its error texts are searched for them instead.
 """
 
 from __future__ import annotations
@@ -19,28 +22,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from loadtests.stream import Sample, Step
+
 __all__ = ["attribute_cause", "samples_between"]
 
-Sample = dict[str, Any]
-
-_REPLIES = (
-    ("[LIMIT]", "server reply NO [LIMIT]: a per-user connection limit"),
-    ("Connection queue full", "server reply BYE Connection queue full: login queue limit"),
-    ("too many connections", "server reply: too many connections"),
-    ("421", "server reply 421: service not available (connection limit)"),
+_REPLIES = (  # (text in the reply, its code in `codes` or None, cause)
+    ("[LIMIT]", None, "server reply NO [LIMIT]: a per-user connection limit"),
+    ("Connection queue full", None,
+     "server reply BYE Connection queue full: login queue limit"),
+    ("too many connections", None, "server reply: too many connections"),
+    ("421", "421", "server reply 421: service not available (connection limit)"),
 )
 
 
 def samples_between(samples: Sequence[Sample], start: float, end: float) -> list[Sample]:
-    return [s for s in samples if start <= s.get("ts", 0) <= end]
+    return [s for s in samples if start <= s.ts <= end]
 
 
 def _values(samples: Sequence[Sample], path: tuple[str, ...]) -> list[float]:
-    """The numbers at `path` (keys into nested dicts) in each sample that has one."""
+    """The numbers at `path` (a sample's part, then keys into its nested dicts) in each sample
+    that has one."""
     values = []
     for sample in samples:
-        node: Any = sample
-        for key in path:
+        node: Any = getattr(sample, path[0])
+        for key in path[1:]:
             node = node.get(key) if isinstance(node, dict) else None
         if isinstance(node, int | float):
             values.append(node)
@@ -57,15 +62,22 @@ def _mean(samples: Sequence[Sample], path: tuple[str, ...]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _generator(errors: dict[str, int], fail: Sequence[Sample]) -> tuple[str, list[str]] | None:
-    text = " ".join(errors)
+def _coded(step: Step, code: str, *texts: str) -> bool:
+    """Failures of the step carried `code` (its `codes`), or, lacking that, one of `texts`."""
+    if (step.codes or {}).get(code):
+        return True
+    text = " ".join(step.errors)
+    return any(t in text for t in texts)
+
+
+def _generator(failed: Step, fail: Sequence[Sample]) -> tuple[str, list[str]] | None:
     fds, limit = _max(fail, ("generator", "open_fds")), _max(fail, ("generator", "fd_limit"))
-    if "Too many open files" in text or "EMFILE" in text or (
+    if _coded(failed, "EMFILE", "Too many open files", "EMFILE") or (
             fds is not None and limit and fds >= 0.95 * limit):
         return "generator: open files limit", [
             f"generator open fds {fds:.0f} of limit {limit:.0f}" if fds is not None and limit
             else "generator errors: Too many open files"]
-    if "Cannot assign requested address" in text or "EADDRNOTAVAIL" in text:
+    if _coded(failed, "EADDRNOTAVAIL", "Cannot assign requested address", "EADDRNOTAVAIL"):
         used = _max(fail, ("generator", "ephemeral_ports", "in_use"))
         return "generator: ephemeral ports exhausted", [
             f"EADDRNOTAVAIL from the generator; ephemeral ports in use {used}"]
@@ -77,27 +89,40 @@ def _generator(errors: dict[str, int], fail: Sequence[Sample]) -> tuple[str, lis
 
 def _groups(samples: Sequence[Sample], endpoint: str | None) -> list[str]:
     """Group names, those serving `endpoint` first (a group is named `key1+key2`)."""
-    names = {name for s in samples for name in (s.get("targets") or {})}
+    names = {name for s in samples for name in (s.targets or {})}
     return sorted(names, key=lambda n: (endpoint not in n.split("+"), n))
 
 
-def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
+def _reply(failed: Step) -> tuple[str, list[str]] | None:
+    """A server reply known to mean a limit: by its code when the step has `codes` (schema 2),
+    else by its text."""
+    errors = failed.errors or {}
+    for needle, code, cause in _REPLIES:
+        if code is not None and failed.codes is not None:
+            count = failed.codes.get(code, 0)
+            if count:
+                texts = [e for e in errors if code in e]
+                return cause, [f"{count} x {texts[0] if texts else f'reply {code}'}"]
+            continue
+        hits = {e: n for e, n in errors.items() if needle in e}
+        if hits:
+            text, count = max(hits.items(), key=lambda kv: kv[1])
+            return cause, [f"{count} x {text}"]
+    return None
+
+
+def attribute_cause(good: Step | None, failed: Step,
                     good_samples: Sequence[Sample], fail_samples: Sequence[Sample],
-                    first: dict[str, Any] | None = None,
+                    first: Step | None = None,
                     first_samples: Sequence[Sample] = (),
                     endpoint: str | None = None) -> tuple[str, list[str]]:
     """(cause, evidence) for the step `failed`, `good` being the last good step before it and
     `first` the first step of the ramp (to see what grows with the sessions). The process
     groups serving `endpoint` (the load's own endpoint) are examined first."""
-    errors: dict[str, int] = failed.get("errors") or {}
-    found = _generator(errors, fail_samples)
+    errors: dict[str, int] = failed.errors or {}
+    found = _generator(failed, fail_samples) or _reply(failed)
     if found:
         return found
-    for needle, cause in _REPLIES:
-        hits = {e: n for e, n in errors.items() if needle in e}
-        if hits:
-            text, count = max(hits.items(), key=lambda kv: kv[1])
-            return cause, [f"{count} x {text}"]
     groups = _groups(fail_samples, endpoint)
     for name in groups:
         ratio = _max(fail_samples, ("targets", name, "fd_max_ratio"))
@@ -113,7 +138,7 @@ def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
         return "memory exhausted", [f"available memory {avail / 2**20:.0f} MiB of "
                                     f"{total / 2**20:.0f} MiB"]
     if good is not None:
-        added = failed["users"] - good["users"]
+        added = failed.users - good.users
         for name in groups:
             for kind in ("processes", "threads"):
                 at_good = _max(good_samples, ("targets", name, kind))
@@ -121,13 +146,13 @@ def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
                 at_first = _max(first_samples, ("targets", name, kind)) if first else None
                 if at_good is None or at_fail is None or first is None or at_first is None:
                     continue
-                grew = at_good - at_first >= 0.5 * (good["users"] - first["users"]) > 0
+                grew = at_good - at_first >= 0.5 * (good.users - first.users) > 0
                 if grew and at_fail - at_good < 0.2 * added:
                     return f"target {name}: {kind[:-2] if kind == 'processes' else 'thread'} " \
                            "limit", [
                         f"{name}: {kind} grew with the sessions ({at_first:.0f} at "
-                        f"{first['users']} users, {at_good:.0f} at {good['users']}) then stayed "
-                        f"flat ({at_fail:.0f} at {failed['users']}) while logins failed",
+                        f"{first.users} users, {at_good:.0f} at {good.users}) then stayed "
+                        f"flat ({at_fail:.0f} at {failed.users}) while logins failed",
                         *(f"{n} x {e}" for e, n in list(errors.items())[:2])]
     overflows = _values(fail_samples, ("system", "listen", "ListenOverflows"))
     if len(overflows) >= 2 and overflows[-1] > overflows[0]:
@@ -136,4 +161,4 @@ def attribute_cause(good: dict[str, Any] | None, failed: dict[str, Any],
     if errors:
         text, count = max(errors.items(), key=lambda kv: kv[1])
         return "unknown", [f"{count} x {text}"]
-    return "unknown", list(failed.get("reasons") or ["no evidence in the samples"])
+    return "unknown", list(failed.reasons or ["no evidence in the samples"])

@@ -10,7 +10,8 @@ What is compared (B - A, in % of A):
   (and failed operations when any failed); the mean with a circular block bootstrap over the
   per-second samples;
 - concurrent sessions per protocol (ticks) and the target's open fds, threads, processes and RSS
-  per monitored group (samples): means over the load window, block bootstrap likewise; their
+  per monitored group (samples; the resources of loadtests.monitor.resources marked
+  `compared`): means over the load window, block bootstrap likewise; their
   peaks are shown as single values, without an interval;
 - latency p50/p95/p99 per step: bootstrap over requests, resampled by blocks of seconds (see
   loadtests.analysis.bootstrap; steps with more than 3,000 requests are subsampled).
@@ -45,21 +46,23 @@ from loadtests.analysis.bootstrap import (
     diff_interval,
 )
 from loadtests.analysis.stream import RunRecords, load_records, step_key
-from loadtests.analysis.summary import SUMMARY_FILE, percentile, summarize
+from loadtests.analysis.summary import SUMMARY_FILE, percentile, summarize_records
+from loadtests.monitor.resources import resources_with
 
 __all__ = ["compare_records", "compare_runs", "format_compare", "load_run", "per_second"]
 
-_MB = 2**20
 MIN_TAIL = 10
 """Requests a run needs beyond a latency percentile for a change in it to be judged."""
 
 
 def load_run(path: Path) -> tuple[RunRecords, dict[str, Any]]:
-    """Records and summary of a run folder (the summary computed when summary.json is absent)."""
+    """Records and summary of a run folder (the summary computed from the same records when
+    summary.json is absent)."""
     path = Path(path)
+    run = load_records(path)
     file = path / SUMMARY_FILE
-    summary = json.loads(file.read_text()) if file.is_file() else summarize(path)
-    return load_records(path), summary
+    summary = json.loads(file.read_text()) if file.is_file() else summarize_records(run)
+    return run, summary
 
 
 def per_second(run: RunRecords) -> dict[str, list[float]]:
@@ -74,18 +77,17 @@ def per_second(run: RunRecords) -> dict[str, list[float]]:
             counts[f"{r.type} {what}{'' if r.ok else ' failed'}/s"][s] += 1
     out = dict(counts)
     for t in run.ticks:
-        if t.get("phase") == "running":
-            for proto, c in (t.get("sessions") or {}).items():
+        if t.phase == "running":
+            for proto, c in t.sessions.items():
                 out.setdefault(f"{proto} concurrent sessions", []).append(float(c.get("open", 0)))
+    compared = resources_with("compared")
     for smp in run.samples:
-        if not t0 <= float(smp["ts"]) <= t1:
+        if not t0 <= float(smp.ts) <= t1:
             continue
-        for group, g in (smp.get("targets") or {}).items():
-            for key, label, scale in (("open_fds", "open fds", 1), ("threads", "threads", 1),
-                                      ("processes", "processes", 1),
-                                      ("rss_bytes", "RSS MB", 1 / _MB)):
-                if g.get(key) is not None:
-                    out.setdefault(f"{group} {label}", []).append(g[key] * scale)
+        for group, g in (smp.targets or {}).items():
+            for res in compared:
+                if g.get(res.key) is not None:
+                    out.setdefault(f"{group} {res.label}", []).append(g[res.key] * res.scale)
     return out
 
 

@@ -59,8 +59,9 @@ def _fmt_s(seconds: float) -> str:
 def evaluate_qos(summary: dict[str, Any], qos: Any, *, out_dir: Path | None = None,
                  latencies: Mapping[str, StepLatency] | None = None) -> dict[str, Any]:
     """`{pass, checks: [{name, threshold, measured, pass, ...}]}` for the steps in
-    `summary["requests"]`. Give `out_dir` (the run folder) or `latencies`
-    (`read_step_latencies(out_dir)`) for shares from the real distribution."""
+    `summary["requests"]`. Give `latencies` (`step_latencies` of the run's requests, as the end
+    of a run does from its one pass over the stream) or `out_dir` (the run folder, read here)
+    for shares from the real distribution."""
     settings = qos_settings(qos)
     if latencies is None and out_dir is not None:
         latencies = read_step_latencies(out_dir)

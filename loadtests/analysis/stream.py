@@ -1,8 +1,9 @@
-"""One pass over a saved results stream into the lists the analyses work from.
+"""One pass over a saved results stream into the typed lists the analyses work from.
 
-`collect(records)` is pure (records in, `RunRecords` out) so analyses are tested on crafted
-records; `load_records(path)` is the thin I/O around it. `read_step_latencies(path)` is a lighter
-pass for the QoS verdict: per step ("TYPE NAME") the sorted latencies and the failure count.
+`collect(records)` is pure (typed records in, `RunRecords` out) so analyses are tested on
+crafted records; `load_records(path)` is the thin I/O around it (loadtests.stream's reader).
+`step_latencies` gives, per step ("TYPE NAME"), the sorted latencies and the failure count the
+QoS verdict reads.
 """
 
 from __future__ import annotations
@@ -13,55 +14,56 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from loadtests.results import RESULTS_FILE, read_results
+from loadtests.stream import (
+    RESULTS_FILE,
+    End,
+    Header,
+    Phase,
+    Record,
+    Req,
+    Sample,
+    Step,
+    Tick,
+    UserError,
+    read_stream,
+)
 
-__all__ = ["Request", "RunRecords", "StepLatency", "collect", "load_records",
-           "read_step_latencies", "results_path", "step_key", "step_latencies"]
-
-
-class Request(NamedTuple):
-    """A `req` record, the fields the analyses use."""
-
-    ts: float
-    type: str
-    name: str
-    ms: float
-    ok: bool
-    err: str | None
-    sc: str | None
+__all__ = ["RunRecords", "StepLatency", "collect", "load_records", "read_step_latencies",
+           "results_path", "step_key", "step_latencies"]
 
 
 @dataclass
 class RunRecords:
     """Everything in one stream, by kind, in stream order."""
 
-    header: dict[str, Any] = field(default_factory=dict)
-    requests: list[Request] = field(default_factory=list)
-    ticks: list[dict[str, Any]] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    phases: list[dict[str, Any]] = field(default_factory=list)
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    end: dict[str, Any] = field(default_factory=dict)
+    header: Header = field(default_factory=Header)
+    requests: list[Req] = field(default_factory=list)
+    ticks: list[Tick] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    errors: list[UserError] = field(default_factory=list)
+    end: End | None = None
 
     @property
     def t0(self) -> float:
         """Start of the load (the `load_start` phase), else the first tick or the header."""
         for p in self.phases:
-            if p.get("name") == "load_start":
-                return float(p["ts"])
+            if p.name == "load_start":
+                return float(p.ts)
         if self.ticks:
-            return float(self.ticks[0]["ts"])
-        return float(self.header.get("ts") or (self.requests[0].ts if self.requests else 0.0))
+            return float(self.ticks[0].ts)
+        return float(self.header.ts or (self.requests[0].ts if self.requests else 0.0))
 
     @property
     def t_end(self) -> float:
         """End of the load: the end record's `load_end`, else the last record seen."""
-        if self.end.get("load_end"):
-            return float(self.end["load_end"])
-        last = [r["ts"] for r in (self.ticks[-1:] + self.samples[-1:])]
-        last += [r.ts for r in self.requests[-1:]]
+        if self.end is not None and self.end.load_end:
+            return float(self.end.load_end)
+        last = ([t.ts for t in self.ticks[-1:]] + [s.ts for s in self.samples[-1:]]
+                + [r.ts for r in self.requests[-1:]])
         return float(max(last)) if last else self.t0
 
 
@@ -70,25 +72,18 @@ def step_key(rtype: str, name: str) -> str:
     return f"{rtype} {name}"
 
 
-def collect(records: Iterable[dict[str, Any]]) -> RunRecords:
+def collect(records: Iterable[Record]) -> RunRecords:
     run = RunRecords()
+    lists: dict[type, list[Any]] = {Req: run.requests, Tick: run.ticks,
+                               Sample: run.samples, Phase: run.phases, Step: run.steps,
+                               UserError: run.errors}
     for rec in records:
-        kind = rec.get("kind")
-        if kind == "req":
-            run.requests.append(Request(float(rec["ts"]), str(rec["type"]), str(rec["name"]),
-                                        float(rec["ms"]), bool(rec["ok"]), rec.get("err"),
-                                        rec.get("sc")))
-        elif kind == "tick":
-            run.ticks.append(rec)
-        elif kind == "sample":
-            run.samples.append(rec)
-        elif kind == "phase":
-            run.phases.append(rec)
-        elif kind == "step":
-            run.steps.append(rec)
-        elif kind == "run":
+        into = lists.get(type(rec))
+        if into is not None:
+            into.append(rec)
+        elif type(rec) is Header:
             run.header = rec
-        elif kind == "end":
+        elif type(rec) is End:
             run.end = rec
     return run
 
@@ -99,7 +94,8 @@ def results_path(path: Path) -> Path:
 
 
 def load_records(path: Path) -> RunRecords:
-    return collect(read_results(results_path(path)))
+    """The records of a run folder (or results file), in one pass."""
+    return collect(read_stream(results_path(path)))
 
 
 @dataclass
@@ -122,20 +118,14 @@ class StepLatency:
         return 100.0 * bisect.bisect_left(self.ok_ms, bound_ms) / len(self.ms)
 
 
-def step_latencies(requests: Iterable[dict[str, Any] | Request]) -> dict[str, StepLatency]:
-    """Per step ("TYPE NAME"): sorted latencies and failures, from `req` records or Requests."""
+def step_latencies(requests: Iterable[Req]) -> dict[str, StepLatency]:
+    """Per step ("TYPE NAME"): sorted latencies and failures of the requests."""
     out: dict[str, StepLatency] = defaultdict(StepLatency)
     for r in requests:
-        if isinstance(r, dict):
-            if r.get("kind", "req") != "req":
-                continue
-            rtype, name, ms, ok = r["type"], r["name"], float(r["ms"]), bool(r["ok"])
-        else:
-            rtype, name, ms, ok = r.type, r.name, r.ms, r.ok
-        step = out[step_key(rtype, name)]
-        step.ms.append(ms)
-        if ok:
-            step.ok_ms.append(ms)
+        step = out[step_key(r.type, r.name)]
+        step.ms.append(r.ms)
+        if r.ok:
+            step.ok_ms.append(r.ms)
         else:
             step.failures += 1
     for step in out.values():
@@ -146,4 +136,4 @@ def step_latencies(requests: Iterable[dict[str, Any] | Request]) -> dict[str, St
 
 def read_step_latencies(path: Path) -> dict[str, StepLatency]:
     """`step_latencies` of a run folder's (or file's) stream, read in one pass."""
-    return step_latencies(read_results(results_path(path)))
+    return step_latencies(r for r in read_stream(results_path(path)) if type(r) is Req)

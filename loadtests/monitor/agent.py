@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from loadtests.monitor.doctor import collect_values
+from loadtests.monitor.resources import RESOURCES
 from loadtests.monitor.sampler import Sampler
 
 __all__ = [
@@ -32,17 +33,7 @@ __all__ = [
     "metrics_text",
 ]
 
-_TARGET_GAUGES = {
-    "processes": "Live processes in the target's process tree(s)",
-    "zombies": "Exited, unreaped processes in the tree",
-    "threads": "Threads in the tree",
-    "open_fds": "Open file descriptors in the tree",
-    "fd_limit": "Open-files soft limit of the (first) root process",
-    "fd_limit_hard": "Open-files hard limit of the (first) root process",
-    "fd_max_ratio": "Highest open fds / own soft limit of any one process in the tree",
-    "rss_bytes": "Resident memory summed over the tree (shared pages counted repeatedly)",
-    "pss_bytes": "Proportional set size summed over the tree (refreshed every Nth sample)",
-}
+_TARGET_GAUGES = {r.key: r.help for r in RESOURCES if r.help}  # loadtests.monitor.resources
 _COUNTERS = {"ListenOverflows": "listen_overflows", "ListenDrops": "listen_drops",
              "TCPTimeWaitOverflow": "tcp_timewait_overflow"}
 

@@ -13,7 +13,7 @@ agent side runs without it).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 from gevent.event import Event
@@ -21,16 +21,14 @@ from gevent.event import Event
 from loadtests.monitor.agent import AgentError, fetch_agent_sample
 from loadtests.monitor.groups import monitor_groups, target_ports
 from loadtests.monitor.sampler import Sampler
+from loadtests.stream import Sample, StreamWriter
 from loadtests.targets import Target
-
-if TYPE_CHECKING:
-    from loadtests.results import ResultsWriter
 
 __all__ = ["RunMonitor"]
 
 
 class RunMonitor:
-    def __init__(self, target: Target, writer: ResultsWriter, interval: float = 1.0) -> None:
+    def __init__(self, target: Target, writer: StreamWriter, interval: float = 1.0) -> None:
         self.groups = monitor_groups(target)
         ports = target_ports(target)
         self.agent = target.agent
@@ -70,7 +68,10 @@ class RunMonitor:
                 sample = {"error": f"{type(exc).__name__}: {exc}"}
             sample.pop("ts", None)
             self.latest = sample
-            self.writer.write("sample", **sample)
+            self.writer.write(Sample(
+                time.time(), sample.get("targets") or {}, sample.get("system") or {},
+                sample.get("generator"), sample.get("cost"), sample.get("agent_error"),
+                sample.get("error")))
             next_at += self.interval
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 

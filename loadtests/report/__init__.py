@@ -1,6 +1,8 @@
 """Reports over a saved results stream: `build_report(out_dir)` writes `report.html` (one
-self-contained file, plots as inline SVG) and CSV files of its tables."""
+self-contained file, plots as inline SVG) and CSV files of its tables; `finish_run(out_dir)`
+writes summary.json (with the QoS verdict) and the report from one pass over the stream."""
 
-from loadtests.report.build import REPORT_FILE, build_report, render_report
+from loadtests.report.build import REPORT_FILE, build_report, render_report, write_report
+from loadtests.report.finish import finish_run
 
-__all__ = ["REPORT_FILE", "build_report", "render_report"]
+__all__ = ["REPORT_FILE", "build_report", "finish_run", "render_report", "write_report"]

@@ -1,5 +1,8 @@
-"""`OUT/report.html` and the CSV tables of a run, rebuilt at any time from its results stream
-(and `summary.json` when present): a separate pass over saved results, never the live run."""
+"""`OUT/report.html` and the CSV tables of a run, from its typed records and its summary.
+
+`write_report` renders records already read (the end of a run reads the stream once, see
+loadtests.report.finish); `build_report` rebuilds the page at any time from a run folder (its
+stream, and `summary.json` when present): a pass over saved results, never the live run."""
 
 from __future__ import annotations
 
@@ -10,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.analysis.stream import RunRecords, load_records
-from loadtests.analysis.summary import SUMMARY_FILE, summarize
+from loadtests.analysis.summary import SUMMARY_FILE, summarize_records
+from loadtests.monitor.resources import http_ports
 from loadtests.report.page import badge, html_table, page, section
 from loadtests.report.series import (
     arrival_series,
     failure_series,
-    http_ports,
     http_series,
     latency_series,
     rate_series,
@@ -33,7 +36,8 @@ from loadtests.report.tables import (
     to_csv,
 )
 
-__all__ = ["REPORT_FILE", "build_report", "ceiling_markers", "report_charts", "report_tables"]
+__all__ = ["REPORT_FILE", "build_report", "ceiling_markers", "report_charts", "report_tables",
+           "write_report"]
 
 REPORT_FILE = "report.html"
 
@@ -78,7 +82,7 @@ def report_charts(run: RunRecords, summary: dict[str, Any]) -> list[tuple[str, C
                                   rate_series(run.requests, t0, t1), markers)))
     charts.append(("Load", _chart("Users and concurrent sessions", "count",
                                   sessions_series(run.ticks, t0), markers)))
-    web = http_series(run.ticks, run.samples, t0, http_ports(run.header))
+    web = http_series(run.ticks, run.samples, t0, http_ports(run.header.target))
     if web:
         charts.append(("WebUser: sessions vs connections", _chart(
             "HTTP sessions vs connections (and TIME_WAIT sockets)", "count", web, markers)))
@@ -161,12 +165,19 @@ def render_report(run: RunRecords, summary: dict[str, Any]) -> tuple[str, dict[s
 
 def build_report(out_dir: Path) -> Path:
     """Write `OUT/report.html` and `OUT/<table>.csv` from `OUT/results.jsonl` (and
-    `OUT/summary.json`, else the summary is computed from the stream); returns the page's path."""
+    `OUT/summary.json`, else the summary is computed from the same records); returns the page's
+    path."""
     out_dir = Path(out_dir)
+    run = load_records(out_dir)
     summary_file = out_dir / SUMMARY_FILE
     summary = (json.loads(summary_file.read_text()) if summary_file.is_file()
-               else summarize(out_dir))
-    html, tables = render_report(load_records(out_dir), summary)
+               else summarize_records(run))
+    return write_report(out_dir, run, summary)
+
+
+def write_report(out_dir: Path, run: RunRecords, summary: dict[str, Any]) -> Path:
+    """Write `OUT/report.html` and `OUT/<table>.csv` of records already read."""
+    html, tables = render_report(run, summary)
     for name, rows in tables.items():
         (out_dir / f"{name}.csv").write_text(to_csv(rows))
     path = out_dir / REPORT_FILE

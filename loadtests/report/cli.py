@@ -15,7 +15,8 @@ sessions and resources (block bootstrap), requests for latency percentiles, the 
 resolution for the ceiling. Significant = interval excludes 0 and the change reaches
 --min-effect % of A. See `python -m pydoc loadtests.analysis.compare`.
 
-exit status: 0 compared (whatever the verdict), 2 a folder holds no results.
+exit status: 0 compared (whatever the verdict), 2 a folder holds no results (or results this
+version cannot read).
 """
 
 
@@ -41,13 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from loadtests.analysis.compare import compare_records, format_compare, load_run
-    from loadtests.results import RESULTS_FILE
+    from loadtests.stream import RESULTS_FILE, StreamError
 
     for folder in (args.a, args.b):
         if not (folder / RESULTS_FILE).is_file():
             print(f"mailswarm compare: no {RESULTS_FILE} in {folder}", file=sys.stderr)
             return 2
-    a, b = load_run(args.a), load_run(args.b)
+    try:
+        a, b = load_run(args.a), load_run(args.b)
+    except StreamError as exc:
+        print(f"mailswarm compare: {exc}", file=sys.stderr)
+        return 2
     result = compare_records(a, b, resamples=args.resamples, seed=args.seed,
                              min_effect=args.min_effect)
     result["a"]["dir"], result["b"]["dir"] = str(args.a), str(args.b)

@@ -8,8 +8,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from loadtests.analysis.stream import Request
+from loadtests.monitor.resources import resources_with
 from loadtests.report.series import failure_cause
+from loadtests.stream import Req
 
 __all__ = ["arrival_rows", "failure_rows", "qos_rows", "request_rows", "resource_rows",
            "to_csv"]
@@ -35,30 +36,32 @@ def arrival_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def resource_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Peaks per monitored target group, and the generator's."""
-    mb = 2**20
+    """Peaks per monitored target group, and the generator's (the resources marked `table`,
+    each with its limit when it has one)."""
     rows = []
     groups = dict(summary.get("target_resources") or {})
     if summary.get("generator"):
         groups["(generator)"] = summary["generator"]
     for group, p in groups.items():
-        rows.append({
-            "group": group, "open_fds_max": p.get("open_fds_max"),
-            "fd_limit": p.get("fd_limit"), "threads_max": p.get("threads_max"),
-            "processes_max": p.get("processes_max"),
-            "rss_mb_max": round(p["rss_bytes_max"] / mb, 1) if p.get("rss_bytes_max") else None,
-            "pss_mb_max": round(p["pss_bytes_max"] / mb, 1) if p.get("pss_bytes_max") else None,
-            "cpu_percent_max": p.get("cpu_percent_max")})
+        row: dict[str, Any] = {"group": group}
+        for res in resources_with("table"):
+            peak = p.get(f"{res.key}_max")
+            if res.scale != 1.0:
+                peak = round(peak * res.scale, 1) if peak else None
+            row[f"{res.table_column}_max"] = peak
+            if res.limit:
+                row[res.limit] = p.get(res.limit)
+        rows.append(row)
     return rows
 
 
-def failure_rows(requests: Sequence[Request], top: int = 50) -> list[dict[str, Any]]:
+def failure_rows(requests: Sequence[Req], top: int = 50) -> list[dict[str, Any]]:
     """Failures by cause and step, most frequent first, with one example text each."""
     counts: Counter[tuple[str, str, str]] = Counter()
     example: dict[tuple[str, str, str], str] = {}
     for r in requests:
         if not r.ok:
-            key = (failure_cause(r.err), r.type, r.name)
+            key = (failure_cause(r.err, r.code), r.type, r.name)
             counts[key] += 1
             example.setdefault(key, (r.err or "")[:200])
     return [{"cause": c, "type": t, "name": n, "count": k, "example": example[(c, t, n)]}

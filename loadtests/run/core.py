@@ -24,16 +24,17 @@ from locust.event import Events
 from locust.runners import Runner
 
 from loadtests import __version__, bridge
-from loadtests.analysis import write_summary
+from loadtests.clients.errors import describe
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
-from loadtests.results import RESULTS_FILE, ResultsWriter, describe_error
+from loadtests.report.finish import finish_run
 from loadtests.run.options import RunOptions, RunResult
 from loadtests.run.pacers import Pacers
 from loadtests.run.progress import Progress
 from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.sessions import gauge
+from loadtests.stream import RESULTS_FILE, End, Header, Phase, StreamWriter, Tick, user_error_record
 from loadtests.targets import Target
 
 __all__ = ["Counters", "Driver", "Run", "RunParts"]
@@ -43,21 +44,26 @@ class Counters:
     """Request counts for the progress line (the stream holds the records themselves), and the
     tap through which a ceiling search's judge sees every request."""
 
-    def __init__(self, tap: Callable[[str, bool, float, str | None], None] | None = None) -> None:
+    def __init__(self, tap: Callable[[str, bool, float, str | None, int | str | None], None]
+                 | None = None) -> None:
         self.requests = self.failures = self.sessions = 0
         self.tap = tap
 
-    def count(self, name: str, ok: bool, ms: float = 0.0, error: str | None = None) -> None:
+    def count(self, name: str, ok: bool, ms: float = 0.0, error: str | None = None,
+              code: int | str | None = None) -> None:
         self.requests += 1
         self.failures += not ok
         self.sessions += name == "session"
         if self.tap is not None:
-            self.tap(name, ok, ms, error)
+            self.tap(name, ok, ms, error, code)
 
     def on_request(self, name: str, response_time: float = 0.0,
                    exception: BaseException | None = None, **_: Any) -> None:
-        self.count(name, exception is None, response_time,
-                   None if exception is None else describe_error(exception))
+        if exception is None:
+            self.count(name, True, response_time)
+        else:
+            info = describe(exception)
+            self.count(name, False, response_time, str(info), info.code)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class RunParts:
     options: RunOptions
     env: Environment
     events: Events
-    writer: ResultsWriter
+    writer: StreamWriter
     counters: Counters
     pacers: Pacers  # this process's pacers (a driver whose users run elsewhere ignores them)
 
@@ -109,14 +115,14 @@ class Driver(Protocol):
         """Release what `connect` started; called at the end of every run, also a failed one."""
 
 
-def _header(writer: ResultsWriter, profile: Profile, target: Target, options: RunOptions,
+def _header(writer: StreamWriter, profile: Profile, target: Target, options: RunOptions,
             monitor: RunMonitor, duration: float) -> None:
-    writer.write("run", version=__version__, profile=profile.model_dump(mode="json"),
-                 profile_file=options.profile_file, target=target.public(),
-                 monitor=monitor.describe(),
-                 duration=duration, workers=options.workers,
-                 rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
-                        if isinstance(sc.schedule, ArrivalSchedule)})
+    writer.write(Header(
+        time.time(), version=__version__, profile=profile.model_dump(mode="json"),
+        profile_file=options.profile_file, target=target.public(), monitor=monitor.describe(),
+        duration=duration, workers=options.workers,
+        rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
+               if isinstance(sc.schedule, ArrivalSchedule)}))
     writer.flush()
 
 
@@ -133,7 +139,7 @@ class Run:
         bridge.start()
         gauge.reset()
         self.classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
-        writer = self.writer = ResultsWriter(options.out_dir / RESULTS_FILE)
+        writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE)
         ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)),
                     None)
         judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]
@@ -143,12 +149,12 @@ class Run:
         events.request.add_listener(counters.on_request)
         events.user_error.add_listener(
             lambda user_instance, exception, tb, **_: writer.write(
-                "error", user=type(user_instance).__name__, error=describe_error(exception)))
+                user_error_record(user_instance, exception)))
         self.shape: CeilingShape | None = None
         if ramp is not None and judge is not None:
             assert isinstance(ramp.schedule, RampSchedule)
             self.shape = CeilingShape(
-                ramp.schedule, judge, on_step=lambda record: writer.write("step", **record),
+                ramp.schedule, judge, on_step=writer.write,
                 held=lambda: self.driver.sessions().get(ramp.protocol.upper(), {}).get("open", 0))
         env = Environment(user_classes=self.classes, events=events, shape_class=self.shape)
         self.driver = driver_for(RunParts(profile, target, options, env, events, writer, counters,
@@ -168,8 +174,8 @@ class Run:
         start, phase, duration = self.start, self.phase, self.duration
         snapshot = self.driver.pacer_snapshots()
         sessions = self.driver.sessions()
-        writer.write("tick", elapsed=round(time.monotonic() - start, 3), phase=phase,
-                     users=runner.user_count, scenarios=snapshot, sessions=sessions)
+        writer.write(Tick(time.time(), round(time.monotonic() - start, 3), phase,
+                          runner.user_count, snapshot, sessions))
         writer.flush()
         if options.on_progress is not None:
             options.on_progress(Progress(
@@ -197,11 +203,11 @@ class Run:
         returns the end reason."""
         profile, writer, options, shape = self.profile, self.writer, self.options, self.shape
         self.load_start = time.monotonic()
-        writer.write("phase", name="load_start", scenario="*")
+        writer.write(Phase(time.time(), "load_start", "*"))
         self.driver.start_load(self.duration)
         for sc in profile.scenarios:
             if isinstance(sc.schedule, ArrivalSchedule):
-                writer.write("phase", name="arrival_start", scenario=sc.name)
+                writer.write(Phase(time.time(), "arrival_start", sc.name))
         self.phase = "running"
         deadline = self.load_start + self.duration
         while not options.stop.is_set():
@@ -221,7 +227,7 @@ class Run:
         load_end = time.time()
         for sc in profile.scenarios:
             if isinstance(sc.schedule, ArrivalSchedule):
-                writer.write("phase", name="arrival_stop", scenario=sc.name, ts=load_end)
+                writer.write(Phase(load_end, "arrival_stop", sc.name))
         drain = 0.0 if options.stop.is_set() else profile.drain
         self.driver.drain(drain)
         self.runner.stop()
@@ -251,7 +257,7 @@ class Run:
                 self.runner.quit()
             self.driver.close()
             extra = options.extra_end() if options.extra_end is not None else {}
-            writer.write("end", reason=reason, load_end=load_end or time.time(), **extra)
+            writer.write(End(time.time(), reason, load_end or time.time(), **extra))
             writer.close()
-        summary = write_summary(options.out_dir)
+        summary = finish_run(options.out_dir, self.profile.qos)
         return RunResult(options.out_dir, summary, reason)

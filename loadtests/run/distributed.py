@@ -19,10 +19,10 @@ from locust.env import Environment
 from locust.runners import STATE_RUNNING, MasterRunner
 
 from loadtests.profiles import Profile
-from loadtests.results import ResultsWriter
 from loadtests.run.core import Counters, RunParts
 from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START, job_for_worker
 from loadtests.run.options import RunError, RunOptions
+from loadtests.stream import Req, StreamWriter, decode
 from loadtests.targets import Target
 
 __all__ = ["MasterDriver", "WorkerFeed"]
@@ -34,7 +34,7 @@ FINAL_GRACE = 10.0  # seconds beyond the drain for every worker's final report
 class WorkerFeed:
     """Master side: records and counters arriving from the worker processes."""
 
-    def __init__(self, writer: ResultsWriter, counters: Counters) -> None:
+    def __init__(self, writer: StreamWriter, counters: Counters) -> None:
         self.writer = writer
         self.counters = counters
         self.pacers: dict[str, dict[str, dict[str, int]]] = {}
@@ -45,11 +45,14 @@ class WorkerFeed:
     def _take(self, worker: str, data: dict[str, Any] | None) -> None:
         if not data:
             return
-        for record in data["records"]:
-            record["worker"] = worker
-            self.writer.write_record(record)
-            if record.get("kind") == "req":
-                self.counters.count(record["name"], record["ok"], record["ms"], record["err"])
+        for shipped in data["records"]:
+            shipped["worker"] = worker
+            record = decode(shipped)
+            if record is None:
+                continue
+            self.writer.write(record)
+            if type(record) is Req:
+                self.counters.count(record.name, record.ok, record.ms, record.err, record.code)
         self.pacers[worker] = data["pacers"]
         self.sessions_by_worker[worker] = data["sessions"]
 

@@ -18,7 +18,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
@@ -28,11 +27,11 @@ from locust.event import Events  # noqa: E402
 
 from loadtests import bridge  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
-from loadtests.results import describe_error, request_record  # noqa: E402
 from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START  # noqa: E402
 from loadtests.run.pacers import Pacers  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
+from loadtests.stream import req_dict, to_dict, user_error_record  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 __all__ = ["main"]
@@ -63,10 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                 "sessions": gauge.snapshot()}
 
     events = Events()
-    events.request.add_listener(lambda **kw: buffer.append(request_record(**kw)))
+    events.request.add_listener(lambda **kw: buffer.append(req_dict(**kw)))
     events.user_error.add_listener(lambda user_instance, exception, tb, **_: buffer.append(
-        {"kind": "error", "ts": time.time(), "user": type(user_instance).__name__,
-         "error": describe_error(exception)}))
+        to_dict(user_error_record(user_instance, exception))))
     events.report_to_master.add_listener(
         lambda client_id, data, **_: data.__setitem__(REPORT_KEY, payload()))
     env = Environment(user_classes=classes, events=events)

@@ -3,8 +3,8 @@ step whose requests fail the profile's `stop_when` (too many failures, or too sl
 
 `StepJudge` sees every request as it is recorded (in a distributed run: as it reaches the
 master) and keeps the current step's counts; `judge_step` is the pure verdict. Each finished
-step is written to the results stream as a `step` record, so the analysis pass finds the ceiling
-(the last good step) and its cause without the runner's memory.
+step is written to the results stream as a typed `step` record (loadtests.stream.Step), so the
+analysis pass finds the ceiling (the last good step) and its cause without the runner's memory.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from locust import LoadTestShape
 
 from loadtests.profiles import RampSchedule, StopWhen
+from loadtests.stream import Step
 
 __all__ = ["CeilingShape", "StepJudge", "StepStats", "judge_step"]
 
@@ -31,6 +31,7 @@ class StepStats:
     failures: int = 0
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies:
@@ -65,7 +66,8 @@ class StepJudge:
     def begin(self, users: int) -> None:
         self.current = StepStats(users=users, started=time.time())
 
-    def record(self, name: str, ok: bool, ms: float, error: str | None) -> None:
+    def record(self, name: str, ok: bool, ms: float, error: str | None,
+               code: int | str | None = None) -> None:
         step = self.current
         if step is None:
             return
@@ -73,20 +75,22 @@ class StepJudge:
         if not ok:
             step.failures += 1
             step.errors[error or "unknown"] += 1
+            if code is not None:
+                step.codes[str(code)] += 1
         if name != "session":
             step.latencies.append(ms)
 
-    def end(self, held: int) -> dict[str, Any]:
+    def end(self, held: int) -> Step:
         """The finished step as a `step` record (and its verdict)."""
         step = self.current
         assert step is not None
         good, reasons = judge_step(step, self.stop_when)
-        return {
-            "users": step.users, "held": held, "start": step.started, "end": time.time(),
-            "requests": step.requests, "failures": step.failures,
-            "p_latency_ms": step.percentile(self.stop_when.latency_percentile),
-            "good": good, "reasons": reasons, "errors": dict(step.errors.most_common(5)),
-        }
+        now = time.time()
+        return Step(now, users=step.users, held=held, start=step.started, end=now,
+                    requests=step.requests, failures=step.failures,
+                    p_latency_ms=step.percentile(self.stop_when.latency_percentile),
+                    good=good, reasons=reasons, errors=dict(step.errors.most_common(5)),
+                    codes=dict(step.codes))
 
 
 class CeilingShape(LoadTestShape):
@@ -94,7 +98,7 @@ class CeilingShape(LoadTestShape):
     (or after the last step, at `max`). A step's hold time starts once its users are spawned."""
 
     def __init__(self, schedule: RampSchedule, judge: StepJudge,
-                 on_step: Callable[[dict[str, Any]], None], held: Callable[[], int]) -> None:
+                 on_step: Callable[[Step], None], held: Callable[[], int]) -> None:
         super().__init__()
         self.schedule = schedule
         self.judge = judge
@@ -120,7 +124,7 @@ class CeilingShape(LoadTestShape):
             return self.users, s.spawn_rate
         record = self.judge.end(self.held())
         self.on_step(record)
-        if not record["good"] or self.users >= s.max:
+        if not record.good or self.users >= s.max:
             self.finished = True
             return None
         self.users = min(s.max, self.users + s.step)

@@ -1,0 +1,227 @@
+"""Every record kind of the results stream, defined once: its fields, their types and meaning.
+
+A record is a frozen dataclass; `KIND` is the value of its `kind` field on disk. Every kind has
+`ts` (epoch seconds) first; `seq` (its place in the stream, set by the writer, not compared) and
+`worker` (the worker process that produced it, in a distributed run; absent otherwise) come
+last. A field whose metadata says `omit_none` is left out of the line while it is None.
+The README's field table is rendered from these definitions (`loadtests.stream.fields`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "SCHEMA",
+    "End",
+    "Header",
+    "Phase",
+    "Record",
+    "Req",
+    "Sample",
+    "Step",
+    "Tick",
+    "UserError",
+]
+
+SCHEMA = 2
+"""The stream's schema version, written in the `run` header (a header without one: schema 1,
+whose records have the same fields as schema 2 but for `req.code`)."""
+
+
+def _doc(text: str, *, omit_none: bool = False) -> dict[str, Any]:
+    """A field's metadata: its documentation, and whether the line omits it while None."""
+    return {"doc": text, "omit_none": omit_none}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Fields every kind has, after its own (keyword-only)."""
+
+    KIND: ClassVar[str] = ""
+
+    seq: int = field(
+        default=0,
+        kw_only=True,
+        compare=False,
+        metadata=_doc("place in the stream (1, 2, ...), set by the writer"),
+    )
+    worker: str | None = field(
+        default=None,
+        kw_only=True,
+        metadata=_doc("the worker process that produced it (distributed runs)", omit_none=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Header(Record):
+    """`run`: the first record — what was run against what."""
+
+    KIND: ClassVar[str] = "run"
+
+    ts: float = field(default=0.0, metadata=_doc("when the run started"))
+    schema: int = field(
+        default=SCHEMA, metadata=_doc(f"schema version of the stream ({SCHEMA}; absent: 1)")
+    )
+    version: str = field(default="", metadata=_doc("mailswarm version"))
+    profile: dict[str, Any] = field(
+        default_factory=dict, metadata=_doc("the profile, as validated")
+    )
+    profile_file: str | None = field(default=None, metadata=_doc("the profile's file"))
+    target: dict[str, Any] = field(
+        default_factory=dict, metadata=_doc("the target, without credentials")
+    )
+    monitor: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_doc("monitored process groups, the agent, the sampled ports"),
+    )
+    duration: float = field(default=0.0, metadata=_doc("load duration, seconds"))
+    workers: int = field(
+        default=0, metadata=_doc("worker processes (0: users run in the runner's process)")
+    )
+    rates: dict[str, float] = field(
+        default_factory=dict,
+        metadata=_doc("sessions/s per open-model scenario (after --workers split)"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Req(Record):
+    """`req`: one request or whole session (Locust's request event)."""
+
+    KIND: ClassVar[str] = "req"
+
+    ts: float = field(metadata=_doc("start of the request"))
+    type: str = field(metadata=_doc("protocol: SMTP, DNS, IMAP, POP3, HTTP..."))
+    name: str = field(metadata=_doc("step: CONNECT, MX, LOGIN, session..."))
+    ms: float = field(metadata=_doc("duration, milliseconds"))
+    len: int = field(default=0, metadata=_doc("bytes sent or received"))
+    ok: bool = field(default=True, metadata=_doc("succeeded"))
+    err: str | None = field(
+        default=None,
+        metadata=_doc("`Kind: text` of the failure (`Kind: 421 text` with a reply code)"),
+    )
+    code: int | str | None = field(
+        default=None, metadata=_doc("server reply code or status, or the errno name (failures)")
+    )
+    sc: str | None = field(default=None, metadata=_doc("scenario"))
+    lag_ms: float | None = field(
+        default=None,
+        metadata=_doc("open model: start behind the intended start, ms", omit_none=True),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Record):
+    """`tick`: once a second, the schedule's counters."""
+
+    KIND: ClassVar[str] = "tick"
+
+    ts: float = field(metadata=_doc("when"))
+    elapsed: float = field(default=0.0, metadata=_doc("seconds since the run started"))
+    phase: str = field(default="running", metadata=_doc("spawning, running or draining"))
+    users: int = field(default=0, metadata=_doc("users running"))
+    scenarios: dict[str, dict[str, int]] = field(
+        default_factory=dict,
+        metadata=_doc(
+            "per open-model scenario, the pacer's running totals (intended, started, completed, "
+            "late, dropped, in_flight, in_flight_max...)"
+        ),
+    )
+    sessions: dict[str, dict[str, int]] = field(
+        default_factory=dict, metadata=_doc("per protocol, sessions open, peak, opened, dropped")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Phase(Record):
+    """`phase`: a schedule event."""
+
+    KIND: ClassVar[str] = "phase"
+
+    ts: float = field(metadata=_doc("when"))
+    name: str = field(metadata=_doc("load_start, arrival_start or arrival_stop"))
+    scenario: str = field(default="*", metadata=_doc("the scenario (`*`: all)"))
+
+
+@dataclass(frozen=True, slots=True)
+class Sample(Record):
+    """`sample`: once a second, what the monitor measured (nested as the sampler gives it)."""
+
+    KIND: ClassVar[str] = "sample"
+
+    ts: float = field(metadata=_doc("when"))
+    targets: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata=_doc("per monitored process group, its resources (loadtests.monitor.resources)"),
+    )
+    system: dict[str, Any] = field(
+        default_factory=dict,
+        metadata=_doc("host: TCP states per port, listen queue counters, memory"),
+    )
+    generator: dict[str, Any] | None = field(
+        default=None, metadata=_doc("the generator's own process tree and ports")
+    )
+    cost: dict[str, float] | None = field(
+        default=None, metadata=_doc("what taking the sample cost (wall_ms, cpu_ms)", omit_none=True)
+    )
+    agent_error: str | None = field(
+        default=None, metadata=_doc("the agent could not be read", omit_none=True)
+    )
+    error: str | None = field(default=None, metadata=_doc("the sample failed", omit_none=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Step(Record):
+    """`step`: a finished step of a ceiling search, with its verdict."""
+
+    KIND: ClassVar[str] = "step"
+
+    ts: float = field(metadata=_doc("when the step was judged"))
+    users: int = field(metadata=_doc("users of the step"))
+    held: int = field(default=0, metadata=_doc("sessions open at its end"))
+    start: float = field(default=0.0, metadata=_doc("start of the step (epoch seconds)"))
+    end: float = field(default=0.0, metadata=_doc("end of the step (epoch seconds)"))
+    requests: int = field(default=0, metadata=_doc("requests recorded during the step"))
+    failures: int = field(default=0, metadata=_doc("of them failed"))
+    p_latency_ms: float | None = field(
+        default=None, metadata=_doc("the judged latency percentile, ms")
+    )
+    good: bool = field(default=True, metadata=_doc("the step passed `stop_when`"))
+    reasons: list[str] = field(default_factory=list, metadata=_doc("why it did not"))
+    errors: dict[str, int] = field(
+        default_factory=dict, metadata=_doc("most frequent failure texts, with counts")
+    )
+    codes: dict[str, int] | None = field(
+        default=None, metadata=_doc("failures per reply code or errno name (absent in schema 1)")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class UserError(Record):
+    """`error`: an exception that escaped a user (a bug, recorded rather than lost)."""
+
+    KIND: ClassVar[str] = "error"
+
+    ts: float = field(metadata=_doc("when"))
+    user: str = field(metadata=_doc("the user class"))
+    error: str = field(metadata=_doc("`Kind: text` of the exception"))
+    code: int | str | None = field(default=None, metadata=_doc("its reply code or errno name"))
+
+
+@dataclass(frozen=True, slots=True)
+class End(Record):
+    """`end`: the last record — why the run ended."""
+
+    KIND: ClassVar[str] = "end"
+
+    ts: float = field(default_factory=time.time, metadata=_doc("when"))
+    reason: str = field(default="completed", metadata=_doc("completed, interrupted or crashed"))
+    load_end: float | None = field(
+        default=None, metadata=_doc("end of the load (arrivals stopped)")
+    )
+    embedded_target: dict[str, Any] | None = field(
+        default=None, metadata=_doc("the embedded target's final counters", omit_none=True)
+    )
