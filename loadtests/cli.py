@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loadtests import __version__
 from loadtests.configfile import ConfigError
@@ -156,6 +156,23 @@ def _host_port(text: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def _embedded_problems(data: Any) -> list[str]:
+    """What is wrong with a profile's `embedded:` section (the embedded target's settings), as
+    the profile loader's problem lines: the profile itself knows nothing of the embedded target."""
+    from loadtests.configfile import validate_model
+    from loadtests.embedded.config import EmbeddedSettings
+
+    raw = data.get("embedded") if isinstance(data, dict) else None
+    if raw is not None and not isinstance(raw, dict):
+        return []  # the profile's own check says it must be a mapping
+    try:
+        validate_model(EmbeddedSettings, {} if raw is None else raw, "embedded")
+    except ConfigError as exc:
+        return [f"embedded{'' if p.startswith('(top level)') else '.'}"
+                f"{p.removeprefix('(top level)')}" for p in exc.problems]
+    return []
+
+
 def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
     """Profile and target, or the complete list of what is wrong with them (ConfigError)."""
     from loadtests.profiles import check_against_target, load_profile
@@ -164,7 +181,7 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
     problems: list[str] = []
     profile = target = None
     try:
-        profile = load_profile(args.profile)
+        profile = load_profile(args.profile, checks=[_embedded_problems])
     except ConfigError as exc:
         problems += [f"{exc.source}: {p}" for p in exc.problems]
     if args.target is not None:
@@ -221,7 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import gevent
 
     from loadtests.console import ProgressPrinter, describe_plan, format_summary
-    from loadtests.embedded import EmbeddedTarget, TargetStartError
+    from loadtests.embedded import EmbeddedSettings, EmbeddedTarget, TargetStartError
     from loadtests.runner import RunError, RunOptions, run_profile
 
     out = args.out or Path("reports") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -243,7 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     embedded = None
     try:
         if target is None:
-            embedded = EmbeddedTarget(profile.embedded, out)
+            embedded = EmbeddedTarget(EmbeddedSettings.model_validate(profile.embedded), out)
             try:
                 target = embedded.start()
             except TargetStartError as exc:

@@ -16,14 +16,23 @@ Loading rejects unknown keys and reports every bad field with its path at once.
 
 from __future__ import annotations
 
-import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from loadtests.configfile import ByteSize, Duration, StrictModel, load_yaml_model
-from loadtests.embedded.config import EmbeddedSettings
+from loadtests.configfile import Duration, RawCheck, StrictModel, load_yaml_model
+from loadtests.protocols import UserKindName, protocol_of, user_kind
+from loadtests.protocols.settings import (
+    DnsSettings,
+    ImapSettings,
+    MessageSize,
+    Pop3Settings,
+    SizeChoice,
+    SmtpSettings,
+    WebSettings,
+)
 from loadtests.schedule.population import Derived, derive
 from loadtests.targets import Target
 
@@ -41,9 +50,6 @@ __all__ = [
 ]
 
 SCHEDULE_KINDS = ("arrival", "closed", "ramp")
-USER_KINDS = ("smtp", "pop3", "imap-idle", "imap-active", "webuser")
-PROTOCOL_OF_USER = {"smtp": "smtp", "pop3": "pop3", "imap-idle": "imap", "imap-active": "imap",
-                    "webuser": "http"}
 
 
 class Population(StrictModel):
@@ -135,102 +141,9 @@ Schedule = Annotated[ArrivalSchedule | ClosedSchedule | RampSchedule,
                      Field(discriminator="kind")]
 
 
-class SizeChoice(StrictModel):
-    size: ByteSize = Field(ge=0)
-    weight: float = Field(gt=0)
-
-
-class MessageSize(StrictModel):
-    """`fixed: 2KiB`, or `choices: [{size: 2KiB, weight: 8}, {size: 40KiB, weight: 2}]`."""
-
-    fixed: ByteSize | None = Field(default=None, ge=0)
-    choices: list[SizeChoice] | None = Field(default=None, min_length=1)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> MessageSize:
-        if (self.fixed is None) == (self.choices is None):
-            raise ValueError("give exactly one of fixed or choices")
-        return self
-
-    def draw(self, rng: random.Random) -> int:
-        if self.fixed is not None:
-            return self.fixed
-        assert self.choices is not None
-        return rng.choices([c.size for c in self.choices], [c.weight for c in self.choices])[0]
-
-
-class SmtpSettings(StrictModel):
-    messages_per_session: int = Field(default=1, ge=1, le=100000)
-    recipients_per_message: int = Field(default=1, ge=1, le=1000)
-    size: MessageSize = MessageSize(fixed=2048)
-    mx_lookup: bool = True
-    connect_to: Literal["mx", "endpoint"] = Field(
-        default="mx",
-        description="mx: the address the MX lookup gave, on the endpoint's port; "
-                    "endpoint: the endpoint's own address",
-    )
-    connect_timeout: Duration = Field(default=10.0, gt=0)
-    command_timeout: Duration = Field(default=30.0, gt=0)
-
-
-class DnsSettings(StrictModel):
-    max_concurrent: int = Field(default=20, ge=1, le=10000)
-    cache: bool = False
-    timeout: Duration = Field(default=5.0, gt=0)
-    aaaa: bool = False
-
-
-class Pop3Settings(StrictModel):
-    """A check-mail session: log in, STAT/UIDL, RETR what is new, QUIT."""
-
-    retrieve: Literal["new", "all", "none"] = "new"
-    delete: bool = Field(default=False, description="DELE what was retrieved (else leave mail)")
-    apop: bool = False
-    session_time: Duration | None = Field(
-        default=None, ge=0,
-        description="hold each session about this long before QUIT, like a slow real client "
-                    "(default: the population's session_time, else no holding)")
-    connect_timeout: Duration = Field(default=10.0, gt=0)
-    read_timeout: Duration = Field(default=30.0, gt=0)
-
-
-class Backoff(StrictModel):
-    first: Duration = Field(default=1.0, gt=0)
-    max: Duration = Field(default=60.0, gt=0)
-
-
-class ImapSettings(StrictModel):
-    """imap-idle: log in, SELECT INBOX, stay `hold` in IDLE (or NOOP polling), LOGOUT.
-    imap-active: a mail-reading session of `actions` FETCH/SEARCH/STORE steps."""
-
-    mode: Literal["idle", "noop"] = "idle"
-    hold: Duration = Field(default=60.0, gt=0, description="how long an idle session stays")
-    noop_interval: Duration = Field(default=60.0, gt=0)
-    idle_rearm: Duration = Field(default=25 * 60.0, gt=0, le=29 * 60.0)
-    reconnect: Backoff = Backoff()
-    actions: int = Field(default=5, ge=1, le=1000)
-    search: bool = True
-    flag_changes: bool = True
-    expunge: bool = False
-    connect_timeout: Duration = Field(default=10.0, gt=0)
-    read_timeout: Duration = Field(default=30.0, gt=0)
-
-
-class WebSettings(StrictModel):
-    """A webmail session: log in, open the inbox, poll, open messages, sometimes send, log out."""
-
-    app: Literal["embedded", "roundcube"] = "embedded"
-    connection: Literal["keep-alive", "close"] = "close"
-    session_length: Duration = Field(default=300.0, gt=0)
-    poll_interval: Duration = Field(default=60.0, gt=0)
-    open_message_ratio: float = Field(default=0.3, ge=0, le=1)
-    send_ratio: float = Field(default=0.05, ge=0, le=1)
-    request_timeout: Duration = Field(default=30.0, gt=0)
-
-
 class Scenario(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    user: Literal["smtp", "pop3", "imap-idle", "imap-active", "webuser"]
+    user: UserKindName
     endpoint: str | None = None
     schedule: Schedule
     smtp: SmtpSettings = SmtpSettings()
@@ -241,7 +154,14 @@ class Scenario(StrictModel):
 
     @property
     def protocol(self) -> str:
-        return PROTOCOL_OF_USER[self.user]
+        """The protocol its sessions speak (from the registry)."""
+        return protocol_of(self.user)
+
+    @property
+    def settings(self) -> StrictModel:
+        """Its own settings section (`smtp:`, `pop3:`, `imap:` or `web:`)."""
+        section: StrictModel = getattr(self, user_kind(self.user).section)
+        return section
 
 
 class QosSettings(StrictModel):
@@ -266,9 +186,11 @@ class Profile(StrictModel):
     seed: int | None = None
     scenarios: list[Scenario] = Field(min_length=1)
     qos: QosSettings = QosSettings()
-    embedded: EmbeddedSettings = Field(
-        default=EmbeddedSettings(),
-        description="settings of the embedded target, used when the run names no target file",
+    embedded: dict[str, Any] = Field(
+        default_factory=dict,
+        description="settings of the embedded target, used when the run names no target file; "
+                    "opaque here: the embedded target's launcher validates them "
+                    "(`load_profile(path, checks=...)` lets the CLI report them with the rest)",
     )
 
 
@@ -292,23 +214,27 @@ def _unique_scenario_names(data: Any) -> list[str]:
     return [f"scenarios: names must be unique; repeated: {', '.join(dupes)}"] if dupes else []
 
 
-def load_profile(path: str | Path) -> Profile:
-    # the raw check lists duplicate names even when other fields are wrong too
+def load_profile(path: str | Path, checks: Iterable[RawCheck] = ()) -> Profile:
+    """The profile in `path`, or ConfigError naming every problem; `checks` add problems found
+    on the raw data (the CLI checks the `embedded:` section this way)."""
+    # the raw checks list duplicate names even when other fields are wrong too
     return load_yaml_model(Profile, path, tags=SCHEDULE_KINDS,
-                           checks=[_unique_scenario_names, _one_scenario_per_ramp])
+                           checks=[_unique_scenario_names, _one_scenario_per_ramp, *checks])
 
 
 def check_against_target(profile: Profile, target: Target) -> list[str]:
     """What the profile needs that the target does not offer, as `path: problem` lines."""
     problems = []
     for i, sc in enumerate(profile.scenarios):
+        kind = user_kind(sc.user)
         wanted = sc.endpoint or sc.protocol
         ep = target.endpoint(wanted)
         if ep is None:
             problems.append(f"scenarios[{i}].endpoint: the target has no endpoint {wanted!r}")
-        elif ep.protocol != sc.protocol:
+        elif not kind.accepts(ep.protocol):
             problems.append(f"scenarios[{i}].endpoint: {wanted!r} is {ep.protocol}, the "
-                            f"{sc.user} user needs {sc.protocol}")
-        if sc.user == "smtp" and sc.smtp.mx_lookup and target.endpoint("dns") is None:
-            problems.append(f"scenarios[{i}].smtp.mx_lookup: the target has no dns endpoint")
+                            f"{sc.user} user needs {' or '.join(kind.endpoints)}")
+        if kind.needs_dns(sc.settings) and target.endpoint("dns") is None:
+            problems.append(f"scenarios[{i}].{kind.section}.{kind.needs_dns_when}: the target "
+                            "has no dns endpoint")
     return problems

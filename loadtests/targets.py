@@ -21,12 +21,14 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
 from loadtests.configfile import StrictModel, load_yaml_model
+from loadtests.protocols import PROTOCOLS as REGISTERED_PROTOCOLS
+from loadtests.protocols import ProtocolName
 
 __all__ = [
     "PROTOCOLS",
@@ -39,8 +41,8 @@ __all__ = [
     "load_target",
 ]
 
-Protocol = Literal["smtp", "dns", "imap", "pop3", "http"]
-PROTOCOLS: tuple[Protocol, ...] = ("smtp", "dns", "imap", "pop3", "http")
+PROTOCOLS: tuple[str, ...] = tuple(REGISTERED_PROTOCOLS)
+"""The protocols an endpoint may speak (the registry's, loadtests.protocols)."""
 
 
 class ProcessRef(StrictModel):
@@ -60,7 +62,7 @@ class ProcessRef(StrictModel):
 
 
 class Endpoint(StrictModel):
-    protocol: Protocol
+    protocol: ProtocolName
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     monitor: list[ProcessRef] = []

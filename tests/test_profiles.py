@@ -157,3 +157,19 @@ def test_cli_refuses_a_bad_or_remote_web_address(tmp_path):
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_embedded_section_is_checked_with_the_rest(tmp_path: Path) -> None:
+    """The profile holds the embedded target's settings opaquely; the CLI's check reports their
+    problems together with the profile's own."""
+    from loadtests.cli import _embedded_problems
+
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nscenarios:\n  - {name: a, user: smtp, schedule: {kind: closed, "
+                    "users: 0}}\nembedded: {colour: 1, smtp_port: -4}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_profile(path, checks=[_embedded_problems])
+    problems = caught.value.problems
+    assert "embedded.colour: unknown field" in problems
+    assert any(p.startswith("embedded.smtp_port:") for p in problems)
+    assert any(p.startswith("scenarios[0].schedule.users:") for p in problems)

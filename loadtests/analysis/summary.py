@@ -22,6 +22,7 @@ from typing import Any
 from loadtests.analysis.cause import attribute_cause, samples_between
 from loadtests.analysis.stream import RunRecords, load_records
 from loadtests.monitor.resources import RESOURCES, http_ports, http_sockets
+from loadtests.protocols import USER_KINDS
 from loadtests.stream import Header, Req, Sample, Step
 
 __all__ = ["SUMMARY_FILE", "percentile", "summarize", "summarize_records", "write_summary"]
@@ -168,8 +169,9 @@ def _ceiling(header: Header, steps: list[Step], samples: list[Sample]) -> dict[s
     if not steps:
         return {}
     scenario = (header.profile or {}).get("scenarios", [{}])[0]
-    protocol = {"smtp": "SMTP", "pop3": "POP3", "webuser": "HTTP"}.get(
-        scenario.get("user", ""), "IMAP")
+    user = str(scenario.get("user", ""))
+    kind = USER_KINDS.get(user)
+    protocol = kind.request_type if kind is not None else user.upper()
     table = [{"users": s.users, "held": s.held, "requests": s.requests, "failures": s.failures,
               "p_latency_ms": s.p_latency_ms, "good": s.good, "reasons": s.reasons,
               "start": s.start, "end": s.end} for s in steps]
@@ -187,7 +189,7 @@ def _ceiling(header: Header, steps: list[Step], samples: list[Sample]) -> dict[s
         samples_between(samples, good.start, good.end) if good else [],
         samples_between(samples, failed.start, failed.end),
         first=steps[0], first_samples=samples_between(samples, steps[0].start, steps[0].end),
-        endpoint=scenario.get("endpoint") or {"HTTP": "http"}.get(protocol, protocol.lower()))
+        endpoint=scenario.get("endpoint") or (kind.protocol if kind is not None else user))
     return {"steps": table, "ceiling": {
         "protocol": protocol, "sessions": good.held if good else 0,
         "step": good.users if good else 0, "failed_step": failed.users,

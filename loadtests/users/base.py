@@ -14,6 +14,7 @@ from locust import User, constant, task
 from loadtests import bridge
 from loadtests.clients.steps import Step
 from loadtests.profiles import ArrivalSchedule, RampSchedule, Scenario
+from loadtests.protocols import user_class
 from loadtests.schedule.pacing import ArrivalPacer, Token
 from loadtests.schedule.sessions import gauge
 from loadtests.targets import Target
@@ -21,8 +22,6 @@ from loadtests.targets import Target
 T = TypeVar("T")
 
 __all__ = ["ScenarioUser", "user_class_for"]
-
-_REGISTRY: dict[str, type[ScenarioUser]] = {}
 
 
 class ScenarioUser(User):
@@ -36,11 +35,6 @@ class ScenarioUser(User):
     allow_remote: ClassVar[bool] = False
     seed: ClassVar[int | None] = None
     _numbers: ClassVar[itertools.count[int]]
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.kind and cls.kind not in _REGISTRY:
-            _REGISTRY[cls.kind] = cls
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -109,7 +103,8 @@ class ScenarioUser(User):
 def user_class_for(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | None,
                    allow_remote: bool, seed: int | None) -> type[ScenarioUser]:
     """A concrete Locust user class for one scenario, its count fixed by the schedule."""
-    base = _REGISTRY[scenario.user]
+    base = user_class(scenario.user)
+    assert issubclass(base, ScenarioUser) and base.kind == scenario.user, base
     schedule = scenario.schedule
     if isinstance(schedule, ArrivalSchedule):
         count, wait = schedule.max_in_flight, constant(0)
