@@ -1,15 +1,22 @@
 """The one place that knows both worlds: greenlets (Locust) calling coroutines (asyncio clients).
 
-One asyncio event loop per process runs as a greenlet on the gevent hub, its selector being
-gevent's, so sockets of both worlds are served by the same hub. A greenlet calls `run(coro)`:
-the coroutine is scheduled on the loop with `call_soon` and the loop is woken by setting the
-gevent selector's ready event, and the greenlet waits on a gevent Waiter. (Plain `call_soon` does
-not wake a loop sleeping in its selector; `call_soon_threadsafe` does, through a byte on the
-loop's self-pipe — a send, a recv and a selector round per call, which ends in setting that same
-event; it is still used when the caller is on another OS thread.) When the waiting greenlet
-is killed (Locust stopping a user raises GreenletExit in it) or times out, the task is
-cancelled, and `run` waits a bounded moment for the coroutine's own clean-up (an IMAP DONE, an
-SMTP QUIT) before letting the exception go on.
+One asyncio event loop per process runs as a greenlet on the gevent hub, on a selector of our
+own (`_HubSelector`) whose io watchers live on the hub, so sockets of both worlds are served by
+the same epoll. A greenlet calls `run(coro)`: the coroutine is scheduled on the loop with
+`call_soon`, the loop is woken through the selector's `wakeup()` (a hub callback, no system
+call), and the greenlet waits on a gevent Waiter. (Plain `call_soon` does not wake a loop
+sleeping in its selector; `call_soon_threadsafe` does, through a byte on the loop's self-pipe —
+a send, a recv and a selector round per call; it is still used when the caller is on another
+OS thread.) When the waiting greenlet is killed (Locust stopping a user raises GreenletExit in
+it) or times out, the task is cancelled, and `run` waits a bounded moment for the coroutine's
+own clean-up (an IMAP DONE, an SMTP QUIT) before letting the exception go on.
+
+Event-loop passes (measured by bench/smtp_throughput): gevent's own GeventSelector restarts
+every watcher and takes a `gevent.Timeout` on each asyncio pass, and asyncio runs a task step
+one pass after the I/O that made it ready; here watchers stay started, a pass with work queued
+does not go round the hub, and a pass runs what it made ready (`_HubLoop`). A native-thread
+loop on uvloop, woken across threads once per session, measured no better (cross-thread
+wake-ups and GIL hand-offs ate uvloop's gain).
 
 Call `start()` once per process before users run (at init / test_start), never lazily from users.
 """
@@ -18,14 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import selectors
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import gevent
 import gevent.monkey
-import gevent.selectors
 from gevent.event import Event
 from gevent.hub import Waiter
+from gevent.selectors import _EV_READ, _EV_WRITE, _BaseSelectorImpl
 
 __all__ = ["BridgeNotStarted", "loop", "run", "start", "stop"]
 
@@ -36,15 +44,150 @@ _greenlet: gevent.Greenlet | None = None
 _stopped: Event | None = None
 
 
-class _HubSelector(gevent.selectors.GeventSelector):
-    """gevent's selector, plus a cheap wake-up for callers in other greenlets of this thread."""
+class _HubSelector(_BaseSelectorImpl):
+    """A selector on the gevent hub whose watchers stay started while their file is registered.
+
+    gevent's own `GeventSelector` starts every watcher at each `select` and stops the ready
+    ones after it, and waits on an Event under a `gevent.Timeout`: per asyncio pass, a watcher
+    restart per file and a timeout object. Here an io watcher is started once at `register`
+    and stopped at `unregister`; its callback (run by the hub) only records the events and,
+    once per hub iteration, wakes the loop greenlet if it waits in `select`. `select(0)` —
+    asyncio has ready callbacks — returns what the hub has collected so far without a hub
+    pass, so a loop with work to do does not go round the hub between its own callbacks; every
+    `_YIELD_EVERY` such passes in a row it does let the hub (and the greenlets) run. A blocking
+    `select(t)` parks the loop greenlet with one libev timer for `t`, or none when t is None.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hub = gevent.get_hub()
+        self._hub_loop = self.hub.loop
+        self._watchers: dict[int, Any] = {}
+        self._events: dict[int, int] = {}  # fd -> EVENT_READ | EVENT_WRITE seen since select
+        self._parked: Any = None  # the loop greenlet while it waits in select
+        self._wake_queued = False
+        self._busy_passes = 0
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        key = super().register(fileobj, events, data)
+        flags = (_EV_READ if events & selectors.EVENT_READ else 0) | (
+            _EV_WRITE if events & selectors.EVENT_WRITE else 0)
+        try:
+            watcher = self._hub_loop.io(key.fd, flags)
+        except OSError as exc:
+            super().unregister(fileobj)
+            raise ValueError("Invalid file descriptor") from exc
+        watcher.priority = self._hub_loop.MAXPRI
+        watcher.start(self._on_io, key.fd, pass_events=True)
+        self._watchers[key.fd] = watcher
+        return key
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        key = super().unregister(fileobj)
+        watcher = self._watchers.pop(key.fd, None)
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+        self._events.pop(key.fd, None)
+        return key
+
+    def _on_io(self, events: int, fd: int) -> None:
+        mask = (selectors.EVENT_READ if events & _EV_READ else 0) | (
+            selectors.EVENT_WRITE if events & _EV_WRITE else 0)
+        self._events[fd] = self._events.get(fd, 0) | mask
+        self.wakeup()
 
     _ready: Event  # set by GeventSelector.__init__; private, so not in its stubs
 
     def wakeup(self) -> None:
-        self._ready.set()  # what select() waits on; the fd watchers set it too
+        """Have a loop waiting in select come back (after this hub iteration's callbacks)."""
+        if self._parked is not None and not self._wake_queued:
+            self._wake_queued = True
+            self._hub_loop.run_callback(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_queued = False
+        parked, self._parked = self._parked, None
+        if parked is not None:
+            parked.switch()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if self._events:  # collected by the hub since the last pass: no need to wait
+            self._busy_passes = 0
+        elif timeout is not None and timeout <= 0:
+            self._busy_passes += 1
+            if self._busy_passes >= _YIELD_EVERY:  # let the hub and the greenlets run too
+                self._busy_passes = 0
+                self._park(None, yield_only=True)
+        else:
+            self._busy_passes = 0
+            self._park(timeout)
+        events, self._events = self._events, {}
+        ready = []
+        fd_to_key = self._fd_to_key
+        for fd, mask in events.items():
+            key = fd_to_key.get(fd)
+            if key is not None and mask & key.events:
+                ready.append((key, mask & key.events))
+        return ready
+
+    def _park(self, timeout: float | None, *, yield_only: bool = False) -> None:
+        """Switch to the hub until an io callback or `wakeup` (or the timer) switches back."""
+        self._parked = current = gevent.getcurrent()
+        timer = None
+        if yield_only:
+            self._wake_queued = True
+            self._hub_loop.run_callback(self._wake)
+        elif timeout is not None:
+            timer = self._hub_loop.timer(max(timeout, 0.0))
+            timer.start(self._wake_from_timer, current)
+        try:
+            self.hub.switch()
+        finally:
+            self._parked = None
+            if timer is not None:
+                timer.stop()
+                timer.close()
+
+    def _wake_from_timer(self, parked: Any) -> None:
+        if self._parked is parked:
+            self._parked = None
+            parked.switch()
+
+    def close(self) -> None:
+        for watcher in self._watchers.values():
+            watcher.stop()
+            watcher.close()
+        self._watchers.clear()
+        self._events.clear()
+        super().close()
 
 
+_YIELD_EVERY = 64  # asyncio passes with work in a row before the hub gets a turn anyway
+
+
+class _HubLoop(asyncio.SelectorEventLoop):
+    """asyncio's selector loop, running in the same pass what that pass made ready.
+
+    A reply read in one pass resolves a future whose task step asyncio queues for the *next*
+    pass: two passes per reply (the second one's select asks for nothing). Here, after the
+    ordinary pass, the callbacks it queued run at once, up to `_DRAIN_ROUNDS` rounds, before
+    the next select — timers and I/O wait at most that long.
+    """
+
+    def _run_once(self) -> None:
+        super()._run_once()
+        ready = self._ready  # type: ignore[attr-defined]
+        rounds = 0
+        while ready and rounds < _DRAIN_ROUNDS and not self._stopping:  # type: ignore[attr-defined]
+            rounds += 1
+            for _ in range(len(ready)):
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+
+
+_DRAIN_ROUNDS = 2
 _selector: _HubSelector | None = None
 _native_thread_id = gevent.monkey.get_original("_thread", "get_ident")  # not the greenlet's
 _loop_thread: int | None = None
@@ -64,8 +207,8 @@ def start() -> asyncio.AbstractEventLoop:
         return _loop
     _loop_thread = _native_thread_id()
     selector = _HubSelector()
-    new_loop = asyncio.SelectorEventLoop(selector)
-    _selector = selector if hasattr(selector, "_ready") else None  # else: the self-pipe
+    new_loop = _HubLoop(selector)
+    _selector = selector
     done = Event()
 
     def _run() -> None:

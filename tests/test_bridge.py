@@ -166,3 +166,60 @@ def test_callers_on_another_os_thread_get_results_and_timeouts():
     while len(out) < 2 and time.monotonic() < deadline:
         gevent.sleep(0.05)
     assert out == [42, "timeout"]
+
+
+def test_socket_readiness_wakes_the_loop_and_watchers_stay_started():
+    # the selector keeps one started io watcher per registered file (no restart per pass)
+    left, right = gevent.monkey.get_original("socket", "socketpair")()
+    left.setblocking(False)
+    try:
+        async def read_twice():
+            ev_loop = asyncio.get_running_loop()
+            first = await ev_loop.sock_recv(left, 16)
+            return first + await ev_loop.sock_recv(left, 16)
+
+        glet = gevent.spawn(bridge.run, read_twice(), timeout=5)
+        gevent.sleep(0.05)
+        selector = bridge._selector
+        assert selector is not None
+        watchers = dict(selector._watchers)
+        assert left.fileno() in watchers and watchers[left.fileno()].active
+        right.send(b"ping")  # a plain socket: the hub sees it only through the loop's watcher
+        gevent.sleep(0.05)
+        right.send(b"pong")
+        assert glet.get(timeout=5) == b"pingpong"
+        assert left.fileno() not in selector._watchers  # unregistered: watcher stopped
+    finally:
+        left.close()
+        right.close()
+
+
+def test_a_busy_loop_does_not_starve_the_greenlets():
+    spins = []
+
+    async def busy():
+        t_end = time.monotonic() + 0.3
+        while time.monotonic() < t_end:
+            await asyncio.sleep(0)  # always work ready: select(0) on every pass
+
+    def count():
+        while True:
+            gevent.sleep(0)
+            spins.append(1)
+
+    counter = gevent.spawn(count)
+    try:
+        bridge.run(busy(), timeout=5)
+    finally:
+        counter.kill()
+    assert len(spins) > 20
+
+
+def test_loop_timers_fire_on_time():
+    async def timed():
+        t0 = time.monotonic()
+        await asyncio.sleep(0.05)
+        return time.monotonic() - t0
+
+    took = bridge.run(timed(), timeout=5)
+    assert 0.045 <= took < 0.5
