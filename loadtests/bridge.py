@@ -33,7 +33,13 @@ import gevent
 import gevent.monkey
 from gevent.event import Event
 from gevent.hub import Waiter
-from gevent.selectors import _EV_READ, _EV_WRITE, _BaseSelectorImpl
+
+# gevent's selector internals (the stubs leave them out): the selector below reuses them
+from gevent.selectors import (  # type: ignore[attr-defined]
+    _EV_READ,
+    _EV_WRITE,
+    _BaseSelectorImpl,
+)
 
 __all__ = ["BridgeNotStarted", "loop", "run", "start", "stop"]
 
@@ -77,7 +83,7 @@ class _HubSelector(_BaseSelectorImpl):
         except OSError as exc:
             super().unregister(fileobj)
             raise ValueError("Invalid file descriptor") from exc
-        watcher.priority = self._hub_loop.MAXPRI
+        watcher.priority = self._hub_loop.MAXPRI  # type: ignore[attr-defined]  # libev API
         watcher.start(self._on_io, key.fd, pass_events=True)
         self._watchers[key.fd] = watcher
         return key
@@ -176,7 +182,7 @@ class _HubLoop(asyncio.SelectorEventLoop):
     """
 
     def _run_once(self) -> None:
-        super()._run_once()
+        super()._run_once()  # type: ignore[misc]  # asyncio's private pass, not in its stubs
         ready = self._ready  # type: ignore[attr-defined]
         rounds = 0
         while ready and rounds < _DRAIN_ROUNDS and not self._stopping:  # type: ignore[attr-defined]
