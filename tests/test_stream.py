@@ -196,3 +196,39 @@ def test_the_end_of_a_run_reads_the_stream_once(tmp_path: Path,
     saved = json.loads((folder / "summary.json").read_text())
     assert saved == summary and saved["qos"]["pass"] is True
     assert (folder / "report.html").is_file() and (folder / "requests.csv").is_file()
+
+
+@pytest.mark.parametrize("first", [b"\xff\xd8\xff\xe0 binary\x00\n", b"[1, 2, 3]\n",
+                                   b'"just a string"\n', b'{"kind": "run", "ts": "today"}\n',
+                                   b'{"kind": "req", "ts": 1}\n'])
+def test_a_stream_not_starting_with_a_header_is_refused(tmp_path: Path, first: bytes,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """report and compare: a clear message and exit 2, never a traceback."""
+    from loadtests.cli import EXIT_BAD_INPUT, main
+    from loadtests.stream import StreamError
+
+    good = write_stream(tmp_path / "good", [req(0.1, "SMTP", "DATA", 5.0)])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / RESULTS_FILE).write_bytes(first + (good / RESULTS_FILE).read_bytes())
+    with pytest.raises(StreamError, match="line 1"):
+        list(read_stream(bad / RESULTS_FILE))
+    assert main(["report", str(bad)]) == EXIT_BAD_INPUT
+    assert main(["compare", str(good), str(bad)]) == EXIT_BAD_INPUT
+    assert "not a mailswarm results stream" in capsys.readouterr().err
+
+
+def test_bad_lines_in_the_middle_are_skipped_and_counted(tmp_path: Path) -> None:
+    folder = write_stream(tmp_path / "run", [req(0.1, "SMTP", "DATA", 5.0),
+                                             req(0.2, "SMTP", "DATA", 6.0)])
+    path = folder / RESULTS_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    bad = [b"{}\n", b"null\n", b"\x80\x81\n", b'{"kind":"tick","ts":1,"scenarios":[1]}\n',
+           b'{"kind":"req","ts":1.0,"type":"SMTP","name":"DATA","ms":"fast","ok":true}\n',
+           b'{"kind":"req","ts":1.0,"type":"SMTP","name":"DATA","ms":1,"ok":"yes"}\n']
+    path.write_bytes(b"".join(lines[:3] + bad + lines[3:]))
+    reader = read_stream(path)
+    records = list(reader)
+    assert [type(r) for r in records] == [Header, Phase, Req, Req, End]
+    assert [n for n, _ in reader.skipped] == [4, 5, 6, 7, 8, 9]
+    assert "not UTF-8" in reader.skipped[2][1] and "ms" in reader.skipped[4][1]
