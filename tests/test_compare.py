@@ -150,7 +150,9 @@ def _metric(result: dict, name: str) -> dict:
 
 
 def test_every_session_failing_is_a_significant_change() -> None:
-    healthy, broken = _crafted(_sessions(1500)), _crafted(_sessions(1500, ok=False, ms=33.0))
+    healthy = _crafted(_sessions(1500) + _sessions(1500, name="CONNECT", ms=2.0))
+    broken = _crafted(_sessions(1500, ok=False, ms=33.0)
+                      + _sessions(1500, ok=False, name="CONNECT", ms=30.0))
     result = compare_records(healthy, broken, resamples=200)
     errors = _metric(result, "SMTP session error %")
     assert errors["a"] == 0.0 and errors["b"] == 100.0 and errors["significant"] is True
@@ -158,7 +160,7 @@ def test_every_session_failing_is_a_significant_change() -> None:
     assert "SMTP session error %" in result["verdict"]
     qos = _metric(result, "QoS verdict")
     assert (qos["a"], qos["b"], qos["significant"]) == ("PASS", "FAIL", True)
-    assert "SMTP session" in qos["text"] or "SMTP" in qos["text"]
+    assert "SMTP CONNECT: error rate" in qos["text"]
     # a failed session's time is not the server's speed: no "B faster" from failures
     p50 = _metric(result, "SMTP session p50 ms")
     assert p50["b"] is None and "present only in A" in p50["text"]

@@ -63,6 +63,10 @@ def test_diff_interval_ordered_and_contains_estimate(a, b, draws_a, data) -> Non
     draws_b = data.draw(st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(math.nan)),
                                  min_size=len(draws_a), max_size=len(draws_a)))
     iv = diff_interval(a, b, draws_a, draws_b)
+    finite = sum(1 for x, y in zip(draws_a, draws_b, strict=True) if x == x and y == y)
+    if iv is None:
+        assert finite < 20
+        return
     assert _ordered(iv.low, iv.diff, iv.high)
     if iv.percent is not None:
         assert _ordered(iv.percent_low, iv.percent, iv.percent_high)

@@ -132,7 +132,7 @@ def test_a_stream_without_schema_is_schema_1_and_reads(tmp_path: Path) -> None:
     assert isinstance(request, Req) and request.code is None and request.ms == 3
     assert isinstance(step, Step) and step.codes is None
     # without codes, the reply code is read from the text (the schema 1 fallback)
-    assert failure_cause(request.err, request.code) == "SMTPResponseException 421"
+    assert failure_cause(request.err, request.code) == "SMTPResponseException 421: busy"
     assert attribute_cause(None, step, [], [])[0].startswith("server reply 421")
 
 
@@ -156,8 +156,10 @@ def test_readme_field_table_matches_the_definition() -> None:
 
 
 def test_codes_decide_the_cause_where_records_have_them() -> None:
-    assert failure_cause("ImapReplyError: LOGIN NO [LIMIT] x", "NO") == "ImapReplyError NO"
-    assert failure_cause("SMTPResponseException: 421 busy", 421) == "SMTPResponseException 421"
+    assert failure_cause("ImapReplyError: LOGIN NO [LIMIT] x", "NO") == \
+        "ImapReplyError NO: LOGIN NO [LIMIT] x"
+    assert failure_cause("SMTPResponseException: 421 busy", 421) == \
+        "SMTPResponseException 421: busy"
     # schema 2: a 421 in the text (a port) without the code is not a 421 reply
     port = Step(T0, 10, errors={"OSError: connect to 127.0.0.1:4210 failed": 5}, codes={})
     assert attribute_cause(None, port, [], [])[0] == "unknown"
