@@ -1,20 +1,30 @@
 """Two runs side by side: is B different from A, and by how much?
 
 What is compared (B - A, in % of A):
+- what went wrong, always (loadtests.analysis.compare_outcomes): the error rate of every step
+  and of all requests with the failure counts ("0 → 1,500 failures"), per open-model scenario
+  the sessions completed / dropped / interrupted / late in % of those due and the achieved
+  rate, and the QoS verdicts (the summary's, else evaluated from the stream);
 - ceiling (ramp runs, from `summary.json`): a single number per run, so no bootstrap. Its
   uncertainty is the ramp's resolution: the true ceiling lies between the last step held and
   the users of the step that failed (`failed_step`), so the difference lies in
   [low_B - high_A, high_B - low_A]. The change is significant when that interval excludes 0;
   without the next step it is reported as "no interval: single value".
 - throughput: per second of the load window, successful sessions and operations per protocol
-  (and failed operations when any failed); the mean with a circular block bootstrap over the
-  per-second samples;
+  (and failed ones when any failed); the mean with a circular block bootstrap over the
+  per-second samples; a rate seen in one run only is 0 per second in the other;
 - concurrent sessions per protocol (ticks) and the target's open fds, threads, processes and RSS
   per monitored group (samples; the resources of loadtests.monitor.resources marked
   `compared`): means over the load window, block bootstrap likewise; their
   peaks are shown as single values, without an interval;
-- latency p50/p95/p99 per step: bootstrap over requests, resampled by blocks of seconds (see
-  loadtests.analysis.bootstrap; steps with more than 3,000 requests are subsampled).
+- latency p50/p95/p99 per step, of the successful requests (a failure's time says nothing of
+  the server's speed: a run whose sessions all fail fast is not "faster"): bootstrap over
+  requests, resampled by blocks of seconds (see loadtests.analysis.bootstrap; steps with more
+  than 3,000 requests are subsampled). With fewer than `MIN_REQUESTS` (20) successful requests
+  in a run the row says "too few requests" and has no interval.
+A metric found in one run only is a row that says "present only in A/B", never dropped. A run
+without any request (a header-only stream) makes the comparison "not comparable" (`comparable`
+false, `significant` null; `mailswarm compare` exits 2), never "no significant change".
 Each resampling uses `resamples` draws (2,000 by default) from a generator seeded with `seed`,
 so the same inputs give the same output. A difference is *significant* when its 95 % interval
 excludes 0 and its size reaches `min_effect` % of A (25 % by default; 1 unit when A is 0). The
