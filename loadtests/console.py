@@ -160,6 +160,16 @@ def _per(value: float | None, unit: float = 1.0) -> str:
     return "-" if value is None else f"{value / unit:.1f}"
 
 
+def _qos_line(check: dict[str, Any]) -> str:
+    """A failed QoS check: the step it judged, its rule and what was measured."""
+    step = check.get("step")
+    rule = check.get("text") or check["name"]
+    measured = check.get("measured")
+    unit = "%" if check.get("kind") in ("latency", "errors") else ""
+    return (f"{step + ': ' if step else ''}{rule}"
+            f"{f' (measured {measured:g}{unit})' if isinstance(measured, int | float) else ''}")
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     lines = [
         f"profile {summary.get('profile')}  target {(summary.get('target') or {}).get('name')}  "
@@ -176,12 +186,16 @@ def format_summary(summary: dict[str, Any]) -> str:
     for name, a in (summary.get("arrival") or {}).items():
         lines += ["", f"arrival {name}: intended {a['intended_per_s']}/s, achieved "
                   f"{a['achieved_per_s']}/s over {a['window_s']} s; late {a['late']}, "
-                  f"dropped {a['dropped']}, in flight max {a['in_flight_max']}"
-                  f"/{a['max_in_flight']}"]
+                  f"dropped {a['dropped']}, interrupted {a.get('interrupted', 0)}, in flight "
+                  f"max {a['in_flight_max']}/{a['max_in_flight']}"]
+        if a.get("achieved_percent") is not None:
+            lines.append(f"  completed {a['achieved_percent']}% of the {a['intended']} sessions "
+                         f"due in the window ({a.get('due_per_s')}/s due)")
     errors = summary.get("errors") or []
     if errors:
         lines += ["", "most frequent failures:"]
-        lines += [f"  {e['count']:>6} x {e['type']} {e['name']}: {e['error'][:120]}"
+        lines += [f"  {e['count']:>6} x {e['type']} {e['name']}: "
+                  f"{(e.get('cause') or e['error'])[:120]}"
                   for e in sorted(errors, key=lambda e: -e["count"])[:8]]
     held = {name: r for name, r in (summary.get("target_resources") or {}).items()
             if r.get("connections_max")}
@@ -197,6 +211,9 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"{'-' if pss is None else f'{pss / 2**20:.0f}':>8}   "
                 f"{'':>16}{_per(per.get('pss_bytes'), 1024):>8} {_per(per.get('open_fds')):>5} "
                 f"{_per(per.get('processes')):>5}")
+        lines += [f"  {name}: {key} per connection suspect: {why}"
+                  for name, r in held.items()
+                  for key, why in (r.get("per_connection_suspect") or {}).items()]
     http = summary.get("http") or {}
     if http.get("peak_sessions"):
         while_open = (f", {http['held_connections_mean']} on average while all sessions were "
@@ -216,7 +233,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         failed = [c for c in qos["checks"] if not c["pass"]]
         lines += ["", f"QoS: {'PASS' if qos['pass'] else 'FAIL'} ({len(qos['checks'])} checks"
                   f"{f', {len(failed)} failed' if failed else ''})"]
-        lines += [f"  - {c.get('text') or c['name']}" for c in failed[:10]]
+        lines += [f"  - {_qos_line(c)}" for c in failed[:10]]
     for e in summary.get("user_errors") or []:
         lines.append(f"  user error x{e['count']}: {e['error'][:160]}")
+    if summary.get("skipped_lines"):
+        first = (summary.get("skipped") or [{}])[0]
+        lines += ["", f"skipped {summary['skipped_lines']} lines of the stream that are not "
+                      f"records (first: line {first.get('line')}, {first.get('why')})"]
     return "\n".join(lines)

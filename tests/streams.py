@@ -23,11 +23,15 @@ def header(**extra: Any) -> Header:
                   target={"name": "crafted", "endpoints": {}}, **extra)
 
 
-def write_stream(folder: Path, records: Iterable[Record]) -> Path:
+def write_stream(folder: Path, records: Iterable[Record], *, head: Header | None = None,
+                 end: bool = True) -> Path:
+    """A run folder whose stream holds `head` (default `header()`), a `load_start` phase, the
+    records, and (with `end`) an `end` record half a second after the last one."""
     folder.mkdir(parents=True, exist_ok=True)
-    records = [header(), Phase(T0, "load_start", "*"), *records]
+    records = [head or header(), Phase(T0, "load_start", "*"), *records]
     last = max(r.ts for r in records)
-    records.append(End(last + 0.5, "completed", last + 0.5))
+    if end:
+        records.append(End(last + 0.5, "completed", last + 0.5))
     writer = StreamWriter(folder / RESULTS_FILE)
     for rec in records:
         writer.write(rec)

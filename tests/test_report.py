@@ -45,13 +45,14 @@ def test_rates_and_latency_percentiles_per_second() -> None:
 
 
 def test_failure_causes_group_by_kind_and_reply_code() -> None:
-    assert failure_cause("SMTPResponseException: 421 4.3.2 busy") == "SMTPResponseException 421"
+    assert failure_cause("SMTPResponseException: 421 4.3.2 busy") == \
+        "SMTPResponseException 421: 4.3.2 busy"
     assert failure_cause("ConnectionRefusedError: [Errno 111] refused") == \
-        "ConnectionRefusedError"
+        "ConnectionRefusedError: [Errno <n>] refused"
     assert failure_cause(None) == "unknown"
     run = collect([req(0, "IMAP", "LOGIN", 1, ok=False, err=f"E{i}: x") for i in range(8)])
     series = failure_series(run.requests, T0, T0 + 1, top=3)
-    assert set(series) == {"E0", "E1", "E2", "other"} and series["other"][0] == (0.0, 5.0)
+    assert set(series) == {"E0: x", "E1: x", "E2: x", "other"} and series["other"][0] == (0.0, 5.0)
 
 
 def test_arrival_counters_become_rates() -> None:

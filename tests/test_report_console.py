@@ -48,3 +48,19 @@ def test_summary_shows_http_sessions_against_connections() -> None:
             "while all sessions were open (max 122); TIME_WAIT peak 2910") in text
     del http["held_connections_max"]
     assert "on average" not in format_summary({"requests": [], "http": http})
+
+
+def test_arrival_line_counts_interrupted_and_qos_lines_name_the_step() -> None:
+    arrival = {"intended_per_s": 5.0, "achieved_per_s": 4.5, "window_s": 100.0,
+               "intended": 500, "started": 480, "completed": 450, "interrupted": 30,
+               "late": 2, "dropped": 20, "in_flight_max": 7, "max_in_flight": 50}
+    qos = {"pass": False, "checks": [
+        {"name": "POP3 RETR: share under 5 s", "step": "POP3 RETR", "kind": "latency",
+         "threshold": 95.0, "measured": 90.0, "pass": False,
+         "text": "> 95% of operations under 5 s"},
+        {"name": "IMAP LOGIN: error rate", "step": "IMAP LOGIN", "kind": "errors",
+         "threshold": 1.0, "measured": 3.0, "pass": False, "text": "< 1% failed"}]}
+    text = format_summary({"requests": [], "arrival": {"smtp": arrival}, "qos": qos})
+    assert "interrupted 30" in text
+    assert "POP3 RETR: > 95% of operations under 5 s (measured 90%)" in text
+    assert "IMAP LOGIN: < 1% failed (measured 3%)" in text

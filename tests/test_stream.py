@@ -132,7 +132,7 @@ def test_a_stream_without_schema_is_schema_1_and_reads(tmp_path: Path) -> None:
     assert isinstance(request, Req) and request.code is None and request.ms == 3
     assert isinstance(step, Step) and step.codes is None
     # without codes, the reply code is read from the text (the schema 1 fallback)
-    assert failure_cause(request.err, request.code) == "SMTPResponseException 421"
+    assert failure_cause(request.err, request.code) == "SMTPResponseException 421: busy"
     assert attribute_cause(None, step, [], [])[0].startswith("server reply 421")
 
 
@@ -156,8 +156,10 @@ def test_readme_field_table_matches_the_definition() -> None:
 
 
 def test_codes_decide_the_cause_where_records_have_them() -> None:
-    assert failure_cause("ImapReplyError: LOGIN NO [LIMIT] x", "NO") == "ImapReplyError NO"
-    assert failure_cause("SMTPResponseException: 421 busy", 421) == "SMTPResponseException 421"
+    assert failure_cause("ImapReplyError: LOGIN NO [LIMIT] x", "NO") == \
+        "ImapReplyError NO: LOGIN NO [LIMIT] x"
+    assert failure_cause("SMTPResponseException: 421 busy", 421) == \
+        "SMTPResponseException 421: busy"
     # schema 2: a 421 in the text (a port) without the code is not a 421 reply
     port = Step(T0, 10, errors={"OSError: connect to 127.0.0.1:4210 failed": 5}, codes={})
     assert attribute_cause(None, port, [], [])[0] == "unknown"
@@ -196,3 +198,39 @@ def test_the_end_of_a_run_reads_the_stream_once(tmp_path: Path,
     saved = json.loads((folder / "summary.json").read_text())
     assert saved == summary and saved["qos"]["pass"] is True
     assert (folder / "report.html").is_file() and (folder / "requests.csv").is_file()
+
+
+@pytest.mark.parametrize("first", [b"\xff\xd8\xff\xe0 binary\x00\n", b"[1, 2, 3]\n",
+                                   b'"just a string"\n', b'{"kind": "run", "ts": "today"}\n',
+                                   b'{"kind": "req", "ts": 1}\n'])
+def test_a_stream_not_starting_with_a_header_is_refused(tmp_path: Path, first: bytes,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """report and compare: a clear message and exit 2, never a traceback."""
+    from loadtests.cli import EXIT_BAD_INPUT, main
+    from loadtests.stream import StreamError
+
+    good = write_stream(tmp_path / "good", [req(0.1, "SMTP", "DATA", 5.0)])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / RESULTS_FILE).write_bytes(first + (good / RESULTS_FILE).read_bytes())
+    with pytest.raises(StreamError, match="line 1"):
+        list(read_stream(bad / RESULTS_FILE))
+    assert main(["report", str(bad)]) == EXIT_BAD_INPUT
+    assert main(["compare", str(good), str(bad)]) == EXIT_BAD_INPUT
+    assert "not a mailswarm results stream" in capsys.readouterr().err
+
+
+def test_bad_lines_in_the_middle_are_skipped_and_counted(tmp_path: Path) -> None:
+    folder = write_stream(tmp_path / "run", [req(0.1, "SMTP", "DATA", 5.0),
+                                             req(0.2, "SMTP", "DATA", 6.0)])
+    path = folder / RESULTS_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    bad = [b"{}\n", b"null\n", b"\x80\x81\n", b'{"kind":"tick","ts":1,"scenarios":[1]}\n',
+           b'{"kind":"req","ts":1.0,"type":"SMTP","name":"DATA","ms":"fast","ok":true}\n',
+           b'{"kind":"req","ts":1.0,"type":"SMTP","name":"DATA","ms":1,"ok":"yes"}\n']
+    path.write_bytes(b"".join(lines[:3] + bad + lines[3:]))
+    reader = read_stream(path)
+    records = list(reader)
+    assert [type(r) for r in records] == [Header, Phase, Req, Req, End]
+    assert [n for n, _ in reader.skipped] == [4, 5, 6, 7, 8, 9]
+    assert "not UTF-8" in reader.skipped[2][1] and "ms" in reader.skipped[4][1]

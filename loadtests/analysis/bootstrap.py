@@ -14,18 +14,30 @@
   smallest of n values drawn with replacement from the sorted sample x(1..n) is x(floor(U*n)+1)
   with U ~ Beta(k, n-k+1), so one Beta draw per resample gives the resampled percentile.
 The interval is the percentile interval (2.5 %, 97.5 % by default) of the resampled
-differences, absolute and relative to run A.
+differences, absolute and relative to run A. Resamples that hold no value at all (only empty
+seconds drawn) are drawn again, never counted as NaN; draws that are not finite are left out,
+and with too few left there is no interval (`diff_interval` gives None). A percentile interval
+of a skewed statistic can miss its own estimate (the median of ~40 requests jumps between a
+few values): it is then widened to reach the estimate, so an interval is always ordered and
+contains its estimate.
+- `proportion_diff_interval`: the difference of two proportions (error rates, lost sessions)
+  in percentage points, by Newcombe's method (the Wilson score intervals of each combined): no
+  resampling, sound at 0 % and 100 %, ordered and containing its estimate.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Interval", "block_mean_draws", "block_quantile_draws", "diff_interval",
-           "quantile_draws"]
+__all__ = ["MIN_DRAWS", "Interval", "block_mean_draws", "block_quantile_draws",
+           "diff_interval", "proportion_diff_interval", "quantile_draws"]
+
+MIN_DRAWS = 20
+"""Finite resampled differences needed for an interval."""
 
 
 @dataclass(frozen=True)
@@ -87,16 +99,20 @@ def block_quantile_draws(per_second: Sequence[Sequence[float]], qs: Sequence[flo
         return {q: [math.nan] * resamples for q in qs}
     length = max(1, round(n ** (1 / 3)))
     blocks = math.ceil(n / length)
-    for _ in range(resamples):
+    attempts = 0
+    while len(out[qs[0]]) < resamples and attempts < 50 * resamples:
+        attempts += 1
         pooled: list[float] = []
         for _ in range(blocks):
             start = rng.randrange(n)
             for i in range(start, start + length):
                 pooled += seconds[i % n]
+        if not pooled:
+            continue  # only empty seconds drawn: no percentile; draw again
         pooled.sort()
         m = len(pooled)
         for q in qs:
-            out[q].append(pooled[max(1, math.ceil(q / 100 * m)) - 1] if m else math.nan)
+            out[q].append(pooled[max(1, math.ceil(q / 100 * m)) - 1])
     return out
 
 
@@ -109,12 +125,45 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def diff_interval(a: float, b: float, draws_a: Sequence[float], draws_b: Sequence[float],
-                  level: float = 0.95) -> Interval:
-    """Interval of B - A from paired lists of independent resampled statistics."""
+                  level: float = 0.95) -> Interval | None:
+    """Interval of B - A from lists of independent resampled statistics (paired in order,
+    the shorter list deciding); None with fewer than MIN_DRAWS finite pairs."""
     tail = (1 - level) / 2
-    diffs = [y - x for x, y in zip(draws_a, draws_b, strict=True)]
-    low, high = _pct(diffs, tail), _pct(diffs, 1 - tail)
-    if a == 0 or any(x == 0 for x in draws_a):
-        return Interval(b - a, low, high, None, None, None)
-    rel = [100 * (y - x) / x for x, y in zip(draws_a, draws_b, strict=True)]
-    return Interval(b - a, low, high, 100 * (b - a) / a, _pct(rel, tail), _pct(rel, 1 - tail))
+    pairs = [(x, y) for x, y in zip(draws_a, draws_b, strict=False)
+             if math.isfinite(x) and math.isfinite(y)]
+    if len(pairs) < MIN_DRAWS or not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    diff = b - a
+    diffs = [y - x for x, y in pairs]
+    low, high = min(_pct(diffs, tail), diff), max(_pct(diffs, 1 - tail), diff)
+    if a == 0 or any(x == 0 for x, _ in pairs):
+        return Interval(diff, low, high, None, None, None)
+    rel = [100 * (y - x) / x for x, y in pairs]
+    percent = 100 * diff / a
+    return Interval(diff, low, high, percent, min(_pct(rel, tail), percent),
+                    max(_pct(rel, 1 - tail), percent))
+
+
+def _wilson(k: int, n: int, z: float) -> tuple[float, float]:
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion_diff_interval(ka: int, na: int, kb: int, nb: int,
+                             level: float = 0.95) -> Interval | None:
+    """B's proportion kb/nb minus A's ka/na, in percentage points (Newcombe's hybrid score
+    interval); None when a run has no trials. `percent` is the change relative to A's
+    proportion when that is not 0."""
+    if na <= 0 or nb <= 0:
+        return None
+    z = statistics.NormalDist().inv_cdf(1 - (1 - level) / 2)
+    pa, pb = ka / na, kb / nb
+    la, ua = _wilson(ka, na, z)
+    lb, ub = _wilson(kb, nb, z)
+    diff = pb - pa
+    low = diff - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2)
+    high = diff + math.sqrt((ub - pb) ** 2 + (pa - la) ** 2)
+    low, high = min(low, diff), max(high, diff)
+    return Interval(100 * diff, 100 * low, 100 * high, None, None, None)

@@ -1,20 +1,30 @@
 """Two runs side by side: is B different from A, and by how much?
 
 What is compared (B - A, in % of A):
+- what went wrong, always (loadtests.analysis.compare_outcomes): the error rate of every step
+  and of all requests with the failure counts ("0 → 1,500 failures"), per open-model scenario
+  the sessions completed / dropped / interrupted / late in % of those due and the achieved
+  rate, and the QoS verdicts (the summary's, else evaluated from the stream);
 - ceiling (ramp runs, from `summary.json`): a single number per run, so no bootstrap. Its
   uncertainty is the ramp's resolution: the true ceiling lies between the last step held and
   the users of the step that failed (`failed_step`), so the difference lies in
   [low_B - high_A, high_B - low_A]. The change is significant when that interval excludes 0;
   without the next step it is reported as "no interval: single value".
 - throughput: per second of the load window, successful sessions and operations per protocol
-  (and failed operations when any failed); the mean with a circular block bootstrap over the
-  per-second samples;
+  (and failed ones when any failed); the mean with a circular block bootstrap over the
+  per-second samples; a rate seen in one run only is 0 per second in the other;
 - concurrent sessions per protocol (ticks) and the target's open fds, threads, processes and RSS
   per monitored group (samples; the resources of loadtests.monitor.resources marked
   `compared`): means over the load window, block bootstrap likewise; their
   peaks are shown as single values, without an interval;
-- latency p50/p95/p99 per step: bootstrap over requests, resampled by blocks of seconds (see
-  loadtests.analysis.bootstrap; steps with more than 3,000 requests are subsampled).
+- latency p50/p95/p99 per step, of the successful requests (a failure's time says nothing of
+  the server's speed: a run whose sessions all fail fast is not "faster"): bootstrap over
+  requests, resampled by blocks of seconds (see loadtests.analysis.bootstrap; steps with more
+  than 3,000 requests are subsampled). With fewer than `MIN_REQUESTS` (20) successful requests
+  in a run the row says "too few requests" and has no interval.
+A metric found in one run only is a row that says "present only in A/B", never dropped. A run
+without any request (a header-only stream) makes the comparison "not comparable" (`comparable`
+false, `significant` null; `mailswarm compare` exits 2), never "no significant change".
 Each resampling uses `resamples` draws (2,000 by default) from a generator seeded with `seed`,
 so the same inputs give the same output. A difference is *significant* when its 95 % interval
 excludes 0 and its size reaches `min_effect` % of A (25 % by default; 1 unit when A is 0). The
@@ -45,6 +55,13 @@ from loadtests.analysis.bootstrap import (
     block_quantile_draws,
     diff_interval,
 )
+from loadtests.analysis.compare_outcomes import (
+    arrival_rows,
+    failure_rows,
+    fmt_number,
+    one_sided_row,
+    qos_row,
+)
 from loadtests.analysis.stream import RunRecords, load_records, step_key
 from loadtests.analysis.summary import SUMMARY_FILE, percentile, summarize_records
 from loadtests.monitor.resources import resources_with
@@ -54,6 +71,9 @@ __all__ = ["compare_records", "compare_runs", "format_compare", "load_run", "per
 MIN_TAIL = 10
 """Requests a run needs beyond a latency percentile for a change in it to be judged."""
 
+MIN_REQUESTS = 20
+"""Successful requests of a step each run needs for latency intervals at all."""
+
 
 def load_run(path: Path) -> tuple[RunRecords, dict[str, Any]]:
     """Records and summary of a run folder (the summary computed from the same records when
@@ -61,7 +81,12 @@ def load_run(path: Path) -> tuple[RunRecords, dict[str, Any]]:
     path = Path(path)
     run = load_records(path)
     file = path / SUMMARY_FILE
-    summary = json.loads(file.read_text()) if file.is_file() else summarize_records(run)
+    try:
+        summary = json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    except (OSError, ValueError):
+        summary = None  # unreadable: computed from the stream instead
+    if not isinstance(summary, dict):
+        summary = summarize_records(run)
     return run, summary
 
 
@@ -147,21 +172,32 @@ def _compare_ceiling(a: tuple[RunRecords, dict[str, Any]], b: tuple[RunRecords, 
     return [row]
 
 
-def compare_records(a: tuple[RunRecords, dict[str, Any]], b: tuple[RunRecords, dict[str, Any]],
-                    *, resamples: int = 2000, seed: int = 1, min_effect: float = 25.0,
-                    min_latency_ms: float = 1.0) -> dict[str, Any]:
-    """The comparison of two loaded runs (see the module docstring); pure."""
-    rng = random.Random(seed)
-    rows = _compare_ceiling(a, b, min_effect)
-    sa, sb = per_second(a[0]), per_second(b[0])
+def _zeros(run: RunRecords) -> list[float]:
+    """A per-second count that never happened in `run`: a zero for each second of its load."""
+    return [0.0] * max(1, math.floor(run.t_end - run.t0))
+
+
+def _per_second_rows(a: RunRecords, b: RunRecords, resamples: int, rng: random.Random,
+                     min_effect: float) -> list[dict[str, Any]]:
+    """Rates, concurrent sessions and resources: means with block-bootstrap intervals. A rate
+    seen in one run only is 0 per second in the other; a sampled metric (sessions, resources)
+    missing in a run is shown as present in the other only."""
+    rows = []
+    sa, sb = per_second(a), per_second(b)
     for name in sorted(set(sa) | set(sb)):
-        xa, xb = sa.get(name, []), sb.get(name, [])
-        if not xa or not xb:
-            continue
-        if name.endswith("failed/s") and not any(xa) and not any(xb):
-            continue
         group = "throughput" if name.endswith("/s") else (
             "sessions" if name.endswith("sessions") else "resources")
+        xa, xb = sa.get(name, []), sb.get(name, [])
+        if group == "throughput":
+            xa, xb = xa or _zeros(a), xb or _zeros(b)
+        if name.endswith("failed/s") and not any(xa) and not any(xb):
+            continue
+        if not xa or not xb:
+            present = xa or xb
+            mean = sum(present) / len(present)
+            rows.append(one_sided_row(group, f"{name} (mean)", mean if xa else None,
+                                      mean if xb else None, "present in one run only"))
+            continue
         ma, mb = sum(xa) / len(xa), sum(xb) / len(xb)
         iv = diff_interval(ma, mb, block_mean_draws(xa, resamples, rng),
                            block_mean_draws(xb, resamples, rng))
@@ -170,39 +206,93 @@ def compare_records(a: tuple[RunRecords, dict[str, Any]], b: tuple[RunRecords, d
         if group == "resources":
             rows.append(_row(group, f"{name} (peak)", max(xa), max(xb), None, min_effect,
                              "single value"))
-    lat_a, lat_b = _latencies(a[0]), _latencies(b[0])
+    return rows
+
+
+def _latency_rows(a: RunRecords, b: RunRecords, resamples: int, rng: random.Random,
+                  min_effect: float, min_latency_ms: float) -> list[dict[str, Any]]:
+    """p50/p95/p99 per step of the successful requests (a failure's time says nothing of the
+    server's speed; failures have their own rows)."""
+    rows = []
+    lat_a, lat_b = _latencies(a), _latencies(b)
     qs = (50, 95, 99)
-    for key in sorted(set(lat_a) & set(lat_b)):
-        all_a = sorted(v for s in lat_a[key] for v in s)
-        all_b = sorted(v for s in lat_b[key] for v in s)
-        draws_a = block_quantile_draws(lat_a[key], qs, resamples, rng)
-        draws_b = block_quantile_draws(lat_b[key], qs, resamples, rng)
+    for key in sorted(set(lat_a) | set(lat_b)):
+        all_a = sorted(v for s in lat_a.get(key, []) for v in s)
+        all_b = sorted(v for s in lat_b.get(key, []) for v in s)
+        if not all_a or not all_b:
+            for q in qs:
+                rows.append(one_sided_row(
+                    "latency", f"{key} p{q} ms", percentile(all_a, q), percentile(all_b, q),
+                    "present in one run only (successful requests)"))
+            continue
+        few = min(len(all_a), len(all_b)) < MIN_REQUESTS
+        if not few:
+            draws_a = block_quantile_draws(lat_a[key], qs, resamples, rng)
+            draws_b = block_quantile_draws(lat_b[key], qs, resamples, rng)
         for q in qs:
             va, vb = percentile(all_a, q), percentile(all_b, q)
+            name = f"{key} p{q} ms"
+            if few:
+                row = _row("latency", name, va, vb, None, min_effect, "too few requests")
+                row["significant"] = False
+                row["text"] = (f"{name}: too few requests ({len(all_a)} in A, {len(all_b)} in "
+                               f"B; needs {MIN_REQUESTS} in each): no interval")
+                rows.append(row)
+                continue
             iv = diff_interval(va or 0.0, vb or 0.0, draws_a[q], draws_b[q])
-            row = _row("latency", f"{key} p{q} ms", va, vb, iv, min_effect,
+            row = _row("latency", name, va, vb, iv, min_effect,
                        "bootstrap over requests by blocks of seconds", min_latency_ms)
             tail = math.floor(min(len(all_a), len(all_b)) * (100 - q) / 100)
             if tail < MIN_TAIL:
                 row["significant"] = False
                 row["text"] += f" (not judged: {tail} requests beyond p{q}, needs {MIN_TAIL})"
             rows.append(row)
+    return rows
+
+
+def _empty(run: tuple[RunRecords, dict[str, Any]]) -> bool:
+    """A run with nothing to compare: no request recorded and no ceiling (a header-only
+    stream)."""
+    return not run[0].requests and not run[1].get("ceiling")
+
+
+def compare_records(a: tuple[RunRecords, dict[str, Any]], b: tuple[RunRecords, dict[str, Any]],
+                    *, resamples: int = 2000, seed: int = 1, min_effect: float = 25.0,
+                    min_latency_ms: float = 1.0) -> dict[str, Any]:
+    """The comparison of two loaded runs (see the module docstring); pure."""
+    rng = random.Random(seed)
+    rows = _compare_ceiling(a, b, min_effect)
+    rows += failure_rows(a[0], b[0])
+    rows += arrival_rows(a[1], b[1])
+    if a[0].requests or b[0].requests:
+        rows.append(qos_row(a, b))
+    rows += _per_second_rows(a[0], b[0], resamples, rng, min_effect)
+    rows += _latency_rows(a[0], b[0], resamples, rng, min_effect, min_latency_ms)
     significant = [r["text"] for r in rows if r.get("significant")]
+    empty = [side for side, run in (("A", a), ("B", b)) if _empty(run)]
+    if empty:
+        verdict = (f"not comparable: {' and '.join(empty)} recorded no requests (a "
+                   "header-only stream)")
+    else:
+        verdict = "; ".join(significant) if significant else "no significant change"
     return {"a": _describe(a), "b": _describe(b), "resamples": resamples, "seed": seed,
             "min_effect_percent": min_effect, "min_latency_ms": min_latency_ms,
-            "metrics": rows,
-            "significant": bool(significant),
-            "verdict": "; ".join(significant) if significant else "no significant change"}
+            "metrics": rows, "comparable": not empty,
+            "significant": bool(significant) if not empty else None,
+            "verdict": verdict}
 
 
 def _latencies(run: RunRecords) -> dict[str, list[list[float]]]:
-    """Per step, per second of the run (from its first request), the latencies started then."""
+    """Per step, per second of the run (from its first request), the latencies of the
+    successful requests started then."""
     if not run.requests:
         return {}
     first = min(r.ts for r in run.requests)
     n = math.floor(max(r.ts for r in run.requests) - first) + 1
     out: dict[str, list[list[float]]] = {}
     for r in run.requests:
+        if not r.ok:
+            continue
         key = step_key(r.type, r.name)
         if key not in out:
             out[key] = [[] for _ in range(n)]
@@ -211,10 +301,12 @@ def _latencies(run: RunRecords) -> dict[str, list[list[float]]]:
 
 
 def _describe(run: tuple[RunRecords, dict[str, Any]]) -> dict[str, Any]:
-    summary = run[1]
+    records, summary = run
     return {"profile": summary.get("profile"), "started": summary.get("started"),
             "duration_s": summary.get("duration_s"),
-            "target": (summary.get("target") or {}).get("name")}
+            "target": (summary.get("target") or {}).get("name"),
+            "requests": len(records.requests), "end": summary.get("end"),
+            "skipped_lines": len(records.skipped)}
 
 
 def compare_runs(a: Path, b: Path, *, resamples: int = 2000, seed: int = 1,
@@ -229,29 +321,45 @@ def compare_runs(a: Path, b: Path, *, resamples: int = 2000, seed: int = 1,
 def _num(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
-    return str(value)
+    if isinstance(value, str):
+        return value
+    return fmt_number(value)
+
+
+def _change(r: dict[str, Any]) -> tuple[str, str]:
+    """The change and interval columns of a row."""
+    pct, ivp, iv = r.get("diff_percent"), r.get("interval_percent"), r.get("interval")
+    if r.get("only_in"):
+        return f"only {r['only_in']}", "-"
+    if r.get("unit") == "points":
+        return (f"{r['diff']:+.1f}pt", f"[{iv[0]:+.1f}, {iv[1]:+.1f}]pt" if iv else "-")
+    change = f"{pct:+.1f}%" if pct is not None else _num(r.get("diff"))
+    if ivp:
+        return change, f"[{ivp[0]:+.1f}%, {ivp[1]:+.1f}%]"
+    if iv:
+        return change, f"[{_num(iv[0])}, {_num(iv[1])}]"
+    return change, "single value" if r.get("method") == "single value" else "-"
 
 
 def format_compare(result: dict[str, Any], rows: Sequence[dict[str, Any]] | None = None) -> str:
-    """The comparison as a terminal table, then the verdict."""
+    """The comparison as a terminal table (with the counts behind each rate), then the
+    verdict."""
     rows = result["metrics"] if rows is None else rows
     lines = [f"A: {result['a'].get('dir', result['a'].get('profile'))}",
              f"B: {result['b'].get('dir', result['b'].get('profile'))}",
              f"{'metric':<44} {'A':>10} {'B':>10} {'change':>8} {'95% interval':>18}  "
              f"significant"]
     for r in rows:
-        pct, ivp = r.get("diff_percent"), r.get("interval_percent")
-        change = f"{pct:+.1f}%" if pct is not None else _num(r.get("diff"))
-        if ivp:
-            interval = f"[{ivp[0]:+.1f}%, {ivp[1]:+.1f}%]"
-        elif r.get("interval"):
-            interval = f"[{_num(r['interval'][0])}, {_num(r['interval'][1])}]"
-        else:
-            interval = "single value"
+        change, interval = _change(r)
         sig = {True: "YES", False: "no", None: "-"}[r.get("significant")]
+        detail = r.get("detail") or ("" if r.get("group") != "qos" else r["text"])
         lines.append(f"{r['metric'][:44]:<44} {_num(r.get('a')):>10} {_num(r.get('b')):>10} "
-                     f"{change:>8} {interval:>18}  {sig}")
+                     f"{change:>8} {interval:>18}  {sig:<3}"
+                     f"{'  ' + detail if detail else ''}".rstrip())
+    for side in ("a", "b"):
+        skipped = result[side].get("skipped_lines")
+        if skipped:
+            lines.append(f"{side.upper()}: {skipped} lines of its stream were not records "
+                         "(skipped)")
     lines += ["", f"verdict: {result['verdict']}"]
     return "\n".join(lines)

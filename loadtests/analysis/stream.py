@@ -46,6 +46,8 @@ class RunRecords:
     steps: list[Step] = field(default_factory=list)
     errors: list[UserError] = field(default_factory=list)
     end: End | None = None
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    """Lines of the stream that were not records: (line number, why)."""
 
     @property
     def t0(self) -> float:
@@ -94,8 +96,12 @@ def results_path(path: Path) -> Path:
 
 
 def load_records(path: Path) -> RunRecords:
-    """The records of a run folder (or results file), in one pass."""
-    return collect(read_stream(results_path(path)))
+    """The records of a run folder (or results file), in one pass; the lines that were not
+    records in `skipped`."""
+    reader = read_stream(results_path(path))
+    run = collect(reader)
+    run.skipped = list(getattr(reader, "skipped", []))
+    return run
 
 
 @dataclass

@@ -4,10 +4,15 @@
 out); `summarize(out_dir)` reads the stream first; `write_summary` writes the file (once per run:
 see loadtests.report.finish, which adds the QoS verdict before).
 Fields other tools rely on: `requests` (a list of {type, name, count, failures, p50_ms, p95_ms,
-p99_ms}), `arrival` per open-model scenario ({intended_per_s, achieved_per_s, late, dropped,
-in_flight_max}), `duration_s`, `profile`, `target`. Also `errors` (the most frequent failure
-texts per request), `end` (why the run ended) and, from the monitor's samples, the peaks of the
-resources of loadtests.monitor.resources.
+p99_ms}), `arrival` per open-model scenario ({intended_per_s, due_per_s, achieved_per_s,
+achieved_percent, late, dropped, interrupted, in_flight_max}), `duration_s`, `profile`,
+`target`. Also `errors` (per step, the most frequent failure causes of
+loadtests.analysis.failures, each with an example text), `end` (why the run ended;
+"incomplete (no end record)" with `incomplete` true for a killed run's stream, summarised up to
+its last record), `skipped_lines` (lines of the stream that were not records, the first ones in
+`skipped`) and, from the monitor's samples, the peaks of the resources of
+loadtests.monitor.resources and the cost per held connection (loadtests.analysis
+.connection_cost).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.analysis.cause import attribute_cause, samples_between
+from loadtests.analysis.connection_cost import connection_cost
+from loadtests.analysis.failures import failure_groups
 from loadtests.analysis.stream import RunRecords, load_records
 from loadtests.monitor.resources import RESOURCES, http_ports, http_sockets
 from loadtests.protocols import USER_KINDS
@@ -39,7 +46,14 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 def _arrival(header: Header, ticks: dict[str, dict[str, Any]],
-             phases: dict[str, dict[str, float]]) -> dict[str, Any]:
+             phases: dict[str, dict[str, float]], load_start: float | None,
+             load_end: float | None) -> dict[str, Any]:
+    """Per open-model scenario: the pacer's last counters over the arrival window (from its
+    `arrival_start` to its `arrival_stop` phase; without them, the load window: a killed run's
+    stream ends at its last record). `intended` counts the sessions due inside the window and
+    `completed` those of them that ended, so `achieved_per_s` is compared with `due_per_s`
+    (the same sessions over the same window) and `achieved_percent` is completed / due;
+    `intended_per_s` is the profile's rate, which a window holding bursts exceeds."""
     out = {}
     for sc in (header.profile or {}).get("scenarios", []):
         schedule = sc.get("schedule", {})
@@ -48,13 +62,17 @@ def _arrival(header: Header, ticks: dict[str, dict[str, Any]],
         name = sc["name"]
         counters = ticks.get(name, {})
         window = phases.get(name, {})
-        seconds = window.get("arrival_stop", 0) - window.get("arrival_start", 0)
-        completed = counters.get("completed", 0)
+        start = window.get("arrival_start", load_start)
+        stop = window.get("arrival_stop", load_end)
+        seconds = max(0.0, stop - start) if start is not None and stop is not None else 0.0
+        completed, due = counters.get("completed", 0), counters.get("intended", 0)
         out[name] = {
             "intended_per_s": (header.rates or {}).get(name, schedule.get("rate")),
+            "due_per_s": round(due / seconds, 3) if seconds > 0 else 0.0,
             "achieved_per_s": round(completed / seconds, 3) if seconds > 0 else 0.0,
+            "achieved_percent": round(100 * completed / due, 1) if due else None,
             "window_s": round(seconds, 3),
-            "intended": counters.get("intended", 0),
+            "intended": due,
             "started": counters.get("started", 0),
             "completed": completed,
             "interrupted": counters.get("interrupted", 0),
@@ -71,13 +89,13 @@ class _Resources:
 
     def __init__(self, header: Header) -> None:
         self.targets: dict[str, dict[str, Any]] = defaultdict(dict)
-        self.first: dict[str, dict[str, Any]] = {}
         self.connections: dict[str, int] = defaultdict(int)
         self.generator: dict[str, Any] = {}
         self.ports: dict[str, int] = defaultdict(int)
         self.endpoints: dict[str, Any] = (header.target or {}).get("endpoints", {})
         self.http_ports = http_ports(header.target)
         self.http_series: list[tuple[int, int]] = []  # (open HTTP sessions, connections)
+        self.points: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         self.samples = 0
 
     def _peak(self, into: dict[str, Any], key: str, value: Any) -> None:
@@ -100,11 +118,11 @@ class _Resources:
         tcp = (rec.system or {}).get("tcp") or {}
         endpoints = self.endpoints
         for name, t in (rec.targets or {}).items():
-            self.first.setdefault(name, t)
             held = sum(((tcp.get("ports") or {}).get(endpoints[key]["address"].rsplit(":", 1)[1])
                         or {}).get("local", {}).get("ESTABLISHED", 0)
                        for key in name.split("+") if key in endpoints)
             self.connections[name] = max(self.connections[name], held)
+            self.points[name].append((held, t))
             self._keep(self.targets[name], t, generator=False)
         gen = rec.generator or {}
         self._keep(self.generator, gen, generator=True)
@@ -126,16 +144,10 @@ class _Resources:
     def summary(self, sessions: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if not self.samples:
             return {}
+        costed = [res.key for res in RESOURCES if res.per_connection]
         for name, peaks in self.targets.items():
-            held, first = self.connections.get(name, 0), self.first.get(name, {})
-            peaks["connections_max"] = held
-            if held >= 50:  # what each held connection costs: growth over the first sample,
-                # per connection (few connections: noise of the process's own growth)
-                peaks["per_connection"] = {
-                    res.key: round((peaks[f"{res.key}_max"] - first[res.key]) / held, 1)
-                    for res in RESOURCES if res.per_connection
-                    and peaks.get(f"{res.key}_max") is not None
-                    and first.get(res.key) is not None}
+            peaks["connections_max"] = self.connections.get(name, 0)
+            peaks.update(connection_cost(self.points[name], costed))
         out: dict[str, Any] = {
             "target_resources": dict(self.targets),
             "generator": self.generator,
@@ -197,16 +209,15 @@ def _ceiling(header: Header, steps: list[Step], samples: list[Sample]) -> dict[s
 
 
 def _requests(requests: list[Req]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rows per (type, name): count, failures, percentiles; and the most frequent errors."""
+    """Rows per (type, name): count, failures, percentiles; and per step its most frequent
+    failure causes (loadtests.analysis.failures), each with one example text (`error`)."""
     latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
     failures: Counter[tuple[str, str]] = Counter()
-    errors: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     for r in requests:
         key = (r.type, r.name)
         latencies[key].append(r.ms)
         if not r.ok:
             failures[key] += 1
-            errors[key][r.err or "unknown"] += 1
     rows = []
     for (rtype, name), values in sorted(latencies.items()):
         values.sort()
@@ -215,9 +226,13 @@ def _requests(requests: list[Req]) -> tuple[list[dict[str, Any]], list[dict[str,
             "p50_ms": percentile(values, 50), "p95_ms": percentile(values, 95),
             "p99_ms": percentile(values, 99), "max_ms": values[-1],
         })
-    top = [{"type": t, "name": n, "error": text, "count": count}
-           for (t, n), counter in sorted(errors.items())
-           for text, count in counter.most_common(5)]
+    shown: Counter[tuple[str, str]] = Counter()
+    top = []
+    for g in sorted(failure_groups(requests), key=lambda g: (g.type, g.name, -g.count)):
+        if shown[(g.type, g.name)] < 5:
+            shown[(g.type, g.name)] += 1
+            top.append({"type": g.type, "name": g.name, "cause": g.cause, "error": g.example,
+                        "count": g.count})
     return rows, top
 
 
@@ -245,18 +260,23 @@ def summarize_records(run: RunRecords) -> dict[str, Any]:
     escaped = Counter(e.error or "unknown" for e in run.errors)
     requests, errors = _requests(run.requests)
     first_ts = tick_ts[0] if tick_ts else None
-    last_ts = tick_ts[-1] if tick_ts else None
     load_start = phases.get("*", {}).get("load_start", first_ts)
-    load_end = end.load_end if end is not None and end.load_end is not None else last_ts
+    if end is not None and end.load_end is not None:
+        load_end: float | None = end.load_end
+    else:  # a killed run's stream: up to its last record
+        load_end = run.t_end if (run.ticks or run.samples or run.requests) else None
     return {
         "profile": (header.profile or {}).get("name"),
         "profile_file": header.profile_file,
         "target": header.target or None,
         "started": header.ts or None,
         "duration_s": round(load_end - load_start, 3) if load_start and load_end else 0.0,
-        "end": end.reason if end is not None else "killed (no end record)",
+        "end": end.reason if end is not None else "incomplete (no end record)",
+        "incomplete": end is None,
+        "skipped_lines": len(run.skipped),
+        "skipped": [{"line": n, "why": why} for n, why in run.skipped[:10]],
         "requests": requests,
-        "arrival": _arrival(header, scenarios, phases),
+        "arrival": _arrival(header, scenarios, phases, load_start, load_end),
         "sessions": {
             proto: {"peak": c["peak"], "opened": c["opened"], "dropped": c["dropped"],
                     "mean": round(sum(open_samples[proto]) / len(open_samples[proto]), 2)

@@ -15,8 +15,9 @@ sessions and resources (block bootstrap), requests for latency percentiles, the 
 resolution for the ceiling. Significant = interval excludes 0 and the change reaches
 --min-effect % of A. See `python -m pydoc loadtests.analysis.compare`.
 
-exit status: 0 compared (whatever the verdict), 2 a folder holds no results (or results this
-version cannot read).
+exit status: 0 compared (whatever the verdict), 2 a folder holds no results: no stream, one
+this version cannot read, or one with no request recorded (a header-only stream: "not
+comparable").
 """
 
 
@@ -63,4 +64,4 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(json.dumps(result, indent=2) if args.json else format_compare(result))
     if args.html is not None and not args.json:
         print(f"page: {args.html}")
-    return 0
+    return 0 if result["comparable"] else 2

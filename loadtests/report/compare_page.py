@@ -50,12 +50,14 @@ def overlay_charts(a: Run, b: Run) -> list[Chart]:
 def render_compare(result: dict[str, Any], a: Run, b: Run) -> str:
     rows = [{"metric": r["metric"], "A": r.get("a"), "B": r.get("b"),
              "change %": r.get("diff_percent"),
-             "95% interval": _interval(r), "significant": _sig(r.get("significant"))}
+             "95% interval": _interval(r), "significant": _sig(r.get("significant")),
+             "counts": r.get("detail") or ("" if not r.get("only_in")
+                                           else f"present only in {r['only_in']}")}
             for r in result["metrics"]]
     header = (f'<p class="meta">A: {escape(str(result["a"].get("dir", "")))} · B: '
               f'{escape(str(result["b"].get("dir", "")))} · {result["resamples"]} resamples, '
               f'seed {result["seed"]}, minimum effect {result["min_effect_percent"]:g}%</p>'
-              f'<p>Verdict: {badge(not result["significant"], result["verdict"])}</p>')
+              f'<p>Verdict: {badge(result["significant"] is False, result["verdict"])}</p>')
     sections = [section("Differences (B - A)", html_table(rows, ("metric", "95% interval"))),
                 section("Both runs overlaid (A solid, B dashed)",
                         *(render_chart(c) for c in overlay_charts(a, b)))]

@@ -9,11 +9,11 @@ of loadtests.monitor.resources marked `chart`.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from loadtests.analysis.failures import normalise_cause
 from loadtests.analysis.stream import RunRecords
 from loadtests.analysis.summary import percentile
 from loadtests.monitor.resources import http_sockets, resources_with
@@ -66,20 +66,9 @@ def latency_series(requests: Iterable[Req], t0: float,
     return out
 
 
-_CODE = re.compile(r"^\s*(\d{3})\b")
-
-
 def failure_cause(err: str | None, code: int | str | None = None) -> str:
-    """A short cause for a failure: the error kind (from `err`, `Kind: text`) plus the record's
-    `code` — reply code, status or errno name — when it has one (`SMTPResponseException 421`).
-    Without a code (schema 1 streams), a reply code at the start of the text is used."""
-    if not err:
-        return "unknown"
-    kind, _, rest = err.partition(":")
-    if code is None:
-        match = _CODE.match(rest)
-        code = match.group(1) if match else None
-    return f"{kind.strip()} {code}" if code is not None else kind.strip()[:60]
+    """A failure's cause as the summary names it (loadtests.analysis.failures)."""
+    return normalise_cause(err, code)
 
 
 def failure_series(requests: Sequence[Req], t0: float, t1: float,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from loadtests.analysis.failures import failure_groups
 from loadtests.monitor.resources import resources_with
-from loadtests.report.series import failure_cause
 from loadtests.stream import Req
 
 __all__ = ["arrival_rows", "failure_rows", "qos_rows", "request_rows", "resource_rows",
@@ -57,15 +56,8 @@ def resource_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def failure_rows(requests: Sequence[Req], top: int = 50) -> list[dict[str, Any]]:
     """Failures by cause and step, most frequent first, with one example text each."""
-    counts: Counter[tuple[str, str, str]] = Counter()
-    example: dict[tuple[str, str, str], str] = {}
-    for r in requests:
-        if not r.ok:
-            key = (failure_cause(r.err, r.code), r.type, r.name)
-            counts[key] += 1
-            example.setdefault(key, (r.err or "")[:200])
-    return [{"cause": c, "type": t, "name": n, "count": k, "example": example[(c, t, n)]}
-            for (c, t, n), k in counts.most_common(top)]
+    return [{"cause": g.cause, "type": g.type, "name": g.name, "count": g.count,
+             "example": g.example[:200]} for g in failure_groups(requests)[:top]]
 
 
 def qos_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
