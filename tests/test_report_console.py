@@ -74,4 +74,6 @@ def test_live_view_leads_with_the_headline_figures() -> None:
     assert first == ("\033[Know: smtp: achieved / intended 49 / 50 per s  |  "
                      "smtp: late / dropped 3 / 1")
     assert live_headline(Progress(2.0, 10.0, "running", 5, 40, 4, 0, {})) == \
-        "operations 40  |  failed 10.00%  |  slowest p95: all operations -"
+        "operations 40  |  failed 10.00%"
+    assert live_headline(Progress(2.0, 10.0, "running", 5, 40, 4, 0, {}), 12.5) == \
+        "operations 40  |  failed 10.00%  |  slowest p95: all operations 12.5 ms"

@@ -104,3 +104,17 @@ def test_idle_and_webuser_figures() -> None:
     assert headline(web).kind == "webuser"
     assert _figures(web) == {"HTTP sessions / connections": "3,000 / 140",
                              "TIME_WAIT peak": "2,910"}
+
+
+def test_web_ui_headline_tab_rows_from_locust_stats() -> None:
+    from loadtests.webui import headline_rows
+
+    stats = [{"method": "SMTP", "name": "DATA", "num_requests": 90, "num_failures": 9,
+              "response_time_percentile_0.95": 40, "response_time_percentile_0.99": 80},
+             {"method": "SMTP", "name": "session", "num_requests": 10, "num_failures": 0,
+              "response_time_percentile_0.95": 900},
+             {"method": None, "name": "Aggregated", "num_requests": 100, "total_rps": 10.0}]
+    rows = headline_rows(stats)
+    assert [(r["figure"], r["value"]) for r in rows] == [
+        ("operations", "90"), ("failed", "10.00%"), ("slowest p95: SMTP DATA", "40.0 ms")]
+    assert rows[0]["note"] == "9.0/s"

@@ -201,7 +201,8 @@ def _closed_figures(summary: dict[str, Any]) -> list[Figure]:
     if count:
         figures.append(Figure("failed", f"{100 * failures / count:.2f}%", _num(failures),
                               bad=bool(failures)))
-    slowest = max(rows, key=lambda r: r.get("p95_ms") or 0, default=None)
+    slowest = max((r for r in rows if r.get("p95_ms") is not None),
+                  key=lambda r: r["p95_ms"], default=None)
     if slowest:
         figures.append(Figure(f"slowest p95: {slowest['type']} {slowest['name']}",
                               _ms(slowest.get("p95_ms")), f"p99 {_ms(slowest.get('p99_ms'))}"))
