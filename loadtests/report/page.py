@@ -47,7 +47,8 @@ h1{font-size:20px;margin:0 0 2px}h2{font-size:16px;margin:22px 0 8px;color:#333}
 .warn{margin:10px 0 0;padding:8px 12px;background:#fff8e1;border:1px solid #f0d98c;
  border-radius:5px;font-size:13px}.warn li{margin:2px 0}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,620px),1fr));gap:12px}
-.chart{height:360px;background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:4px}
+.chart{min-width:0;overflow:hidden;height:360px;background:#fff;border:1px solid #e1e4e8;
+ border-radius:6px;padding:4px}
 .chart.wide{grid-column:1/-1;height:420px}
 table{border-collapse:collapse;margin:6px 0 12px;background:#fff;font-size:13px}
 th,td{border:1px solid #e1e4e8;padding:3px 8px;text-align:right;font-variant-numeric:tabular-nums}
@@ -85,6 +86,8 @@ _SCRIPT = """
  window.addEventListener('beforeprint',function(){
   document.querySelectorAll('details').forEach(function(d){d.open=true;});resize();});
  window.addEventListener('afterprint',resize);
+ var print=window.matchMedia&&window.matchMedia('print');
+ if(print&&print.addEventListener)print.addEventListener('change',resize);
 })();
 """
 
