@@ -187,9 +187,9 @@ def _qos_section(summary: dict[str, Any]) -> str:
     blocks = []
     for proto, rows in qos_groups(summary).items():
         failed = sum(1 for r in rows if r["pass"] is False)
-        title = f"{proto}: {'all pass' if not failed else f'{failed} failed'} of"
-        blocks.append(collapsed(title, html_table(rows, _LEFT), open_=bool(failed),
-                                rows=len(rows)))
+        title = (f"{proto}: {failed} of {len(rows)} checks failed" if failed
+                 else f"{proto}: all {len(rows)} checks pass")
+        blocks.append(collapsed(title, html_table(rows, _LEFT), open_=bool(failed)))
     return section("QoS checks, per protocol", *blocks) if blocks else ""
 
 
