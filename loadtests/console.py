@@ -1,4 +1,9 @@
-"""What a person sees in the terminal: a live progress line during a run, a summary table after."""
+"""What a person sees in the terminal: a live progress line during a run, a summary table after.
+
+Both lead with the headline of loadtests.report.headline (the report's header band): live, its
+figures computed from the run's counters so far (`live_summary`); at the end, the verdict line
+first, then the failed checks per protocol, the figures of the run's kind, a ceiling's evidence
+and the warnings, then the detail tables."""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ from collections import deque
 from typing import Any, TextIO
 
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
+from loadtests.report.headline import headline, headline_lines
 from loadtests.run.progress import Progress
 from loadtests.units import format_duration
 
-__all__ = ["ProgressPrinter", "describe_plan", "format_summary", "progress_bar"]
+__all__ = ["ProgressPrinter", "describe_plan", "format_summary", "live_headline", "live_summary",
+           "progress_bar"]
 
 
 def describe_plan(profile: Profile, duration: float) -> str:
@@ -71,6 +78,29 @@ class _Window:
         return (values[max(0, math.ceil(0.95 * len(values)) - 1)] if values else None), failures
 
 
+def live_summary(p: Progress, p95_ms: float | None = None) -> dict[str, Any]:
+    """The parts of a summary the counters of a running run give (what `headline` reads):
+    per open-model scenario the rates since the start and late / dropped; the operations and
+    failures so far (`p95_ms`: of the last seconds, when observed)."""
+    elapsed = max(p.elapsed, 1e-9)
+    arrival = {name: {"intended_per_s": round(sc.get("intended", 0) / elapsed, 1),
+                      "achieved_per_s": round(sc.get("completed", 0) / elapsed, 1),
+                      "window_s": round(p.elapsed, 1), "intended": sc.get("intended", 0),
+                      "late": sc.get("late", 0), "dropped": sc.get("dropped", 0),
+                      "in_flight_max": sc.get("in_flight_max", sc.get("in_flight", 0)),
+                      "max_in_flight": sc.get("max_in_flight")}
+               for name, sc in p.scenarios.items()}
+    return {"arrival": arrival, "duration_s": p.elapsed, "end": "completed",
+            "requests": [{"type": "all", "name": "operations", "count": p.requests,
+                          "failures": p.failures, "p95_ms": p95_ms}]}
+
+
+def live_headline(p: Progress, p95_ms: float | None = None) -> str:
+    """The headline's figures for the counters so far, on one line."""
+    return "  |  ".join(f"{f.label} {f.value}"
+                        for f in headline(live_summary(p, p95_ms)).figures)
+
+
 class ProgressPrinter:
     """Called once a second with a Progress. On a terminal: a progress bar for the run time and a
     small live table per scenario (sessions/s, in flight, late, dropped, and with `observe`
@@ -113,6 +143,7 @@ class ProgressPrinter:
                  f"{p.requests}  failures {p.failures}",
                  f"  {'scenario':<16} {'rate/s':>8} {'in flight':>9} {'late':>6} "
                  f"{'dropped':>7} {'fail 5s':>7} {'p95 5s':>8}"]
+        lines.insert(0, f"now: {live_headline(p, self._p95())}")
         names = list(p.scenarios) or ["(all)"]
         for name in names:
             sc = p.scenarios.get(name)
@@ -129,6 +160,11 @@ class ProgressPrinter:
                          f"{_ms(p95):>8}")
         return lines
 
+    def _p95(self) -> float | None:
+        """p95 of the last seconds over all scenarios (when `observe` is wired)."""
+        values = sorted(v for b in self._window.buckets for vals, _ in b.values() for v in vals)
+        return values[max(0, math.ceil(0.95 * len(values)) - 1)] if values else None
+
     def __call__(self, p: Progress) -> None:
         prev, self._last = self._last, p
         self._count += 1
@@ -141,7 +177,7 @@ class ProgressPrinter:
             self._drawn = len(lines)
             self.stream.flush()
         elif self._count % self.every == 0 or p.phase != "running":
-            self.stream.write(self._line(p, rate) + "\n")
+            self.stream.write(f"{live_headline(p, self._p95())}  ||  {self._line(p, rate)}\n")
             self.stream.flush()
         self._window.rotate()
 
@@ -160,18 +196,9 @@ def _per(value: float | None, unit: float = 1.0) -> str:
     return "-" if value is None else f"{value / unit:.1f}"
 
 
-def _qos_line(check: dict[str, Any]) -> str:
-    """A failed QoS check: the step it judged, its rule and what was measured."""
-    step = check.get("step")
-    rule = check.get("text") or check["name"]
-    measured = check.get("measured")
-    unit = "%" if check.get("kind") in ("latency", "errors") else ""
-    return (f"{step + ': ' if step else ''}{rule}"
-            f"{f' (measured {measured:g}{unit})' if isinstance(measured, int | float) else ''}")
-
-
 def format_summary(summary: dict[str, Any]) -> str:
-    lines = [
+    """The end-of-run text: the headline (verdict first), then the detail."""
+    lines = [*headline_lines(headline(summary)), "",
         f"profile {summary.get('profile')}  target {(summary.get('target') or {}).get('name')}  "
         f"duration {summary.get('duration_s')} s  end: {summary.get('end')}",
         "",
@@ -222,18 +249,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += ["", f"HTTP: {http['peak_sessions']} sessions at the peak on "
                       f"{http['peak_connections']} connections at the peak{while_open}; "
                       f"TIME_WAIT peak {http['time_wait_peak']}"]
-    ceiling = summary.get("ceiling")
-    if ceiling:
-        lines += ["", f"ceiling: {ceiling['sessions']} {ceiling['protocol']} sessions (step "
-                  f"{ceiling['step']} users; step {ceiling.get('failed_step', '-')} failed)",
-                  f"cause: {ceiling['cause']}"]
-        lines += [f"  - {e}" for e in ceiling["evidence"]]
-    qos = summary.get("qos")
-    if qos:
-        failed = [c for c in qos["checks"] if not c["pass"]]
-        lines += ["", f"QoS: {'PASS' if qos['pass'] else 'FAIL'} ({len(qos['checks'])} checks"
-                  f"{f', {len(failed)} failed' if failed else ''})"]
-        lines += [f"  - {_qos_line(c)}" for c in failed[:10]]
     for e in summary.get("user_errors") or []:
         lines.append(f"  user error x{e['count']}: {e['error'][:160]}")
     if summary.get("skipped_lines"):

@@ -8,8 +8,11 @@ extension points (see Locust's examples/extend_web_ui.py):
   `extendedTables`), one row per monitored process group and one for the generator: the
   resources of loadtests.monitor.resources marked `live` (processes, threads, open fds / fd
   limit, RSS and PSS in MiB, CPU %);
-- the rows themselves as `extended_stats` in each `/stats/requests` answer (added by an
+- the rows of both tabs as `extended_stats` in each `/stats/requests` answer (added by an
   `after_request` hook), which the UI polls every 2 s while the run goes;
+- a "Headline" tab: the figures of the report's headline (loadtests.report.headline) computed
+  from Locust's request statistics so far (operations, failed %, the slowest p95), the same
+  function the report and the console use;
 - `GET /mailswarm/target`: the newest monitor sample as JSON (`{}` before the first one);
 - a link to that JSON on the UI's "Download Data" tab.
 
@@ -26,12 +29,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from loadtests.monitor.resources import Resource, resources_with
+from loadtests.report.headline import headline
 
-__all__ = ["TABLE_STRUCTURE", "TAB_KEY", "TARGET_PATH", "attach_web_ui", "target_rows"]
+__all__ = ["HEADLINE_KEY", "HEADLINE_STRUCTURE", "TABLE_STRUCTURE", "TAB_KEY", "TARGET_PATH",
+           "attach_web_ui", "headline_rows", "target_rows"]
 
 logger = logging.getLogger(__name__)
 
 TAB_KEY = "target"
+HEADLINE_KEY = "headline"
 TARGET_PATH = "/mailswarm/target"
 _LIVE = resources_with("live")
 
@@ -40,6 +46,31 @@ TABLE_STRUCTURE: list[dict[str, str]] = [
     {"key": "group", "title": "Group"},
     *({"key": r.live[0], "title": r.live[1]} for r in _LIVE if r.live),
 ]
+
+HEADLINE_STRUCTURE: list[dict[str, str]] = [
+    {"key": "figure", "title": "Figure"}, {"key": "value", "title": "Value"},
+    {"key": "note", "title": "Note"}]
+
+
+def headline_rows(stats: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The headline's figures from the `stats` rows of Locust's `/stats/requests` (every row
+    but the `Aggregated` one becomes a summary `requests` row; its total rate gives the
+    elapsed time)."""
+    rows: list[dict[str, Any]] = []
+    total_rps = 0.0
+    for s in stats:
+        if s.get("name") == "Aggregated":
+            total_rps = float(s.get("total_rps") or 0.0)
+            continue
+        rows.append({"type": s.get("method") or "", "name": s.get("name") or "",
+                     "count": int(s.get("num_requests") or 0),
+                     "failures": int(s.get("num_failures") or 0),
+                     "p95_ms": s.get("response_time_percentile_0.95"),
+                     "p99_ms": s.get("response_time_percentile_0.99")})
+    count = sum(r["count"] for r in rows)
+    duration = count / total_rps if total_rps > 0 else 0.0
+    figures = headline({"requests": rows, "duration_s": duration}).figures
+    return [{"figure": f.label, "value": f.value, "note": f.note} for f in figures]
 
 
 def _cell(res: Resource, values: dict[str, Any]) -> Any:
@@ -135,16 +166,19 @@ def attach_web_ui(environment: Any, host: str, port: int,
         try:
             data = response.get_json(silent=True)
             if isinstance(data, dict):
-                data["extended_stats"] = [{"key": TAB_KEY,
-                                           "data": target_rows(sample(), last_pss)}]
+                data["extended_stats"] = [
+                    {"key": TAB_KEY, "data": target_rows(sample(), last_pss)},
+                    {"key": HEADLINE_KEY, "data": headline_rows(data.get("stats") or [])}]
                 response.set_data(json.dumps(data))
         except Exception:
             logger.exception("web UI: adding the target's rows to /stats/requests failed")
         return response
 
     web_ui.template_args.update({  # kept by update_template_args, which merges into these
-        "extended_tabs": [{"title": "Target", "key": TAB_KEY}],
-        "extended_tables": [{"key": TAB_KEY, "structure": TABLE_STRUCTURE}],
+        "extended_tabs": [{"title": "Target", "key": TAB_KEY},
+                          {"title": "Headline", "key": HEADLINE_KEY}],
+        "extended_tables": [{"key": TAB_KEY, "structure": TABLE_STRUCTURE},
+                            {"key": HEADLINE_KEY, "structure": HEADLINE_STRUCTURE}],
         "extended_csv_files": [{"href": f".{TARGET_PATH}",
                                 "title": "Latest target sample (JSON)"}],
     })

@@ -1,6 +1,9 @@
-"""Open an HTML file in headless Chromium (Debian's /usr/bin/chromium through Playwright) and
-print, as JSON: console errors and page errors, failed requests, and per `svg.chart` the number
-of drawn series paths and the share of non-white pixels inside its plot area (from a screenshot).
+"""Open a report (or compare) page in headless Chromium (Debian's /usr/bin/chromium through
+Playwright) with the network disabled, and print, as JSON: console messages, page errors,
+failed requests; the header band (verdict, figures by label, evidence, warnings); per chart
+its title and how much it drew (SVG paths); the tooltip shown when hovering the first charts;
+and the share of non-white pixels of the first screen. Saves a full-page PNG screenshot and
+one of the first screen (`SHOT` with `-top` before `.png`).
 
 Run as a separate process (the tests' own process is gevent-patched):
     python tests/browser_check.py PAGE.html SHOT.png
@@ -14,10 +17,12 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1440, "height": 900}  # a laptop screen
 
 
 def decode_png(data: bytes) -> tuple[int, int, int, bytes]:
@@ -69,38 +74,69 @@ def ink_share(png: bytes) -> float:
     return inked / max(1, width * height)
 
 
-def check(page_file: Path, shot: Path) -> dict[str, object]:
+def _band(page: Any) -> dict[str, Any]:
+    figures = {f.get_attribute("data-label"): f.query_selector(".v").inner_text().strip()
+               for f in page.query_selector_all("#figures .fig")}
+    return {"verdict": page.inner_text("#verdict").strip(), "figures": figures,
+            "kind": page.get_attribute("header.band", "data-kind"),
+            "evidence": [li.inner_text() for li in page.query_selector_all("#evidence li")],
+            "warnings": [li.inner_text() for li in page.query_selector_all("#warnings li")],
+            "failed": [li.inner_text() for li in page.query_selector_all(".failed li")],
+            "differences": [li.inner_text()
+                            for li in page.query_selector_all("#differences li")]}
+
+
+def _hover(page: Any, chart: Any) -> str:
+    """Move the mouse across the chart's plot until a tooltip with a number shows."""
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    for share in (0.5, 0.35, 0.65, 0.2, 0.8):
+        page.mouse.move(box["x"] + box["width"] * share, box["y"] + box["height"] * 0.45)
+        page.wait_for_timeout(250)
+        for tip in page.query_selector_all(".ms-tooltip"):
+            text = tip.inner_text().strip()
+            if tip.is_visible() and any(ch.isdigit() for ch in text):
+                return text
+    return ""
+
+
+def check(page_file: Path, shot: Path) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
-    result: dict[str, object] = {"console": [], "page_errors": [], "failed_requests": []}
+    result: dict[str, Any] = {"console": [], "page_errors": [], "failed_requests": []}
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             profile, executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1000, "height": 800})
+            viewport=VIEWPORT)
+        context.set_offline(True)  # the page must need nothing from the network
+        context.route("**/*", lambda route: route.continue_()
+                      if route.request.url.startswith("file:") else route.abort())
         page = context.new_page()
-        page.on("console", lambda m: result["console"].append(  # type: ignore[union-attr]
-            {"type": m.type, "text": m.text}))
-        page.on("pageerror", lambda e: result["page_errors"].append(str(e)))  # type: ignore[union-attr]
-        page.on("requestfailed", lambda r: result["failed_requests"].append(r.url))  # type: ignore[union-attr]
+        page.on("console", lambda m: result["console"].append({"type": m.type, "text": m.text}))
+        page.on("pageerror", lambda e: result["page_errors"].append(str(e)))
+        page.on("requestfailed", lambda r: result["failed_requests"].append(r.url))
         page.goto(page_file.resolve().as_uri())
         page.wait_for_load_state("load")
-        page.screenshot(path=str(shot), full_page=True)
+        page.wait_for_timeout(300)
+        top = shot.with_name(shot.stem + "-top.png")
+        page.screenshot(path=str(top))
+        result["top_ink"] = ink_share(top.read_bytes())
+        result["band"] = _band(page)
+        result["echarts"] = page.evaluate("typeof echarts !== 'undefined' && echarts.version")
         charts = []
-        for svg in page.query_selector_all("svg.chart"):
-            title = svg.get_attribute("aria-label")
-            paths = svg.query_selector_all("path.series")
-            points = [int(p.get_attribute("data-points") or 0) for p in paths]
-            plot = svg.query_selector("rect.plot")
-            box = plot.bounding_box() if plot else None
-            ink = 0.0
-            if box:
-                svg.scroll_into_view_if_needed()
-                box = plot.bounding_box()
-                clip = {"x": box["x"] + 2, "y": box["y"] + 2, "width": box["width"] - 4,
-                        "height": box["height"] - 4}
-                ink = ink_share(page.screenshot(clip=clip))
-            charts.append({"title": title, "paths": len(paths), "points": points, "ink": ink})
+        for el in page.query_selector_all("div.chart"):
+            charts.append({"title": el.get_attribute("data-title"),
+                           "paths": len(el.query_selector_all("svg path")),
+                           "height": (el.bounding_box() or {}).get("height", 0)})
         result["charts"] = charts
+        tips = []
+        for el in page.query_selector_all("div.chart")[:3]:
+            tips.append({"title": el.get_attribute("data-title"), "tooltip": _hover(page, el)})
+        result["tooltips"] = tips
+        page.mouse.move(0, 0)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(shot), full_page=True)
+        result["shots"] = [str(top), str(shot)]
         context.close()
     return result
 

@@ -112,7 +112,7 @@ def test_compare_cli_json_and_html(smtp_runs: dict[str, Path], tmp_path: Path) -
                               "--html", str(page), "--resamples", "300"])
     assert args.func(args) == 0
     html = page.read_text()
-    assert html.count('class="series"') > 10 and "B SMTP" in html
+    assert html.count('"type":"line"') > 10 and "B SMTP" in html  # ECharts series
     args = parser.parse_args(["compare", str(smtp_runs["fast1"]), str(tmp_path), "--json"])
     assert args.func(args) == 2
     assert json.loads(json.dumps(compare_runs(smtp_runs["fast1"], smtp_runs["fast2"],

@@ -1,29 +1,30 @@
-"""The report's pure parts on crafted records: series, tables, the SVG chart (golden file), and
-build_report writing one self-contained page and its CSV files."""
+"""The report's pure parts on crafted records: series, tables, the ECharts options of a chart
+(limits, markers, decimation, JSON safe inside a script), and build_report writing one
+self-contained page (the library inlined, nothing fetched) and its CSV files."""
 
 import json
-import os
 from pathlib import Path
 
 from streams import T0, header, req, write_stream
 
 from loadtests.analysis.stream import collect
 from loadtests.report import build_report
+from loadtests.report.charts import Band, Chart, Limit, Marker, Series, decimate, echarts_option
+from loadtests.report.page import json_for_script
 from loadtests.report.series import (
     arrival_series,
+    failing_resource,
     failure_cause,
     failure_series,
     http_series,
     latency_series,
     rate_series,
     resource_series,
+    step_percentile_curves,
     step_spans,
 )
-from loadtests.report.svg import Chart, Limit, Marker, Series, nice_ticks, render_chart
-from loadtests.report.tables import to_csv
+from loadtests.report.tables import failure_rows, to_csv
 from loadtests.stream import End, Phase, Sample, Step, Tick
-
-GOLDEN = Path(__file__).parent / "golden" / "chart.svg"
 
 
 def _tick(t: float, **counters: int) -> Tick:
@@ -98,21 +99,69 @@ def test_step_spans_from_step_records() -> None:
     assert rows[1]["count"] == 2 and rows[1]["error_percent"] == 50.0
 
 
-def test_nice_ticks() -> None:
-    assert nice_ticks(0, 97) == [0, 20, 40, 60, 80, 100]
-    assert nice_ticks(0, 0) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+def test_percentile_curve_per_step_and_failing_resource() -> None:
+    run = collect([header(), Phase(T0, "load_start"),
+                   *[req(1 + i / 100, "IMAP", "LOGIN", float(i)) for i in range(1, 101)],
+                   _step(100, 0, 10), req(11, "IMAP", "LOGIN", 9000.0, ok=False, err="x"),
+                   _step(200, 10, 20, good=False)])
+    curves = step_percentile_curves(run)
+    assert list(curves) == ["step 1: 100 users", "step 2: 200 users (failed)"]
+    assert dict(curves["step 1: 100 users"])["p50"] == 50.0
+    assert dict(curves["step 1: 100 users"])["max"] == 100.0
+    samples = [Sample(T0 + t, {"imap": {"threads": 10 * t}}, {}, {"cpu_percent": 95.0})
+               for t in range(3)]
+    label, axis, points = failing_resource(samples, "target imap: thread limit", T0)
+    assert (label, axis, points[-1]) == ("imap threads", "threads", (2.0, 20.0))
+    assert failing_resource(samples, "generator: CPU", T0)[2][0] == (0.0, 95.0)
+    assert failing_resource(samples, "server reply 421: service not available", T0) is None
 
 
-def test_chart_matches_golden_file() -> None:
-    chart = Chart("ops/s", "per second",
-                  [Series("ok", [(0, 1), (1, 3), (2, None), (3, 2)]),
-                   Series("failed", [(0, 0), (1, 1), (2, 0), (3, 0)], dashed=True)],
-                  [Limit("limit 4", 4)], [Marker(1.5, "ceiling 3", strong=True)])
-    svg = render_chart(chart, width=400, height=200)
-    if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.write_text(svg)
-    assert svg == GOLDEN.read_text()
-    assert svg.count('class="series"') == 2 and 'data-points="3"' in svg
+def test_echarts_option_limits_markers_bands() -> None:
+    chart = Chart("fds", "open fds",
+                  [Series("imap", [(0, 10), (1, 900), (2, None)]), Series("smtp", [(0, 1)])],
+                  [Limit("imap fd limit 1024", 1024, "imap"),
+                   Limit("smtp fd limit 1M", 1_048_576, "smtp")],
+                  [Marker(1.0, "200 users"), Marker(1.5, "ceiling 200 IMAP", strong=True)],
+                  [Band(1.5, 2.0, "step 250 users failed")])
+    opt = echarts_option(chart)
+    imap, smtp, steps = opt["series"]
+    assert imap["data"] == [[0, 10], [1, 900], [2, None]]
+    assert imap["markLine"]["data"][0]["yAxis"] == 1024 and "markLine" not in smtp
+    assert "smtp fd limit 1M: off the scale" in opt["title"]["subtext"]
+    assert opt["yAxis"][0]["max"] >= 1024  # the drawn limit stays in view
+    assert [d["xAxis"] for d in steps["markLine"]["data"]] == [1.0, 1.5]
+    assert steps["markArea"]["data"][0][0]["xAxis"] == 1.5
+    assert opt["tooltip"]["className"] == "ms-tooltip" and opt["dataZoom"]
+    assert "markLine" in imap and opt["legend"]
+    json.dumps(opt, allow_nan=False)
+
+
+def test_decimate_keeps_peaks_and_bounds_points() -> None:
+    points = [(float(i), float(i % 100)) for i in range(20_000)]
+    points[12_345] = (12_345.0, 5000.0)
+    out = decimate(points, 2000)
+    assert len(out) <= 2000 and (12_345.0, 5000.0) in out
+    assert [x for x, _ in out] == sorted(x for x, _ in out)
+    assert decimate(points[:10], 2000) == points[:10]
+
+
+def test_json_cannot_close_the_script_element() -> None:
+    text = json_for_script({"err": "</script><script>alert(1)</script><!--"})
+    assert "</" not in text and "<!--" not in text
+    assert json.loads(text) == {"err": "</script><script>alert(1)</script><!--"}
+
+
+def test_failures_grouped_by_cause_with_one_example() -> None:
+    run = collect([req(0, "SMTP", "DATA", 1, ok=False,
+                       err="SMTPResponseException: 421 busy after 12 connections", code=421),
+                   req(0, "SMTP", "RCPT", 1, ok=False,
+                       err="SMTPResponseException: 421 busy after 13 connections", code=421),
+                   req(0, "SMTP", "DATA", 1, ok=False, err="TimeoutError: slow")])
+    rows = failure_rows(run.requests)
+    assert rows[0] == {"cause": "SMTPResponseException 421: busy after <n> connections",
+                       "count": 2, "steps": "SMTP DATA x1, SMTP RCPT x1",
+                       "example": "SMTPResponseException: 421 busy after 12 connections"}
+    assert rows[1]["cause"] == "TimeoutError: slow"
 
 
 def test_csv_uses_every_column() -> None:
@@ -134,9 +183,14 @@ def test_build_report_writes_page_and_csvs(tmp_path: Path) -> None:
                                            "measured": 2.4, "pass": False}]}}))
     page = build_report(folder)
     html = page.read_text()
-    assert page.name == "report.html" and "<script" not in html and "http://" not in \
-        html.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    assert "ceiling 10 SMTP (421 replies)" in html and "20 users" in html
-    assert "SMTPResponseException 421" in html and "FAIL" in html
+    assert page.name == "report.html" and "<script src" not in html and "<link" not in html
+    assert "echarts" in html and 'id="ms-charts"' in html and "<svg" not in html
+    band = html[html.index('<header class="band'):html.index("</header>")]
+    assert 'data-kind="ceiling"' in band and "QoS FAIL: 1 of 1 checks" in band
+    assert "10 SMTP sessions" in band and "421 replies" in band and "reply 421" in band
+    assert band.index("QoS FAIL") < band.index("421 replies")
+    assert html.index('class="chart') < html.index("<table")  # charts before tables
+    assert "ceiling 10 SMTP" in html and "20 users" in html
+    assert "SMTPResponseException 421" in html and "<details" in html
     for name in ("requests", "steps", "failures", "qos", "timeseries"):
         assert (folder / f"{name}.csv").read_text().count("\n") >= 2, name

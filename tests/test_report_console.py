@@ -2,7 +2,7 @@
 
 import io
 
-from loadtests.console import ProgressPrinter, format_summary, progress_bar
+from loadtests.console import ProgressPrinter, format_summary, live_headline, progress_bar
 from loadtests.run.progress import Progress
 
 
@@ -28,8 +28,8 @@ def test_tty_table_redrawn_in_place_with_p95_of_last_seconds() -> None:
         printer.observe("SMTP", "DATA", 100.0 + second, None, {"scenario": "smtp"})
         printer(_progress(second))
     text = out.getvalue()
-    assert text.count("\033[3F") == 2  # moved up over the previous table twice
-    last = text.rsplit("\033[3F", 1)[1]
+    assert text.count("\033[4F") == 2  # moved up over the previous table (4 lines) twice
+    last = text.rsplit("\033[4F", 1)[1]
     assert "[######" in last and "smtp" in last and "102" in last and "5.0" in last
 
 
@@ -62,5 +62,34 @@ def test_arrival_line_counts_interrupted_and_qos_lines_name_the_step() -> None:
          "threshold": 1.0, "measured": 3.0, "pass": False, "text": "< 1% failed"}]}
     text = format_summary({"requests": [], "arrival": {"smtp": arrival}, "qos": qos})
     assert "interrupted 30" in text
-    assert "POP3 RETR: > 95% of operations under 5 s (measured 90%)" in text
-    assert "IMAP LOGIN: < 1% failed (measured 3%)" in text
+    assert "  POP3: RETR: share under 5 s 90% (needs > 95% of operations under 5 s)" in text
+    assert "  IMAP: LOGIN: error rate 3% (needs < 1% failed)" in text
+
+
+def test_summary_leads_with_the_verdict_and_headline() -> None:
+    summary = {"end": "completed", "requests": [],
+               "qos": {"pass": False, "checks": [
+                   {"name": "IMAP LOGIN: error rate", "step": "IMAP LOGIN", "kind": "errors",
+                    "measured": 20.0, "pass": False, "text": "< 1% failed"}]},
+               "ceiling": {"protocol": "IMAP", "sessions": 200, "step": 200, "failed_step": 250,
+                           "cause": "target imap: thread limit", "evidence": ["threads flat"]}}
+    lines = format_summary(summary).splitlines()
+    assert lines[0] == "QoS FAIL: 1 of 1 checks"
+    assert lines[1] == "  IMAP: LOGIN: error rate 20% (needs < 1% failed)"
+    assert lines[2].startswith("ceiling: 200 IMAP sessions")
+    assert lines[3] == "cause: target imap: thread limit" and lines[4] == "  - threads flat"
+
+
+def test_live_view_leads_with_the_headline_figures() -> None:
+    out = _Tty()
+    printer = ProgressPrinter(out)
+    printer(Progress(10.0, 30.0, "running", 5, 100, 0, 50,
+                     {"smtp": {"intended": 500, "completed": 490, "late": 3, "dropped": 1,
+                               "in_flight": 2}}))
+    first = out.getvalue().split("\n", 1)[0]
+    assert first == ("\033[Know: smtp: achieved / intended 49 / 50 per s  |  "
+                     "smtp: late / dropped 3 / 1")
+    assert live_headline(Progress(2.0, 10.0, "running", 5, 40, 4, 0, {})) == \
+        "operations 40  |  failed 10.00%"
+    assert live_headline(Progress(2.0, 10.0, "running", 5, 40, 4, 0, {}), 12.5) == \
+        "operations 40  |  failed 10.00%  |  slowest p95: all operations 12.5 ms"

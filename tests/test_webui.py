@@ -143,6 +143,8 @@ def test_web_ui_shows_the_target_tab(web_run: tuple[str, subprocess.Popen[str]],
     assert row["processes"] >= 1 and row["threads"] >= 1, row
     assert " / " in row["fds"] and row["rss_mib"] > 0, row
     assert rows[-1]["group"].startswith("generator"), rows
+    figures = next(e["data"] for e in stats["extended_stats"] if e["key"] == "headline")
+    assert figures[0]["figure"] == "operations" and figures[0]["value"].isdigit(), figures
 
     shot = tmp_path / "target-tab.png"
     browser = subprocess.run([sys.executable, __file__, f"{url}/", str(shot)],
@@ -152,6 +154,7 @@ def test_web_ui_shows_the_target_tab(web_run: tuple[str, subprocess.Popen[str]],
     errors = [m for m in result["console"] if m["type"] == "error"]
     assert not errors and not result["page_errors"] and not result["failed_requests"], result
     assert "TARGET" in [t.upper() for t in result["tabs"]], result["tabs"]  # CSS upper-cases
+    assert "HEADLINE" in [t.upper() for t in result["tabs"]], result["tabs"]
     assert "tab=target" in result["url"], result["url"]
     headers = [h.lower() for h in result["headers"]]
     assert headers[:4] == ["group", "processes", "threads", "open fds / limit"], result

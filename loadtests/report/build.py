@@ -1,4 +1,6 @@
-"""`OUT/report.html` and the CSV tables of a run, from its typed records and its summary.
+"""`OUT/report.html` and the CSV tables of a run, from its typed records and its summary: the
+headline band first (verdict, figures, warnings), then the interactive charts (Apache ECharts,
+inlined), then the tables, collapsed.
 
 `write_report` renders records already read (the end of a run reads the stream once, see
 loadtests.report.finish); `build_report` rebuilds the page at any time from a run folder (its
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -15,62 +18,113 @@ from typing import Any
 from loadtests.analysis.stream import RunRecords, load_records
 from loadtests.analysis.summary import SUMMARY_FILE, summarize_records
 from loadtests.monitor.resources import http_ports
-from loadtests.report.page import badge, html_table, page, section
+from loadtests.report.charts import Band, Chart, Limit, Marker, Series
+from loadtests.report.headline import headline
+from loadtests.report.page import chart_grid, collapsed, headline_band, html_table, page, section
 from loadtests.report.series import (
+    PERCENTILES,
     arrival_series,
+    failing_resource,
     failure_series,
     http_series,
     latency_series,
+    percentile_label,
     rate_series,
     resource_series,
     sessions_series,
+    step_percentile_curves,
     step_spans,
 )
-from loadtests.report.svg import Chart, Limit, Marker, Series, render_chart
 from loadtests.report.tables import (
     arrival_rows,
     failure_rows,
+    qos_groups,
     qos_rows,
     request_rows,
     resource_rows,
     to_csv,
 )
 
-__all__ = ["REPORT_FILE", "build_report", "ceiling_markers", "report_charts", "report_tables",
-           "write_report"]
+__all__ = ["REPORT_FILE", "build_report", "ceiling_bands", "ceiling_markers", "report_charts",
+           "report_tables", "write_report"]
 
 REPORT_FILE = "report.html"
+_TIMELINE = "Ceiling search: sessions held, latency and the failing resource per step"
+
+
+def _ceiling_at(spans: list[dict[str, Any]], ceiling: dict[str, Any]) -> float:
+    """Where the knee is: the end of the last good step (the first step's start if none)."""
+    return next((row["end_s"] for row in spans if row["users"] == ceiling.get("step")
+                 and row["good"] is not False), spans[0]["start_s"])
 
 
 def ceiling_markers(run: RunRecords, summary: dict[str, Any]) -> list[Marker]:
-    """Faint lines at the start of each ramp step, a strong one where the ceiling was reached
-    (the end of the last good step), labelled with its sessions and cause."""
+    """Dotted lines at the start of each ramp step, a strong one where the ceiling was reached
+    (the end of the last good step), labelled with its sessions (the cause is in the chart's
+    subtitle and the header)."""
     spans = step_spans(run)
     markers = [Marker(row["start_s"], f"{row['users']} users") for row in spans]
     ceiling = summary.get("ceiling")
     if ceiling and spans:
-        label = f"ceiling {ceiling.get('sessions')} {ceiling.get('protocol') or ''} " \
-                f"({ceiling.get('cause') or 'cause unknown'})".replace("  ", " ")
-        at = next((row["end_s"] for row in spans if row["users"] == ceiling.get("step")
-                   and row["good"] is not False), None)
-        if at is None:  # no good step: the first one failed
-            at = spans[0]["start_s"]
-        markers.append(Marker(at, label, color="#b3261e", strong=True))
+        label = f"ceiling {ceiling.get('sessions')} {ceiling.get('protocol') or ''}".strip()
+        markers.append(Marker(_ceiling_at(spans, ceiling), label, color="#b3261e",
+                              strong=True))
     return markers
 
 
+def ceiling_bands(run: RunRecords) -> list[Band]:
+    """The failed steps, shaded."""
+    return [Band(row["start_s"], row["end_s"], f"step {row['users']} users failed")
+            for row in step_spans(run) if row["good"] is False]
+
+
 def _chart(title: str, y_label: str, lines: dict[str, Any], markers: Sequence[Marker],
-           limits: Sequence[Limit] = ()) -> Chart:
+           limits: Sequence[Limit] = (), bands: Sequence[Band] = ()) -> Chart:
     return Chart(title, y_label, [Series(label, pts) for label, pts in lines.items()],
-                 list(limits), list(markers))
+                 list(limits), list(markers), list(bands))
+
+
+def _ceiling_charts(run: RunRecords, summary: dict[str, Any], markers: list[Marker],
+                    bands: list[Band]) -> list[tuple[str, Chart]]:
+    """The ceiling search on one time axis (sessions held, latency p95, the failing resource,
+    the knee marked), and a latency percentile curve per step."""
+    ceiling = summary.get("ceiling") or {}
+    if not run.steps:
+        return []
+    t0 = run.t0
+    proto = ceiling.get("protocol") or ""
+    held = sessions_series(run.ticks, t0)
+    series = [Series(label, pts, width=2.2 if label.startswith(proto) else 1.4)
+              for label, pts in held.items()]
+    p95 = latency_series(run.requests, t0).get(proto, {}).get("p95")
+    if p95:
+        series.append(Series(f"{proto} p95 ms", p95, color="#ff7f0e", axis=1))
+    found = failing_resource(run.samples, str(ceiling.get("cause") or ""), t0)
+    if found is None:  # a server reply (or no cause): what failed, per second
+        rates = rate_series(run.requests, t0, run.t_end)
+        found = (f"{proto} ops failed/s", "failed/s",
+                 rates.get(f"{proto} ops failed/s", []))
+    label, axis_label, points = found
+    series.append(Series(label, points, color="#9467bd", axis=2, dashed=True, width=2))
+    charts = [("Ceiling search", Chart(_TIMELINE, "sessions", series, [], markers, bands,
+                                       y_labels=("p95 ms", axis_label),
+                                       subtitle=f"cause: {ceiling.get('cause')}"))]
+    curves = step_percentile_curves(run)
+    if curves:
+        charts.append(("Ceiling search", Chart(
+            "Latency percentiles per step (operations, sessions apart)", "ms",
+            [Series(k, v, dashed=k.endswith("(failed)")) for k, v in curves.items()],
+            x_label="percentile", categories=[percentile_label(q) for q in PERCENTILES],
+            log_y=True)))
+    return charts
 
 
 def report_charts(run: RunRecords, summary: dict[str, Any]) -> list[tuple[str, Chart]]:
     """(section, chart) pairs in page order, from the records alone (plus the summary's ceiling
     and QoS settings)."""
     t0, t1 = run.t0, run.t_end
-    markers = ceiling_markers(run, summary)
-    charts: list[tuple[str, Chart]] = []
+    markers, bands = ceiling_markers(run, summary), ceiling_bands(run)
+    charts = _ceiling_charts(run, summary, markers, bands)
     for name, s in arrival_series(run.ticks, t0).items():
         charts.append(("Load", _chart(
             f"{name}: intended vs achieved sessions/s (open model)", "sessions/s",
@@ -79,26 +133,27 @@ def report_charts(run: RunRecords, summary: dict[str, Any]) -> list[tuple[str, C
             f"{name}: late and dropped per second, sessions in flight", "sessions",
             {k: s[k] for k in ("late/s", "dropped/s", "in flight")}, markers)))
     charts.append(("Load", _chart("Achieved operations per second", "per second",
-                                  rate_series(run.requests, t0, t1), markers)))
+                                  rate_series(run.requests, t0, t1), markers, bands=bands)))
     charts.append(("Load", _chart("Users and concurrent sessions", "count",
-                                  sessions_series(run.ticks, t0), markers)))
+                                  sessions_series(run.ticks, t0), markers, bands=bands)))
     web = http_series(run.ticks, run.samples, t0, http_ports(run.header.target))
     if web:
         charts.append(("WebUser: sessions vs connections", _chart(
             "HTTP sessions vs connections (and TIME_WAIT sockets)", "count", web, markers)))
     for proto, lines in latency_series(run.requests, t0).items():
-        charts.append(("Latency", _chart(f"{proto} latency per second (all steps but sessions)",
-                                         "ms", lines, markers)))
+        charts.append(("Latency", replace(_chart(
+            f"{proto} latency per second (all steps but sessions)", "ms (log)", lines, markers,
+            bands=bands), log_y=True)))
     failures = failure_series(run.requests, t0, t1)
     if failures:
         charts.append(("Failures", _chart("Failures per second by cause", "per second",
-                                          failures, markers)))
+                                          failures, markers, bands=bands)))
     series, limits = resource_series(run.samples, t0)
     for label, groups in series.items():
-        lims = [Limit(f"{group} fd limit {value:g}", value)
+        lims = [Limit(f"{group} fd limit {value:g}", value, group)
                 for group, value in limits.get(label, {}).items()]
         charts.append(("Target resources", _chart(f"Target {label}", label, groups, markers,
-                                                   lims)))
+                                                   lims, bands)))
     return charts
 
 
@@ -112,55 +167,65 @@ def report_tables(run: RunRecords, summary: dict[str, Any]) -> dict[str, list[di
 
 def _timeseries_rows(charts: Sequence[tuple[str, Chart]]) -> list[dict[str, Any]]:
     return [{"chart": c.title, "series": s.label, "x_s": x, "value": y}
-            for _, c in charts for s in c.series for x, y in s.points]
+            for _, c in charts if c.categories is None for s in c.series for x, y in s.points]
 
 
-def _header(summary: dict[str, Any]) -> str:
+def _meta(summary: dict[str, Any]) -> str:
     target = summary.get("target") or {}
-    parts = [f'<p class="meta">profile <b>{escape(str(summary.get("profile")))}</b> · target '
-             f'{escape(str(target.get("name")))} · duration {summary.get("duration_s")} s · '
-             f'end: {escape(str(summary.get("end")))}</p>']
-    qos = summary.get("qos")
-    if qos:
-        failed = [c["name"] for c in qos.get("checks", []) if not c.get("pass")]
-        parts.append(f'<p>QoS {badge(qos.get("pass"), "pass" if qos.get("pass") else "FAIL")}'
-                     + (f' {escape("; ".join(failed[:6]))}' if failed else "") + "</p>")
-    ceiling = summary.get("ceiling")
-    if ceiling:
-        parts.append(f'<p class="note">Ceiling: <b>{escape(str(ceiling.get("sessions")))}</b> '
-                     f'{escape(str(ceiling.get("protocol") or ""))} sessions (step of '
-                     f'{escape(str(ceiling.get("step")))} users; failed at '
-                     f'{escape(str(ceiling.get("failed_step", "-")))}); cause: '
-                     f'<b>{escape(str(ceiling.get("cause")))}</b>. Evidence: '
-                     f'{escape(json.dumps(ceiling.get("evidence"), default=str)[:600])}</p>')
-    http = summary.get("http")
-    if http and http.get("peak_sessions"):
-        held = (f', while all were open {http["held_connections_mean"]} on average '
-                f'(max {http["held_connections_max"]})' if "held_connections_max" in http else "")
-        parts.append(f'<p class="note">HTTP: peak sessions {http.get("peak_sessions")}; '
-                     f'connections: peak {http.get("peak_connections")}{held}; TIME_WAIT peak '
-                     f'{http.get("time_wait_peak")}</p>')
-    return "\n".join(parts)
+    return (f'profile <b>{escape(str(summary.get("profile")))}</b> · target '
+            f'{escape(str(target.get("name")))} · duration {summary.get("duration_s")} s · '
+            f'end: {escape(str(summary.get("end")))}')
+
+
+_LEFT = ("type", "name", "scenario", "group", "cause", "steps", "example", "check", "rule")
+_TITLES = {"requests": "Per protocol and step", "steps": "Ramp steps",
+           "arrival": "Open-model arrival", "resources": "Resource peaks (target and generator)",
+           "failures": "Failures by cause (one example each)"}
+
+
+def _qos_section(summary: dict[str, Any]) -> str:
+    blocks = []
+    for proto, rows in qos_groups(summary).items():
+        failed = sum(1 for r in rows if r["pass"] is False)
+        title = (f"{proto}: {failed} of {len(rows)} checks failed" if failed
+                 else f"{proto}: all {len(rows)} checks pass")
+        blocks.append(collapsed(title, html_table(rows, _LEFT), open_=bool(failed)))
+    return section("QoS checks, per protocol", *blocks) if blocks else ""
+
+
+def _table_sections(tables: dict[str, list[dict[str, Any]]], summary: dict[str, Any]) -> list[str]:
+    out = [_qos_section(summary)] if tables.get("qos") else []
+    parts = []
+    for name in ("failures", "requests", "steps", "arrival", "resources"):
+        rows = tables.get(name)
+        if rows is None:
+            continue
+        open_ = name in ("failures", "requests") and len(rows) <= 20
+        parts.append(collapsed(_TITLES[name], html_table(rows, _LEFT), open_=open_,
+                               rows=len(rows)))
+    out.append(section("Tables", *parts))
+    return out
 
 
 def render_report(run: RunRecords, summary: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The page and the tables (pure: records and summary in, text and rows out)."""
     charts = report_charts(run, summary)
     tables = report_tables(run, summary)
-    titles = {"requests": "Per protocol and step", "steps": "Ramp steps",
-              "arrival": "Open-model arrival", "resources": "Resource peaks",
-              "failures": "Failures by cause", "qos": "QoS checks"}
-    left = ("type", "name", "scenario", "group", "cause", "example", "check", "rule")
-    sections = [section(titles[name], html_table(rows, left)) for name, rows in tables.items()]
     order: list[str] = []
     for name, _ in charts:
         if name not in order:
             order.append(name)
-    sections += [section(name, *(render_chart(c) for n, c in charts if n == name))
-                 for name in order]
+    sections: list[str] = []
+    drawn: list[Chart] = []
+    for name in order:
+        group = [c for n, c in charts if n == name]
+        sections.append(section(name, chart_grid(group, len(drawn), wide=(_TIMELINE,))))
+        drawn += group
+    sections += _table_sections(tables, summary)
     title = f"mailswarm report: {summary.get('profile') or 'run'}"
     tables["timeseries"] = _timeseries_rows(charts)
-    return page(title, _header(summary), sections), tables
+    return page(title, headline_band(headline(summary), _meta(summary)), sections,
+                drawn), tables
 
 
 def build_report(out_dir: Path) -> Path:

@@ -19,9 +19,21 @@ from loadtests.analysis.summary import percentile
 from loadtests.monitor.resources import http_sockets, resources_with
 from loadtests.stream import Req, Sample, Tick
 
-__all__ = ["arrival_series", "failure_cause", "failure_series", "http_series",
-           "latency_series", "rate_series", "resource_series", "sessions_series",
-           "step_spans"]
+__all__ = [
+    "PERCENTILES",
+    "arrival_series",
+    "failing_resource",
+    "failure_cause",
+    "failure_series",
+    "http_series",
+    "latency_series",
+    "percentile_label",
+    "rate_series",
+    "resource_series",
+    "sessions_series",
+    "step_percentile_curves",
+    "step_spans",
+]
 
 Points = list[tuple[float, float | None]]
 
@@ -197,3 +209,66 @@ def step_spans(run: RunRecords) -> list[dict[str, Any]]:
                      "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95),
                      "p99_ms": percentile(ms, 99)})
     return rows
+
+
+PERCENTILES = (0.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0)
+"""The points of a percentile curve (HDR style: evenly spaced, the tail spread out)."""
+
+
+def percentile_label(q: float) -> str:
+    return {0.0: "min", 100.0: "max"}.get(q, f"p{q:g}")
+
+
+def step_percentile_curves(run: RunRecords) -> dict[str, list[tuple[str, float | None]]]:
+    """Per ramp step (`step N: U users`): the latency (ms) of its operations (sessions apart)
+    at each of `PERCENTILES`, x being the percentile's label. Empty without steps."""
+    out: dict[str, list[tuple[str, float | None]]] = {}
+    requests = [r for r in run.requests if r.name != "session"]
+    for number, rec in enumerate(run.steps, 1):
+        ms = sorted(r.ms for r in requests if rec.start <= r.ts < rec.end)
+        if ms:
+            label = f"step {number}: {rec.users} users{'' if rec.good else ' (failed)'}"
+            out[label] = [(percentile_label(q), percentile(ms, q)) for q in PERCENTILES]
+    return out
+
+
+_CAUSE_RESOURCE = (  # (text in a ceiling's cause, key in a group's sample entry, label)
+    ("thread limit", "threads", "threads"),
+    ("process limit", "processes", "processes"),
+    ("open files", "open_fds", "open fds"),
+    ("CPU", "cpu_percent", "CPU %"),
+)
+
+
+def failing_resource(samples: Sequence[Sample], cause: str, t0: float
+                     ) -> tuple[str, str, Points] | None:
+    """The resource a ceiling's `cause` names (`target G: thread limit` -> G's threads,
+    `generator: ...` -> the generator's, `memory exhausted` -> available memory, a listen queue
+    overflow -> ListenOverflows) per sample, as (series label, axis label, points); None when the
+    cause names none (a server reply)."""
+    group, _, what = cause.rpartition(": ")
+    group = group.removeprefix("target ")
+
+    def pick(get: Callable[[Sample], Any]) -> Points:
+        return [(round(float(s.ts) - t0, 3), get(s)) for s in samples]
+
+    if "memory" in cause:
+        return "available memory MiB", "MiB available", pick(lambda s: _nested(s.system, "memory",
+                                                              "available_bytes", scale=1 / 2**20))
+    if "listen queue" in cause:
+        return "ListenOverflows", "overflows", pick(
+            lambda s: _nested(s.system, "listen", "ListenOverflows"))
+    found = next(((key, label) for needle, key, label in _CAUSE_RESOURCE if needle in what),
+                 None)
+    if found is None:
+        return None
+    key, label = found
+    if group == "generator":
+        return f"generator {label}", label, pick(lambda s: _nested(s.generator, key))
+    return f"{group} {label}", label, pick(lambda s: _nested(s.targets, group, key))
+
+
+def _nested(node: Any, *keys: str, scale: float = 1.0) -> float | None:
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return float(node) * scale if isinstance(node, int | float) else None

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from loadtests.analysis.failures import failure_groups
 from loadtests.monitor.resources import resources_with
+from loadtests.report.series import failure_cause
 from loadtests.stream import Req
 
-__all__ = ["arrival_rows", "failure_rows", "qos_rows", "request_rows", "resource_rows",
-           "to_csv"]
+__all__ = ["arrival_rows", "failure_rows", "qos_groups", "qos_rows", "request_rows",
+           "resource_rows", "to_csv"]
 
 
 def request_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,9 +56,21 @@ def resource_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def failure_rows(requests: Sequence[Req], top: int = 50) -> list[dict[str, Any]]:
-    """Failures by cause and step, most frequent first, with one example text each."""
-    return [{"cause": g.cause, "type": g.type, "name": g.name, "count": g.count,
-             "example": g.example[:200]} for g in failure_groups(requests)[:top]]
+    """Failures grouped by cause, most frequent first: the count, the steps it hit (with their
+    counts) and one example text."""
+    counts: Counter[str] = Counter()
+    steps: dict[str, Counter[str]] = {}
+    example: dict[str, str] = {}
+    for r in requests:
+        if not r.ok:
+            cause = failure_cause(r.err, r.code)
+            counts[cause] += 1
+            steps.setdefault(cause, Counter())[f"{r.type} {r.name}"] += 1
+            example.setdefault(cause, (r.err or "")[:200])
+    return [{"cause": c, "count": k,
+             "steps": ", ".join(f"{s} x{n}" for s, n in steps[c].most_common(6)),
+             "example": example[c]}
+            for c, k in counts.most_common(top)]
 
 
 def qos_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
@@ -65,6 +78,15 @@ def qos_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"check": c.get("name"), "threshold": c.get("threshold"),
              "measured": c.get("measured"), "pass": c.get("pass"), "rule": c.get("text", "")}
             for c in qos.get("checks") or []]
+
+
+def qos_groups(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """`qos_rows` per protocol (the first word of each check's step), in their order."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in qos_rows(summary):
+        proto = str(row["check"] or "run").split(" ", 1)[0].rstrip(":")
+        groups.setdefault(proto, []).append(row)
+    return groups
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
