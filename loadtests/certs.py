@@ -48,12 +48,11 @@ def make_test_pki(folder: Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
     `expired=True` issues a certificate whose validity ended yesterday (for negative tests)."""
     folder.mkdir(parents=True, exist_ok=True)
     authority = ca or trustme.CA(organization_name="mailswarm test CA")
-    kwargs = {}
+    not_before = not_after = None
     if expired:
         now = datetime.datetime.now(datetime.UTC)
-        kwargs = {"not_before": now - datetime.timedelta(days=30),
-                  "not_after": now - datetime.timedelta(days=1)}
-    leaf = authority.issue_cert(*names, **kwargs)
+        not_before, not_after = now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
+    leaf = authority.issue_cert(*names, not_before=not_before, not_after=not_after)
     ca_file = _write(folder / "ca.pem", authority.cert_pem.bytes())
     chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
     cert_file = _write(folder / f"{prefix}.pem", chain)

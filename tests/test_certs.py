@@ -48,7 +48,7 @@ def test_server_certificate_verifies_against_the_written_ca(tmp_path: Path) -> N
 
 def test_wrong_name_expired_and_untrusted_fail_verification(tmp_path: Path) -> None:
     pki = make_test_pki(tmp_path / "ok")
-    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch|match"):
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"Hostname mismatch|match"):
         _handshake(pki.cert_file, pki.key_file, pki.ca_file, "other.example.org")
     old = make_test_pki(tmp_path / "old", expired=True)
     with pytest.raises(ssl.SSLCertVerificationError, match="expired"):
