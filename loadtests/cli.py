@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # imported where used: `mailswarm report` must not load Locus
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QOS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_WORKER_LOST = 4
 
 _RUN_EPILOG = """\
 examples:
@@ -37,7 +38,8 @@ output (in --out, default reports/<profile>-<time>/):
 
 exit status: 0 run completed and passed its QoS, 1 run failed, 2 bad profile/target/options,
 3 run completed but failed its QoS (profile `qos:`; not for a ceiling search, which ends on
-a failing step by design), 130 interrupted.
+a failing step by design), 4 a worker process was lost mid-run (its part of the load was not
+sent: see `workers` in summary.json), 130 interrupted.
 Ctrl-C stops the run early and keeps everything measured so far.
 """
 
@@ -280,6 +282,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"report:  {out / 'report.html'}")
     if result.reason == "interrupted":
         return EXIT_INTERRUPTED
+    if (summary.get("workers") or {}).get("lost"):
+        return EXIT_WORKER_LOST
     if "ceiling" in summary:  # a ceiling search ends on a failing step by design
         return EXIT_OK
     return EXIT_OK if summary["qos"]["pass"] else EXIT_QOS_FAILED

@@ -7,6 +7,7 @@ import sys
 from collections import deque
 from typing import Any, TextIO
 
+from loadtests.analysis.workers import format_workers
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.run.progress import Progress
 from loadtests.units import format_duration
@@ -211,6 +212,7 @@ def format_summary(summary: dict[str, Any]) -> str:
                   f"{ceiling['step']} users; step {ceiling.get('failed_step', '-')} failed)",
                   f"cause: {ceiling['cause']}"]
         lines += [f"  - {e}" for e in ceiling["evidence"]]
+    lines += format_workers(summary)
     qos = summary.get("qos")
     if qos:
         failed = [c for c in qos["checks"] if not c["pass"]]
