@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=0, metavar="N",
                      help="run the users in N local worker processes (Locust master/worker); "
                           "needed past ~19,000 connections, the open-files limit of one process")
+    from loadtests.run.cli import add_master_arguments
+
+    add_master_arguments(run)
     run.add_argument("--web", metavar="HOST:PORT",
                      help="also serve Locust's web UI there (e.g. 127.0.0.1:8089), with a "
                           "Target tab showing the target's fds, threads, processes, memory")
@@ -109,11 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from loadtests.monitor.cli import register as register_monitor
     from loadtests.report.cli import register as register_compare
+    from loadtests.run.cli import register as register_worker
     from loadtests.stack.cli import register as register_stack
 
     register_compare(sub)
     register_monitor(sub)  # agent, doctor
     register_stack(sub)
+    register_worker(sub)
     return parser
 
 
@@ -197,6 +202,9 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
             problems.append(f"--web: {web[0]} is not a loopback address (pass --allow-remote)")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
+    from loadtests.run.cli import check_master_arguments
+
+    problems += check_master_arguments(args)
     if problems or profile is None:
         raise ConfigError("mailswarm run", problems)
     return profile, target
@@ -224,6 +232,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from loadtests.console import ProgressPrinter, describe_plan, format_summary
     from loadtests.embedded import EmbeddedTarget, TargetStartError
+    from loadtests.run.cli import master_options
     from loadtests.runner import RunError, RunOptions, run_profile
 
     out = args.out or Path("reports") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -231,7 +240,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=out, duration=args.duration, allow_remote=args.allow_remote,
                          workers=args.workers, profile_file=str(args.profile),
                          on_progress=printer,
-                         web=_host_port(args.web) if args.web else None)
+                         web=_host_port(args.web) if args.web else None,
+                         **master_options(args))
 
     def _on_signal() -> None:
         if not options.stop.is_set():
@@ -264,6 +274,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         duration = options.duration or profile.duration
         print(f"running {profile.name} -> {out}\n{describe_plan(profile, duration)}",
               file=sys.stderr)
+        if options.master_bind is not None:
+            host, port = options.master_bind
+            print(f"waiting for {options.expect_workers} workers: mailswarm worker --master "
+                  f"{host}:{port}", file=sys.stderr)
         try:
             result = run_profile(profile, target, options)
         except RunError as exc:

@@ -3,12 +3,17 @@ Locust's messaging; a killed worker loses at most its last second, is recorded a
 fails the run (exit 4); workers of a killed master quit within seconds."""
 
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import psutil
-from cli import run_cli, start_cli
+from cli import ROOT, run_cli, start_cli
 
 from loadtests.cli import EXIT_WORKER_LOST
 from loadtests.stream import Req, WorkerEvent, read_stream
@@ -101,3 +106,66 @@ def test_workers_quit_soon_after_their_master_is_killed(tmp_path):
         for p in others:
             if p.is_running():
                 p.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker_elsewhere(port: int, cwd: Path) -> subprocess.Popen[str]:
+    """`mailswarm worker` run from `cwd` (no profiles there)."""
+    return subprocess.Popen([sys.executable, "-m", "loadtests.cli", "worker", "--master",
+                             f"127.0.0.1:{port}"], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_master_and_workers_started_by_hand(tmp_path):
+    """`run --master --expect-workers 2` and two `mailswarm worker` started elsewhere (another
+    folder, no profile there): the load is split in two exact parts, a third worker is turned
+    away, every record reaches the master."""
+    out, port = tmp_path / "out", _free_port()
+    master = start_cli("run", "profiles/smtp-50mps.yaml", "--duration", "4s", "--master",
+                       "--expect-workers", "2", "--master-bind", f"127.0.0.1:{port}",
+                       "--out", str(out), "--quiet")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    workers = [_worker_elsewhere(port, elsewhere) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "results.jsonl").exists() or not any(
+                type(r) is WorkerEvent for r in read_stream(out / "results.jsonl")):
+            assert time.monotonic() < deadline and master.poll() is None
+            time.sleep(0.2)
+        extra = _worker_elsewhere(port, elsewhere)
+        _, extra_err = extra.communicate(timeout=60)
+        _, stderr = master.communicate(timeout=120)
+        worker_status = [w.wait(30) for w in workers]
+    finally:
+        for proc in (master, *workers):
+            if proc.poll() is None:
+                proc.kill()
+    assert master.returncode == 0, stderr[-3000:]
+    assert worker_status == [0, 0]
+    assert extra.returncode == 1 and "turned this worker away" in extra_err
+    records = list(read_stream(out / "results.jsonl"))
+    joined = [r for r in records if type(r) is WorkerEvent]
+    assert sorted((e.event, e.index, e.of) for e in joined) == [("joined", 0, 2), ("joined", 1, 2)]
+    sessions = [r for r in records if type(r) is Req and r.name == "session"]
+    assert len(sessions) == 200 and all(r.ok for r in sessions)
+    assert sorted(Counter(r.worker for r in sessions).values()) == [100, 100]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arrival"]["smtp"]["intended"] == 200
+    assert summary["workers"] == {"expected": 2, "joined": 2, "lost": [], "not_sent": {}}
+
+
+def test_master_flags_are_checked():
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--master", "--expect-workers", "2",
+                     "--master-bind", "10.213.0.1:5557")
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--expect-workers", "2")
+    assert result.returncode == 2 and "need --master" in result.stderr
+    result = run_cli("worker", "--master", "10.213.0.1:5557")
+    assert result.returncode == 2 and "--allow-remote" in result.stderr

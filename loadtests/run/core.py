@@ -28,7 +28,7 @@ from loadtests.clients.errors import describe
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.report.finish import finish_run
-from loadtests.run.options import RunOptions, RunResult
+from loadtests.run.options import RunOptions, RunResult, worker_count
 from loadtests.run.pacers import Pacers
 from loadtests.run.progress import Progress
 from loadtests.schedule.ceiling import CeilingShape, StepJudge
@@ -120,7 +120,7 @@ def _header(writer: StreamWriter, profile: Profile, target: Target, options: Run
     writer.write(Header(
         time.time(), version=__version__, profile=profile.model_dump(mode="json"),
         profile_file=options.profile_file, target=target.public(), monitor=monitor.describe(),
-        duration=duration, workers=options.workers,
+        duration=duration, workers=worker_count(options),
         rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
                if isinstance(sc.schedule, ArrivalSchedule)}))
     writer.flush()

@@ -1,6 +1,9 @@
-"""A run whose users run in N local worker processes, this process being their Locust master.
+"""A run whose users run in N worker processes, this process being their Locust master.
 
-Each worker (`python -m loadtests.run.worker`) runs its part of the users (Locust divides them)
+The workers are started here (`--workers N`: `python -m loadtests.run.worker`, their job on
+stdin) or by hand anywhere (`--expect-workers N`: `mailswarm worker --master HOST:PORT`, sent
+their job once they join; more than N are turned away). The run starts when all N have joined.
+Each worker runs its part of the users (Locust divides them)
 and every N-th session of each open-model schedule (the parts add up to the schedule exactly);
 its records reach this process's stream through Locust's messaging (one process holds at most
 ~19,000 sockets here, so large runs need several). A worker that dies or falls silent before
@@ -10,6 +13,7 @@ run fails.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -22,19 +26,31 @@ from typing import Any
 
 import gevent
 from locust.env import Environment
+from locust.rpc import Message
 from locust.runners import HEARTBEAT_LIVENESS, STATE_MISSING, STATE_RUNNING, MasterRunner
 
 from loadtests.profiles import Profile
 from loadtests.run.core import RunParts
-from loadtests.run.messages import FINAL, FINISH, HELLO, REPORT_KEY, START, job_for_worker
-from loadtests.run.options import RunError, RunOptions
+from loadtests.run.messages import (
+    FINAL,
+    FINISH,
+    HELLO,
+    JOB,
+    READY,
+    REFUSED,
+    REPORT_KEY,
+    START,
+    job_for_worker,
+)
+from loadtests.run.options import RunError, RunOptions, worker_count
 from loadtests.run.workers import WorkerBook, WorkerState
 from loadtests.schedule.loadplan import build_load
 from loadtests.targets import Target
 
 __all__ = ["MasterDriver", "exit_text"]
 
-CONNECT_TIMEOUT = 60.0  # seconds for every worker process to connect
+CONNECT_TIMEOUT = 60.0  # seconds for every local worker process to connect
+JOIN_TIMEOUT = 600.0  # seconds for every worker started by hand to join
 FINAL_GRACE = 10.0  # seconds beyond the drain for every worker's final report
 WATCH_EVERY = 0.25  # seconds between two looks at the workers
 
@@ -60,14 +76,14 @@ def _start_workers(profile: Profile, target: Target, options: RunOptions, port: 
     procs = []
     for index in range(options.workers):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.run.worker", "--master-port", str(port),
-             "--parent-pid", str(os.getpid())],
+            [sys.executable, "-m", "loadtests.run.worker", "--master", f"127.0.0.1:{port}",
+             "--job-stdin", "--parent-pid", str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=(options.out_dir / f"worker{index}.log").open("ab"))
         assert proc.stdin is not None
-        proc.stdin.write(job_for_worker(profile, target, allow_remote=options.allow_remote,
-                                        workers=options.workers, index=index,
-                                        arrival_seed=arrival_seed).encode())
+        proc.stdin.write(json.dumps(job_for_worker(
+            profile, target, allow_remote=options.allow_remote, workers=options.workers,
+            index=index, arrival_seed=arrival_seed)).encode())
         proc.stdin.close()
         procs.append(proc)
     return procs
@@ -90,8 +106,9 @@ class MasterDriver:
 
     def __init__(self, parts: RunParts) -> None:
         self.profile, self.target, self.options = parts.profile, parts.target, parts.options
-        self.port = _free_port()
-        self.runner: MasterRunner = parts.env.create_master_runner("127.0.0.1", self.port)
+        self.expected = worker_count(self.options)
+        host, self.port = self.options.master_bind or ("127.0.0.1", _free_port())
+        self.runner: MasterRunner = parts.env.create_master_runner(host, self.port)
         # every worker walks the same arrival schedule, taking its own part of it
         self.arrival_seed = (str(self.profile.seed) if self.profile.seed is not None
                              else secrets.token_hex(8))
@@ -101,6 +118,19 @@ class MasterDriver:
         self.runner.register_message(
             FINAL, lambda environment, msg, **_: self.book.take(msg.node_id, msg.data, True))
         self.runner.register_message(HELLO, self._hello)
+        self.runner.register_message(READY, self._ready)
+        self.offered: dict[str, tuple[int, dict[str, Any]]] = {}  # sent a job: (index, hello)
+        self.closed = False  # all workers joined: no one else may (Locust would move users)
+        listen = self.runner.handle_message
+
+        def handle_message(client_id: str, msg: Any) -> None:
+            if msg.type == "client_ready" and self.closed and client_id not in self.book.workers:
+                # acknowledged, but kept off Locust's list; its HELLO is then refused
+                self.runner.server.send_to_client(Message("ack", {"index": -1}, client_id))
+                return
+            listen(client_id, msg)
+
+        self.runner.handle_message = handle_message  # type: ignore[method-assign]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.load_started: float | None = None  # monotonic
         self.load_stopped: float | None = None
@@ -108,9 +138,37 @@ class MasterDriver:
         self._watcher: gevent.Greenlet | None = None
 
     def _hello(self, environment: Environment, msg: Any, **_: Any) -> None:
-        data = msg.data
-        self.book.join(WorkerState(msg.node_id, data["index"], data["of"], data["host"],
-                                   data["pid"]))
+        """A worker connected: one of ours with its job joins; one started by hand is sent a
+        job while the run needs workers, else turned away."""
+        data, worker_id = msg.data, msg.node_id
+        if self.closed:
+            self.runner.send_message(REFUSED, {"reason": "the run has started"},
+                                     client_id=worker_id)
+            return
+        if "index" in data and not self.options.expect_workers:
+            self._join(worker_id, data["index"], data["of"], data)
+            return
+        taken = {index for index, _ in self.offered.values()}
+        free = [i for i in range(self.expected) if i not in taken]
+        if not self.options.expect_workers or not free:
+            why = (f"the run has its {self.expected} workers" if self.options.expect_workers
+                   else "this run starts its own workers")
+            self.runner.send_message(REFUSED, {"reason": why}, client_id=worker_id)
+            return
+        self.offered[worker_id] = (free[0], data)
+        self.runner.send_message(JOB, job_for_worker(
+            self.profile, self.target, allow_remote=self.options.allow_remote,
+            workers=self.expected, index=free[0], arrival_seed=self.arrival_seed),
+            client_id=worker_id)
+
+    def _ready(self, environment: Environment, msg: Any, **_: Any) -> None:
+        """A worker started by hand has built its part of the load."""
+        offer = self.offered.get(msg.node_id)
+        if offer is not None:
+            self._join(msg.node_id, msg.data["index"], msg.data["of"], offer[1])
+
+    def _join(self, worker_id: str, index: int, of: int, hello: dict[str, Any]) -> None:
+        self.book.join(WorkerState(worker_id, index, of, hello["host"], hello["pid"]))
 
     # -- losing a worker ------------------------------------------------------------------
     def _schedule(self, worker: WorkerState) -> dict[str, Iterator[float]]:
@@ -158,15 +216,21 @@ class MasterDriver:
         return self.book.sessions()
 
     def connect(self) -> None:
+        """Start the local workers (if any) and wait until every worker has joined (and any
+        turned away has left Locust's list, which the users are divided over)."""
         options = self.options
         procs = _start_workers(self.profile, self.target, options, self.port, self.arrival_seed)
         self.procs = {proc.pid: proc for proc in procs}
-        deadline = time.monotonic() + CONNECT_TIMEOUT
-        while len(self.book.workers) < options.workers:
+        deadline = time.monotonic() + (CONNECT_TIMEOUT if procs else JOIN_TIMEOUT)
+        where = (f"see {options.out_dir}/worker*.log" if procs else
+                 f"start them with `mailswarm worker --master HOST:{self.port}`")
+        while (len(self.book.workers) < self.expected
+               or self.runner.worker_count > len(self.book.workers)):
             exited = [p for p in procs if p.poll() is not None]
             if exited or time.monotonic() > deadline or options.stop.wait(timeout=0.2):
-                raise RunError(f"only {len(self.book.workers)} of {options.workers} worker "
-                               f"processes connected; see {options.out_dir}/worker*.log")
+                raise RunError(f"only {len(self.book.workers)} of {self.expected} workers "
+                               f"joined; {where}")
+        self.closed = True
         self._watcher = gevent.spawn(self._watch)
 
     def spawning(self) -> bool:
