@@ -2,8 +2,10 @@
 Locust's messaging; a killed worker loses at most its last second, is recorded as lost and
 fails the run (exit 4); workers of a killed master quit within seconds."""
 
+import itertools
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,10 +15,13 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+import pytest
 from cli import ROOT, run_cli, start_cli
 
 from loadtests.cli import EXIT_WORKER_LOST
-from loadtests.stream import Req, WorkerEvent, read_stream
+from loadtests.profiles import ArrivalSchedule
+from loadtests.schedule.pacing import ArrivalPacer
+from loadtests.stream import Req, Tick, WorkerEvent, read_stream
 
 
 def _workers_of(proc, count: int, timeout: float = 60) -> list[psutil.Process]:
@@ -169,3 +174,43 @@ def test_master_flags_are_checked():
     assert result.returncode == 2 and "need --master" in result.stderr
     result = run_cli("worker", "--master", "10.213.0.1:5557")
     assert result.returncode == 2 and "--allow-remote" in result.stderr
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+@pytest.mark.parametrize("schedule", [
+    {"rate": 33.3, "process": "fixed"},
+    {"rate": 33.3, "process": "poisson"},
+    {"rate": 20, "process": "poisson", "bursts": {"share": 0.5, "every": 2, "spread": 0.5}},
+])
+def test_the_parts_of_a_schedule_add_up_to_it_exactly(schedule, workers):
+    """Each worker takes every N-th session of the one schedule (same seed): together they
+    intend exactly the sessions one process would, at the same times."""
+    sched = ArrivalSchedule(kind="arrival", **schedule)
+
+    def offsets(part: tuple[int, int]) -> list[float]:
+        return list(itertools.takewhile(
+            lambda t: t < 10.0, ArrivalPacer(sched, random.Random("s"), part).offsets()))
+
+    whole = offsets((0, 1))
+    parts = [offsets((i, workers)) for i in range(workers)]
+    assert sorted(itertools.chain(*parts)) == whole
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_closed_model_users_are_divided_exactly(tmp_path):
+    profile = tmp_path / "closed.yaml"
+    profile.write_text(
+        "name: closed-split\nduration: 4s\ndrain: 0s\nseed: 1\nscenarios:\n"
+        "  - name: idle\n    user: imap-idle\n"
+        "    schedule: {kind: closed, users: 7, spawn_rate: 50}\n"
+        "    imap: {mode: idle, hold: 1h}\n")
+    out = tmp_path / "out"
+    result = run_cli("run", str(profile), "--workers", "3", "--out", str(out), "--quiet",
+                     timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list(read_stream(out / "results.jsonl"))
+    running = [r for r in records if type(r) is Tick and r.phase == "running"]
+    assert running and all(t.users == 7 for t in running)
+    assert max(t.sessions["IMAP"]["open"] for t in running) == 7
+    logins = Counter(r.worker for r in records if type(r) is Req and r.name == "LOGIN")
+    assert sum(logins.values()) == 7 and len(logins) == 3
