@@ -31,6 +31,7 @@ from loadtests.report.finish import finish_run
 from loadtests.run.options import RunOptions, RunResult, worker_count
 from loadtests.run.pacers import Pacers
 from loadtests.run.progress import Progress
+from loadtests.run.sources import use_source_addresses
 from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.sessions import gauge
@@ -138,6 +139,7 @@ class Run:
         self.duration = options.duration if options.duration is not None else profile.duration
         bridge.start()
         gauge.reset()
+        use_source_addresses(target)
         self.classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
         writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE)
         ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)),

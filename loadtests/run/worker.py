@@ -46,6 +46,7 @@ from loadtests.run.messages import (  # noqa: E402
     START,
 )
 from loadtests.run.pacers import Pacers  # noqa: E402
+from loadtests.run.sources import use_source_addresses  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
 from loadtests.stream import req_dict, to_dict, user_error_record  # noqa: E402
@@ -86,6 +87,7 @@ class _Load:
         profile = Profile.model_validate(job["profile"])
         target = Target.model_validate(job["target"])
         self.part = (job["index"], job["workers"])
+        use_source_addresses(target)
         classes, by_name = build_load(profile, target, allow_remote=job["allow_remote"],
                                       part=self.part, arrival_seed=job["arrival_seed"])
         self.env.user_classes[:] = classes  # before the master's first spawn message
