@@ -86,7 +86,8 @@ def test_a_killed_worker_is_recorded_and_fails_the_run(tmp_path):
     not_sent = workers["not_sent"]["smtp"]
     assert 150 <= not_sent <= 300  # its half after its death (and what it had in flight)
     assert arrival["completed"] + arrival["interrupted"] + arrival["dropped"] + not_sent == 600
-    assert "WORKER LOST" in stdout
+    assert "WORKER LOST" in stdout  # the summary
+    assert "WORKER LOST" in stderr  # said when it happened
 
 
 def test_workers_quit_soon_after_their_master_is_killed(tmp_path):

@@ -14,6 +14,7 @@ run fails.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -53,6 +54,11 @@ CONNECT_TIMEOUT = 60.0  # seconds for every local worker process to connect
 JOIN_TIMEOUT = 600.0  # seconds for every worker started by hand to join
 FINAL_GRACE = 10.0  # seconds beyond the drain for every worker's final report
 WATCH_EVERY = 0.25  # seconds between two looks at the workers
+# a local worker sees its master die by its parent pid at once; the heartbeat timeout is only
+# for a master that hangs, and generous (a busy master answers late)
+LOCAL_MASTER_TIMEOUT = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def exit_text(code: int) -> str:
@@ -77,7 +83,8 @@ def _start_workers(profile: Profile, target: Target, options: RunOptions, port: 
     for index in range(options.workers):
         proc = subprocess.Popen(
             [sys.executable, "-m", "loadtests.run.worker", "--master", f"127.0.0.1:{port}",
-             "--job-stdin", "--parent-pid", str(os.getpid())],
+             "--job-stdin", "--parent-pid", str(os.getpid()),
+             "--master-timeout", str(LOCAL_MASTER_TIMEOUT)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=(options.out_dir / f"worker{index}.log").open("ab"))
         assert proc.stdin is not None
@@ -194,7 +201,13 @@ class MasterDriver:
         for worker in self.book.running():
             cause = self._why_lost(worker)
             if cause is not None:
-                self.book.lose(worker.id, cause, self._schedule)
+                self._lose(worker, cause)
+
+    def _lose(self, worker: WorkerState, cause: str) -> None:
+        self.book.lose(worker.id, cause, self._schedule)
+        log.warning("WORKER LOST: %s (part %d of %d, %s pid %d): %s; its part of the load is "
+                    "not sent", worker.id, worker.index + 1, worker.of, worker.host, worker.pid,
+                    cause)
 
     def _watch(self) -> None:
         while True:
@@ -254,8 +267,7 @@ class MasterDriver:
             gevent.sleep(0.1)
         self.check_workers()
         for worker in self.book.running():
-            self.book.lose(worker.id, f"no final report within {seconds + FINAL_GRACE:g} s",
-                           self._schedule)
+            self._lose(worker, f"no final report within {seconds + FINAL_GRACE:g} s")
 
     def after_stop(self) -> None:
         pass
