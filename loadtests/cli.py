@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # imported where used: `mailswarm report` must not load Locus
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QOS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_WORKER_LOST = 4
 
 _RUN_EPILOG = """\
 examples:
@@ -37,7 +38,8 @@ output (in --out, default reports/<profile>-<time>/):
 
 exit status: 0 run completed and passed its QoS, 1 run failed, 2 bad profile/target/options,
 3 run completed but failed its QoS (profile `qos:`; not for a ceiling search, which ends on
-a failing step by design), 130 interrupted.
+a failing step by design), 4 a worker process was lost mid-run (its part of the load was not
+sent: see `workers` in summary.json), 130 interrupted.
 Ctrl-C stops the run early and keeps everything measured so far.
 """
 
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=0, metavar="N",
                      help="run the users in N local worker processes (Locust master/worker); "
                           "needed past ~19,000 connections, the open-files limit of one process")
+    from loadtests.run.cli import add_master_arguments
+
+    add_master_arguments(run)
     run.add_argument("--web", metavar="HOST:PORT",
                      help="also serve Locust's web UI there (e.g. 127.0.0.1:8089), with a "
                           "Target tab showing the target's fds, threads, processes, memory")
@@ -107,11 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from loadtests.monitor.cli import register as register_monitor
     from loadtests.report.cli import register as register_compare
+    from loadtests.run.cli import register as register_worker
     from loadtests.stack.cli import register as register_stack
 
     register_compare(sub)
     register_monitor(sub)  # agent, doctor
     register_stack(sub)
+    register_worker(sub)
     return parser
 
 
@@ -212,6 +219,9 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
             problems.append(f"--web: {web[0]} is not a loopback address (pass --allow-remote)")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
+    from loadtests.run.cli import check_master_arguments
+
+    problems += check_master_arguments(args)
     if problems or profile is None:
         raise ConfigError("mailswarm run", problems)
     return profile, target
@@ -239,6 +249,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from loadtests.console import ProgressPrinter, describe_plan, format_summary
     from loadtests.embedded import EmbeddedSettings, EmbeddedTarget, TargetStartError
+    from loadtests.run.cli import master_options
     from loadtests.runner import RunError, RunOptions, run_profile
 
     out = args.out or Path("reports") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -246,7 +257,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=out, duration=args.duration, allow_remote=args.allow_remote,
                          workers=args.workers, profile_file=str(args.profile),
                          on_progress=printer,
-                         web=_host_port(args.web) if args.web else None)
+                         web=_host_port(args.web) if args.web else None,
+                         **master_options(args))
 
     def _on_signal() -> None:
         if not options.stop.is_set():
@@ -279,6 +291,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         duration = options.duration or profile.duration
         print(f"running {profile.name} -> {out}\n{describe_plan(profile, duration)}",
               file=sys.stderr)
+        if options.master_bind is not None:
+            host, port = options.master_bind
+            print(f"waiting for {options.expect_workers} workers: mailswarm worker --master "
+                  f"{host}:{port}", file=sys.stderr)
         try:
             result = run_profile(profile, target, options)
         except RunError as exc:
@@ -297,6 +313,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"report:  {out / 'report.html'}")
     if result.reason == "interrupted":
         return EXIT_INTERRUPTED
+    if (summary.get("workers") or {}).get("lost"):
+        return EXIT_WORKER_LOST
     if "ceiling" in summary:  # a ceiling search ends on a failing step by design
         return EXIT_OK
     return EXIT_OK if summary["qos"]["pass"] else EXIT_QOS_FAILED

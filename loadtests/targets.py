@@ -66,6 +66,15 @@ class Endpoint(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     monitor: list[ProcessRef] = []
+    # local addresses the generator's connections come from, in turn (more than ~28,000
+    # connections to one server port need several); empty: the system chooses
+    source_addresses: list[str] = Field(default=[], max_length=256)
+
+    @model_validator(mode="after")
+    def _sources_are_addresses(self) -> Endpoint:
+        for address in self.source_addresses:
+            ipaddress.ip_address(address)  # ValueError: "... does not appear to be an IP ..."
+        return self
 
     @property
     def address(self) -> str:

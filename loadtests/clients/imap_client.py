@@ -40,6 +40,7 @@ from aioimaplib.aioimaplib import (
     quoted,
 )
 
+from loadtests.clients import source
 from loadtests.clients.imap_errors import (
     ImapByeError,
     ImapConnectError,
@@ -191,7 +192,8 @@ class _IMAP4(aioimaplib.IMAP4):
         local_loop = loop if loop is not None else asyncio.get_running_loop()
         self.protocol = _Protocol(local_loop)
         self._client_task = local_loop.create_task(local_loop.create_connection(
-            lambda: self.protocol, host, port, ssl=ssl_context))
+            lambda: self.protocol, host, port, ssl=ssl_context,
+            local_addr=source.local_addr(host, port)))
 
 
 class ImapClient:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
+from loadtests.clients import source
 from loadtests.clients.errors import ClientError
 from loadtests.clients.steps import StepRecorder
 
@@ -237,7 +238,8 @@ class Pop3Client:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port, limit=LINE_LIMIT)
+                    self.host, self.port, limit=LINE_LIMIT,
+                    local_addr=source.local_addr(self.host, self.port))
                 line = await self._reader.readline()
         except TimeoutError:
             self.close()

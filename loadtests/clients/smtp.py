@@ -34,6 +34,7 @@ from aiosmtplib.protocol import (
     normalize_message_line_endings,
 )
 
+from loadtests.clients import source
 from loadtests.clients.message import build_message, new_message_id
 from loadtests.clients.steps import StepRecorder
 
@@ -204,13 +205,16 @@ class _Session:
         selector round for writability is skipped. Names go through asyncio's own connect.
         """
         family = _literal_family(host)
+        local = source.local_addr(host, port)
         if family is None:
             transport, _ = await self._loop.create_connection(
-                lambda: self._protocol, host, port)
+                lambda: self._protocol, host, port, local_addr=local)
             return transport
         # asyncio only calls the C-level socket's methods; its stubs ask for socket.socket
         self._sock = sock = cast(socket.socket,
                                  _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK))
+        if local is not None:
+            sock.bind(local)
         address = (host.strip("[]"), port)
         err = sock.connect_ex(address)
         if err == errno.EINPROGRESS:

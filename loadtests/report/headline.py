@@ -239,6 +239,10 @@ def _warnings(summary: dict[str, Any], kind: str) -> list[str]:
             intended, achieved = a.get("intended_per_s"), a.get("achieved_per_s") or 0
             if intended and achieved < 0.95 * float(intended):
                 out.append(f"{name}: achieved {achieved:g}/s of the intended {intended:g}/s")
+    for lost in (summary.get("workers") or {}).get("lost") or []:
+        out.append(f"worker {lost.get('index')} of {lost.get('of')} was lost at "
+                   f"{lost.get('at_s')} s ({lost.get('cause')}): its part of the load after "
+                   "that was not sent")
     escaped = sum(e.get("count", 0) for e in summary.get("user_errors") or [])
     if escaped:
         out.append(f"{escaped} exceptions escaped the users (bugs, see the table)")

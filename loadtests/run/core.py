@@ -28,9 +28,10 @@ from loadtests.clients.errors import describe
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.report.finish import finish_run
-from loadtests.run.options import RunOptions, RunResult
+from loadtests.run.options import RunOptions, RunResult, worker_count
 from loadtests.run.pacers import Pacers
 from loadtests.run.progress import Progress
+from loadtests.run.sources import use_source_addresses
 from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.sessions import gauge
@@ -120,7 +121,7 @@ def _header(writer: StreamWriter, profile: Profile, target: Target, options: Run
     writer.write(Header(
         time.time(), version=__version__, profile=profile.model_dump(mode="json"),
         profile_file=options.profile_file, target=target.public(), monitor=monitor.describe(),
-        duration=duration, workers=options.workers,
+        duration=duration, workers=worker_count(options),
         rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
                if isinstance(sc.schedule, ArrivalSchedule)}))
     writer.flush()
@@ -138,6 +139,7 @@ class Run:
         self.duration = options.duration if options.duration is not None else profile.duration
         bridge.start()
         gauge.reset()
+        use_source_addresses(target)
         self.classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
         writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE)
         ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)),
