@@ -27,6 +27,7 @@ from loadtests import __version__, bridge
 from loadtests.clients.errors import describe
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
+from loadtests.protocols import request_type
 from loadtests.report.finish import finish_run
 from loadtests.run.options import RunOptions, RunResult, worker_count
 from loadtests.run.pacers import Pacers
@@ -157,7 +158,7 @@ class Run:
             assert isinstance(ramp.schedule, RampSchedule)
             self.shape = CeilingShape(
                 ramp.schedule, judge, on_step=writer.write,
-                held=lambda: self.driver.sessions().get(ramp.protocol.upper(), {}).get("open", 0))
+                held=lambda: self.driver.sessions().get(request_type(ramp.user), {}).get("open", 0))
         env = Environment(user_classes=self.classes, events=events, shape_class=self.shape)
         self.driver = driver_for(RunParts(profile, target, options, env, events, writer, counters,
                                           Pacers(pacers)))
