@@ -43,10 +43,26 @@ Ctrl-C stops the run early and keeps everything measured so far.
 
 
 def _duration_arg(text: str) -> float:
+    """A load duration: more than 0 and at most 30 days."""
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the duration must be more than 0")
+    return seconds
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why `out` cannot be a new run's output folder, or None."""
+    if out.exists() and not out.is_dir():
+        return f"--out: {out} exists and is not a folder; choose a new folder"
+    if (out / "results.jsonl").exists():
+        return f"--out: {out} already holds a run's results; choose a new folder"
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"--out: {parent} is not a folder, so {out} cannot be made"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +200,12 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
         profile = load_profile(args.profile, checks=[_embedded_problems])
     except ConfigError as exc:
         problems += [f"{exc.source}: {p}" for p in exc.problems]
+    if args.target is None and profile is not None and not args.allow_remote:
+        host = str(profile.embedded.get("host", "127.0.0.1"))
+        if not is_loopback(host):
+            problems.append(f"{args.profile}: embedded.host: {host} is not a loopback address; "
+                            "the embedded target (one shared password) listens on loopback "
+                            "only (pass --allow-remote if you mean it)")
     if args.target is not None:
         try:
             target = load_target(args.target)
@@ -202,8 +224,9 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
                          for p in check_loopback(target)]
         if profile is not None and target is not None:
             problems += [f"{args.profile}: {p}" for p in check_against_target(profile, target)]
-    if args.out is not None and (args.out / "results.jsonl").exists():
-        problems.append(f"--out: {args.out} already holds a run's results; choose a new folder")
+    out_problem = _out_problem(args.out) if args.out is not None else None
+    if out_problem is not None:
+        problems.append(out_problem)
     if args.web is not None:
         web = _host_port(args.web)
         if web is None:
