@@ -60,8 +60,8 @@ class EmbeddedSettings(StrictModel):
         default=0.0, description="the fault starts this long after the target starts"
     )
     pop3_fault: Literal["none", "stall", "reset", "garbage", "reply-err", "stall-retr",
-                        "close-mid-retr"] = "none"
-    imap_fault: Literal["none", "stall", "reset", "garbage", "bye", "drop-idle"] = "none"
+                        "close-mid-retr", "echo"] = "none"
+    imap_fault: Literal["none", "stall", "reset", "garbage", "bye", "drop-idle", "echo"] = "none"
     imap_max_user_connections: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="IMAP connections per user (like Dovecot's mail_max_userip_connections)")

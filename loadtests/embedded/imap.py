@@ -14,7 +14,8 @@ Knobs: `command_delay` before every tagged reply, `autologout` (RFC 3501: at lea
 client must re-arm IDLE before it), `max_user_connections` (like Dovecot's
 mail_max_userip_connections: `NO [LIMIT] ...` then close) and `fault`: "stall" (never greet),
 "reset" (TCP reset), "garbage" (non-IMAP greeting), "bye" (`* BYE Connection queue full`),
-"drop-idle" (close the connection as soon as IDLE starts).
+"drop-idle" (close the connection as soon as IDLE starts), "echo" (LOGIN fails with a NO that
+echoes the command, password included, as a careless server might).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ __all__ = ["CAPABILITIES", "IMAP_CONNECTION_FIELDS", "IMAP_FAULTS", "ImapServer"
            "ImapServerStats"]
 
 CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE UIDPLUS"
-IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle")
+IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle", "echo")
 IMAP_CONNECTION_FIELDS = {"opened": "connections", "open": "open", "peak": "peak_open"}
 """The server's connections as the target's stats file names them."""
 _MAX_LITERAL = 1 << 20
@@ -299,6 +300,10 @@ class _Session:
         if len(args) != 2 or not all(isinstance(a, str) for a in args):
             raise ImapSyntaxError("LOGIN needs a user and a password")
         login, password = str(args[0]), str(args[1])
+        if self.server.fault == "echo":
+            quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+            await self.tagged(tag, "NO", f'you said: LOGIN {login} "{quoted}"')
+            return
         box = self.server.store.authenticate(login, password)
         if box is None:
             with self.server._lock:

@@ -35,6 +35,7 @@ from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.sessions import gauge
 from loadtests.stream import RESULTS_FILE, End, Header, Phase, StreamWriter, Tick, user_error_record
+from loadtests.stream.redact import Redactor
 from loadtests.targets import Target
 
 __all__ = ["Counters", "Driver", "Run", "RunParts"]
@@ -139,7 +140,8 @@ class Run:
         bridge.start()
         gauge.reset()
         self.classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
-        writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE)
+        writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE,
+                                            Redactor([target.secret()]))
         ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)),
                     None)
         judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]

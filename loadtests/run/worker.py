@@ -32,6 +32,7 @@ from loadtests.run.pacers import Pacers  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
 from loadtests.stream import req_dict, to_dict, user_error_record  # noqa: E402
+from loadtests.stream.redact import Redactor  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 __all__ = ["main"]
@@ -62,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
                 "sessions": gauge.snapshot()}
 
     events = Events()
-    events.request.add_listener(lambda **kw: buffer.append(req_dict(**kw)))
+    redactor = Redactor([target.secret()])  # no secret leaves the worker (the master's too)
+    events.request.add_listener(lambda **kw: buffer.append(redactor.req_dict(req_dict(**kw))))
     events.user_error.add_listener(lambda user_instance, exception, tb, **_: buffer.append(
-        to_dict(user_error_record(user_instance, exception))))
+        redactor.req_dict(to_dict(user_error_record(user_instance, exception)))))
     events.report_to_master.add_listener(
         lambda client_id, data, **_: data.__setitem__(REPORT_KEY, payload()))
     env = Environment(user_classes=classes, events=events)
