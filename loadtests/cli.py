@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from loadtests.units import parse_duration
 
 if TYPE_CHECKING:  # imported where used: `mailswarm report` must not load Locust
     from loadtests.profiles import Profile
+    from loadtests.runner import RunResult
     from loadtests.targets import Target
 
 __all__ = ["build_parser", "main"]
@@ -240,6 +242,14 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
     return profile, target
 
 
+def _finish_interrupted(out: Path, profile: Profile) -> RunResult:
+    """The result of a run stopped at once: summary and report from the stream as it is."""
+    from loadtests.report import finish_run
+    from loadtests.runner import RunResult
+
+    return RunResult(out, finish_run(out, profile.qos), "interrupted")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from gevent import monkey
 
@@ -271,13 +281,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          on_progress=printer,
                          web=_host_port(args.web) if args.web else None)
 
+    main_greenlet = gevent.get_hub().parent
+    presses, running = 0, False
+
+    def _interrupt() -> None:
+        """In the hub: the second Ctrl-C raised in the main greenlet, while it runs the profile
+        (elsewhere a stop request is enough); from the hub, so no greenlet traceback is shown."""
+        if running:
+            main_greenlet.throw(KeyboardInterrupt)
+
     def _on_signal() -> None:
-        if not options.stop.is_set():
+        """1st: stop gracefully (sessions in flight end). 2nd: stop at once — interrupt what the
+        run waits for; the end record, summary and report are still written. 3rd: exit now;
+        the stream holds all but its last second and `mailswarm report` rebuilds the rest."""
+        nonlocal presses
+        presses += 1
+        if presses == 1:
             print("\nstopping: finishing the run and writing what was measured "
                   "(Ctrl-C again to stop at once)", file=sys.stderr)
             options.stop.set()
+        elif presses == 2:
+            print("\nstopping now: writing the summary and report of what was measured "
+                  "(Ctrl-C again to exit without them)", file=sys.stderr)
+            options.stop.set()
+            gevent.get_hub().loop.run_callback(_interrupt)
         else:
-            raise KeyboardInterrupt
+            print(f"\nexiting: `mailswarm report {out}` rebuilds the summary and report",
+                  file=sys.stderr)
+            os._exit(EXIT_INTERRUPTED)
 
     handlers = [gevent.signal_handler(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)]
     embedded = None
@@ -303,21 +334,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"running {profile.name} -> {out}\n{describe_plan(profile, duration)}",
               file=sys.stderr)
         try:
+            running = True
             result = run_profile(profile, target, options)
         except RunError as exc:
             print(f"mailswarm run: {exc}", file=sys.stderr)
             return EXIT_FAILED
-    finally:
+        except KeyboardInterrupt:  # a second Ctrl-C: the stream is closed with its end record
+            running = False
+            result = _finish_interrupted(out, profile)
+        finally:
+            running = False
         if printer is not None:
             printer.close()
-        for handler in handlers:
+        summary = result.summary  # with the QoS verdict; report.html written beside it
+        print(format_summary(summary))
+        print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}\n"
+              f"report:  {out / 'report.html'}")
+    finally:
+        for handler in handlers:  # Ctrl-C is ours until everything is printed
             handler.cancel()
         if embedded is not None:
             embedded.stop()
-    summary = result.summary  # with the QoS verdict; report.html written beside it
-    print(format_summary(summary))
-    print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}\n"
-          f"report:  {out / 'report.html'}")
     if result.reason == "interrupted":
         return EXIT_INTERRUPTED
     if "ceiling" in summary:  # a ceiling search ends on a failing step by design

@@ -250,16 +250,22 @@ class Run:
             self._spawn()
             reason = self._load()
             load_end = self._drain()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, still closing the stream
+            reason = "interrupted"
+            raise
         except BaseException:
             reason = "crashed"
             raise
         finally:
-            self.monitor.stop()
-            with contextlib.suppress(Exception):
-                self.runner.quit()
-            self.driver.close()
-            extra = options.extra_end() if options.extra_end is not None else {}
-            writer.write(End(time.time(), reason, load_end or time.time(), **extra))
-            writer.close()
+            extra: dict[str, Any] = {}
+            try:
+                self.monitor.stop()
+                with contextlib.suppress(Exception):
+                    self.runner.quit()
+                self.driver.close()
+                extra = options.extra_end() if options.extra_end is not None else {}
+            finally:  # a second Ctrl-C can cut the above short: the stream still gets its end
+                writer.write(End(time.time(), reason, load_end or time.time(), **extra))
+                writer.close()
         summary = finish_run(options.out_dir, self.profile.qos)
         return RunResult(options.out_dir, summary, reason)
