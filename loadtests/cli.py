@@ -282,6 +282,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          web=_host_port(args.web) if args.web else None)
 
     main_greenlet = gevent.get_hub().parent
+    assert main_greenlet is not None  # the hub runs under the main greenlet
     presses, running = 0, False
 
     def _interrupt() -> None:

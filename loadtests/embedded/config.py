@@ -6,6 +6,7 @@ its flags, so a profile can carry the server model it wants to emulate.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Literal, get_args
 
 from pydantic import Field
@@ -33,6 +34,10 @@ class EmbeddedSettings(StrictModel):
         default=75.0, gt=0,
         description="idle keep-alive connections are closed after this (> poll interval)")
     domain: str = "example.test"
+    mail_address: IPv4Address = Field(
+        default=IPv4Address("127.0.0.1"),
+        description="the A answer for mail.<domain>: an address off loopback tests that the "
+                    "generator refuses to follow an MX off this machine (nothing listens there)")
     users: int = Field(default=1000, ge=1, le=1_000_000)
     messages_per_user: int = Field(default=5, ge=0, le=10000)
     message_size: ByteSize = Field(default=2048, ge=100, le=64 * 1024**2)
