@@ -14,7 +14,8 @@ Knobs: `command_delay` before every tagged reply, `autologout` (RFC 3501: at lea
 client must re-arm IDLE before it), `max_user_connections` (like Dovecot's
 mail_max_userip_connections: `NO [LIMIT] ...` then close) and `fault`: "stall" (never greet),
 "reset" (TCP reset), "garbage" (non-IMAP greeting), "bye" (`* BYE Connection queue full`),
-"drop-idle" (close the connection as soon as IDLE starts).
+"drop-idle" (close the connection as soon as IDLE starts), "echo" (LOGIN fails with a NO that
+echoes the command, password included, as a careless server might).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from loadtests.counts import SessionCounts
 from loadtests.embedded.imap_proto import (
@@ -49,7 +51,7 @@ __all__ = ["CAPABILITIES", "IMAP_CONNECTION_FIELDS", "IMAP_FAULTS", "ImapServer"
            "ImapServerStats"]
 
 CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE UIDPLUS"
-IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle")
+IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle", "echo")
 IMAP_CONNECTION_FIELDS = {"opened": "connections", "open": "open", "peak": "peak_open"}
 """The server's connections as the target's stats file names them."""
 _MAX_LITERAL = 1 << 20
@@ -189,10 +191,32 @@ class _Session:
             await asyncio.sleep(self.server.command_delay)
         await self.send(f"{tag} {status} {text}\r\n".encode())
 
+    async def readline(self) -> bytes:
+        """One line (b"" at EOF). A line longer than the reader's limit (64 KiB) is answered
+        `* BAD [TOOBIG] Line too long` and the connection closed, as servers do."""
+        try:
+            return await self.reader.readline()
+        except ValueError:  # asyncio's LimitOverrunError, as readline raises it
+            await self.refuse(b"* BAD [TOOBIG] Line too long\r\n")
+
+    async def refuse(self, reply: bytes, linger: float = 2.0) -> NoReturn:
+        """Send `reply`, our EOF, then drop what the client still sends (at most `linger`
+        seconds) before closing: closed with unread input, the socket would send a reset that
+        can destroy the reply before the client reads it. Raises _Closed."""
+        await self.send(reply)
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            deadline = time.monotonic() + linger
+            while await asyncio.wait_for(self.reader.read(1 << 16),
+                                         max(0.0, deadline - time.monotonic())):
+                pass
+        raise _Closed
+
     async def read_command(self) -> bytes:
         """One whole command line with its literals inline; raises _Closed at EOF/autologout."""
         try:
-            line = await asyncio.wait_for(self.reader.readline(), self.server.autologout)
+            line = await asyncio.wait_for(self.readline(), self.server.autologout)
         except TimeoutError:
             await self.send(b"* BYE Autologout; idle for too long\r\n")
             raise _Closed from None
@@ -200,11 +224,11 @@ class _Session:
         while line and (lit := literal_size(line.rstrip(b"\r\n"))) is not None:
             size, sync = lit
             if size > _MAX_LITERAL:
-                raise _Closed
+                await self.refuse(b"* BAD [TOOBIG] Literal too large\r\n")
             if sync:
                 await self.send(b"+ Ready for literal data\r\n")
             data += await self.reader.readexactly(size)
-            line = await self.reader.readline()
+            line = await self.readline()
             data += line
         if not line:
             raise _Closed
@@ -299,6 +323,10 @@ class _Session:
         if len(args) != 2 or not all(isinstance(a, str) for a in args):
             raise ImapSyntaxError("LOGIN needs a user and a password")
         login, password = str(args[0]), str(args[1])
+        if self.server.fault == "echo":
+            quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+            await self.tagged(tag, "NO", f'you said: LOGIN {login} "{quoted}"')
+            return
         box = self.server.store.authenticate(login, password)
         if box is None:
             with self.server._lock:
@@ -500,7 +528,7 @@ class _Session:
 
     async def _idle(self, tag: str) -> None:
         started = time.monotonic()
-        read = asyncio.ensure_future(self.reader.readline())
+        read = asyncio.ensure_future(self.readline())
         try:
             while True:
                 self.wake.clear()

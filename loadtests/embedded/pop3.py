@@ -43,6 +43,7 @@ POP3_FAULTS: tuple[str, ...] = (
     "reply-err",       # every login fails with -ERR [SYS/TEMP]
     "stall-retr",      # RETR and TOP never answer
     "close-mid-retr",  # close the connection halfway through a RETR/TOP body
+    "echo",            # every PASS fails with -ERR echoing the command, password included
 )
 """Faults `Pop3Server(fault=...)` can inject, on every connection it serves."""
 
@@ -255,6 +256,9 @@ class Pop3Server:
             await self._reply(session, "-ERR USER first")
             return
         user, session.user = session.user, None
+        if self.fault == "echo":  # a careless server: the client must not record this as is
+            await self._reply(session, f"-ERR you said: PASS {arg}")
+            return
         await self._login(session, self.store.authenticate(user, arg))
 
     async def _apop(self, session: _Session, arg: str) -> None:

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from loadtests.configfile import ByteSize, Duration, StrictModel
 
 __all__ = [
+    "MAX_MESSAGE_SIZE",
     "Backoff",
     "DnsSettings",
     "ImapSettings",
@@ -22,15 +23,19 @@ __all__ = [
 ]
 
 
+MAX_MESSAGE_SIZE = 64 * 1024**2
+"""The largest message a profile may ask for: 64 MiB (real servers' limits are 10-50 MB)."""
+
+
 class SizeChoice(StrictModel):
-    size: ByteSize = Field(ge=0)
-    weight: float = Field(gt=0)
+    size: ByteSize = Field(ge=0, le=MAX_MESSAGE_SIZE)
+    weight: float = Field(gt=0, le=1_000_000)
 
 
 class MessageSize(StrictModel):
     """`fixed: 2KiB`, or `choices: [{size: 2KiB, weight: 8}, {size: 40KiB, weight: 2}]`."""
 
-    fixed: ByteSize | None = Field(default=None, ge=0)
+    fixed: ByteSize | None = Field(default=None, ge=0, le=MAX_MESSAGE_SIZE)
     choices: list[SizeChoice] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")

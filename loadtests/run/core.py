@@ -37,6 +37,7 @@ from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.sessions import gauge
 from loadtests.stream import RESULTS_FILE, End, Header, Phase, StreamWriter, Tick, user_error_record
+from loadtests.stream.redact import Redactor
 from loadtests.targets import Target
 
 __all__ = ["Counters", "Driver", "Run", "RunParts"]
@@ -142,7 +143,8 @@ class Run:
         gauge.reset()
         use_source_addresses(target)
         self.classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
-        writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE)
+        writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE,
+                                            Redactor([target.secret()]))
         ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)),
                     None)
         judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]
@@ -251,16 +253,22 @@ class Run:
             self._spawn()
             reason = self._load()
             load_end = self._drain()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, still closing the stream
+            reason = "interrupted"
+            raise
         except BaseException:
             reason = "crashed"
             raise
         finally:
-            self.monitor.stop()
-            with contextlib.suppress(Exception):
-                self.runner.quit()
-            self.driver.close()
-            extra = options.extra_end() if options.extra_end is not None else {}
-            writer.write(End(time.time(), reason, load_end or time.time(), **extra))
-            writer.close()
+            extra: dict[str, Any] = {}
+            try:
+                self.monitor.stop()
+                with contextlib.suppress(Exception):
+                    self.runner.quit()
+                self.driver.close()
+                extra = options.extra_end() if options.extra_end is not None else {}
+            finally:  # a second Ctrl-C can cut the above short: the stream still gets its end
+                writer.write(End(time.time(), reason, load_end or time.time(), **extra))
+                writer.close()
         summary = finish_run(options.out_dir, self.profile.qos)
         return RunResult(options.out_dir, summary, reason)

@@ -50,6 +50,7 @@ from loadtests.run.sources import use_source_addresses  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
 from loadtests.stream import req_dict, to_dict, user_error_record  # noqa: E402
+from loadtests.stream.redact import Redactor  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 __all__ = ["EXIT_MASTER_LOST", "MASTER_TIMEOUT", "main", "run_worker", "watch_master"]
@@ -82,10 +83,12 @@ class _Load:
         self.pacers = Pacers({})
         self.part = (0, 1)
         self.buffer: list[dict[str, Any]] = []
+        self.redactor = Redactor()  # the target's password never leaves this process
 
     def take_job(self, job: dict[str, Any]) -> None:
         profile = Profile.model_validate(job["profile"])
         target = Target.model_validate(job["target"])
+        self.redactor.add(target.secret())
         self.part = (job["index"], job["workers"])
         use_source_addresses(target)
         classes, by_name = build_load(profile, target, allow_remote=job["allow_remote"],
@@ -119,9 +122,10 @@ def run_worker(host: str, port: int, *, job: dict[str, Any] | None = None,
     load = _Load(env)
     if job is not None:
         load.take_job(job)
-    events.request.add_listener(lambda **kw: load.buffer.append(req_dict(**kw)))
+    events.request.add_listener(lambda **kw: load.buffer.append(
+        load.redactor.req_dict(req_dict(**kw))))
     events.user_error.add_listener(lambda user_instance, exception, tb, **_: load.buffer.append(
-        to_dict(user_error_record(user_instance, exception))))
+        load.redactor.req_dict(to_dict(user_error_record(user_instance, exception)))))
     events.report_to_master.add_listener(lambda client_id, data, **_: data.__setitem__(
         REPORT_KEY, load.payload(env.runner.user_count if env.runner is not None else 0)))
     try:

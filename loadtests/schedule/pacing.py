@@ -25,6 +25,8 @@ from loadtests.schedule.arrivals import arrival_offsets
 
 __all__ = ["ArrivalPacer", "Token"]
 
+_YIELD_EVERY = 256  # tokens issued back to back (when behind) between two yields to the hub
+
 
 @dataclass(frozen=True, slots=True)
 class Token:
@@ -74,6 +76,8 @@ class ArrivalPacer:
                 delay = mono0 + offset - time.monotonic()
                 if delay > 0:
                     gevent.sleep(delay)
+                elif self.intended % _YIELD_EVERY == 0:
+                    gevent.sleep(0)  # behind schedule: still let signals, ticks and users run
                 self.intended += 1
                 self._offer((wall0 + offset, mono0 + offset))
             remaining = mono0 + duration - time.monotonic()

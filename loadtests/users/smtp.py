@@ -2,10 +2,13 @@
 
 Records: DNS `MX` and `A` steps, SMTP `CONNECT`, `EHLO`, `MAIL`, `RCPT`, `DATA`, `QUIT` steps,
 and one `SMTP session` record timed from the intended start (open model) or the actual start.
+An MX answer off loopback (without --allow-remote) is a failed `CONNECT` (RemoteAddressRefused)
+and a failed session, after the DNS steps that led there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -83,7 +86,9 @@ class SmtpUser(ScenarioUser):
             if smtp.connect_to == "mx":
                 host = addresses[0]
         if not (self.allow_remote or _is_loopback(host)):
-            await smtp_rec.step("CONNECT", _refuse(host))
+            # a failed CONNECT step (the session fails with this cause), DNS steps kept
+            with contextlib.suppress(RemoteAddressRefused):
+                await smtp_rec.step("CONNECT", _refuse(host))
         else:
             await send_session(host, endpoint.port, envelopes, self.smtp_options(), smtp_rec)
         return dns_rec, smtp_rec
@@ -103,4 +108,5 @@ class SmtpUser(ScenarioUser):
 
 
 async def _refuse(host: str) -> Any:
-    raise RemoteAddressRefused(f"{host} is not a loopback address; pass --allow-remote to use it")
+    raise RemoteAddressRefused(f"the MX answer {host} is not a loopback address; pass "
+                               "--allow-remote to use it")
