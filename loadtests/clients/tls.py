@@ -1,0 +1,114 @@
+"""TLS for the protocol clients: an endpoint's options -> an `ssl.SSLContext`, readable failures.
+
+`TlsOptions` is what a target file's endpoint says (`tls: none | starttls | implicit`, `verify`,
+`ca_file`, `server_name`, `min_version`, a client certificate, `allow_plaintext_auth`).
+`TlsConfig(options, resume=...)` builds the context once and, with `resume`, keeps the last
+`SSLSession` of its endpoint and offers it on the next handshake (TLS session resumption, as
+real clients do; asyncio's `start_tls`/`create_connection` take no session, so the context's
+`wrap_bio` adds it). `tls_error(exc)` turns an `ssl` failure into a `TlsError` whose text a
+person reads ("certificate verify failed: Hostname mismatch, ...") and whose code is the
+failure's short name (`CERTIFICATE_VERIFY_FAILED`), never a traceback. No Locust here.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from loadtests.clients.errors import TlsError, tls_error
+
+__all__ = ["TLS_VERSIONS", "TlsConfig", "TlsError", "TlsMode", "TlsOptions", "tls_error",
+           "tls_info"]
+
+TlsMode = Literal["none", "starttls", "implicit"]
+
+TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
+    "TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3,
+}
+"""`min_version` values an endpoint may give."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsOptions:
+    """One endpoint's TLS settings, as its target file gives them."""
+
+    mode: TlsMode = "none"
+    verify: bool = True
+    ca_file: str | None = None
+    server_name: str | None = None  # SNI and the name checked (default: the endpoint's host)
+    min_version: str | None = None  # a key of TLS_VERSIONS
+    client_cert: str | None = None
+    client_key: str | None = None
+    allow_plaintext_auth: bool = False  # AUTH/LOGIN over an unencrypted connection
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+
+def make_context(options: TlsOptions) -> ssl.SSLContext:
+    """A client context for `options` (trusting `ca_file`, else the system's CAs)."""
+    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    if options.verify:
+        if options.ca_file:
+            context.load_verify_locations(cafile=options.ca_file)
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    else:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if options.min_version:
+        context.minimum_version = TLS_VERSIONS[options.min_version]
+    if options.client_cert:
+        context.load_cert_chain(options.client_cert, options.client_key)
+    return context
+
+
+class _ResumingContext(ssl.SSLContext):
+    """An SSLContext that offers `resume_session` (when set) to every new connection."""
+
+    resume_session: ssl.SSLSession | None = None
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+                 server_side: bool = False, server_hostname: str | bytes | None = None,
+                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
+                                session or self.resume_session)
+
+
+class TlsConfig:
+    """The context of one endpoint (built once) and, with `resume`, its last TLS session."""
+
+    def __init__(self, options: TlsOptions, *, resume: bool = False) -> None:
+        self.options = options
+        self.resume = resume
+        self.context: ssl.SSLContext = make_context(options)
+
+    @property
+    def mode(self) -> TlsMode:
+        return self.options.mode
+
+    def server_hostname(self, host: str) -> str:
+        """The name sent as SNI and checked against the certificate."""
+        return self.options.server_name or host.strip("[]")
+
+    def remember(self, transport: Any) -> None:
+        """Keep the transport's TLS session for the next handshake (when resuming)."""
+        if not self.resume:
+            return
+        sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+        session = getattr(sslobj, "session", None)
+        if session is not None and isinstance(self.context, _ResumingContext):
+            self.context.resume_session = session
+
+
+def tls_info(transport: Any) -> dict[str, Any] | None:
+    """`{"version", "cipher", "resumed"}` of a TLS transport, None for a plain one."""
+    sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if sslobj is None:
+        return None
+    cipher = sslobj.cipher()
+    return {"version": sslobj.version(), "cipher": cipher[0] if cipher else None,
+            "resumed": bool(sslobj.session_reused)}
