@@ -89,6 +89,10 @@ class Endpoint(StrictModel):
     def _client_pair(self) -> Endpoint:
         if self.client_key is not None and self.client_cert is None:
             raise ValueError("client_key needs client_cert")
+        if self.tls != "none" and self.protocol == "dns":
+            raise ValueError("dns endpoints speak no TLS here (tls: none)")
+        if self.tls == "starttls" and self.protocol == "http":
+            raise ValueError("HTTP has no STARTTLS: use tls: implicit for HTTPS")
         assert self.min_version is None or self.min_version in TLS_VERSIONS
         return self
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from loadtests.clients.errors import TlsError, tls_error
 
-__all__ = ["TLS_VERSIONS", "TlsConfig", "TlsError", "TlsMode", "TlsOptions", "tls_error",
-           "tls_info"]
+__all__ = ["TLS_VERSIONS", "TlsConfig", "TlsError", "TlsMode", "TlsOptions", "endpoint_tls",
+           "make_context", "tls_error", "tls_info"]
 
 TlsMode = Literal["none", "starttls", "implicit"]
 
@@ -112,3 +112,19 @@ def tls_info(transport: Any) -> dict[str, Any] | None:
     cipher = sslobj.cipher()
     return {"version": sslobj.version(), "cipher": cipher[0] if cipher else None,
             "resumed": bool(sslobj.session_reused)}
+
+
+_CONFIGS: dict[tuple[str, int, TlsOptions, bool], TlsConfig] = {}
+
+
+def endpoint_tls(host: str, port: int, options: TlsOptions, *,
+                 resume: bool = False) -> TlsConfig | None:
+    """The one `TlsConfig` of an endpoint in this process (None without TLS): its context is
+    built once and, with `resume`, its sessions are resumed across all its users."""
+    if not options.enabled:
+        return None
+    key = (host, port, options, resume)
+    config = _CONFIGS.get(key)
+    if config is None:
+        config = _CONFIGS[key] = TlsConfig(options, resume=resume)
+    return config
