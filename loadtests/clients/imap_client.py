@@ -6,8 +6,8 @@
     await client.idle_start(); lines = await client.wait_push(60); client.idle_done()
     await client.idle_finish(); await client.logout(); client.close()
 
-TLS (a `TlsConfig`): implicit TLS upgrades the TCP connection before the greeting (the
-handshake timed apart, `handshake`); `starttls()` sends STARTTLS and upgrades the transport
+TLS (a `TlsConfig`): implicit TLS does the handshake on the new TCP connection before the
+greeting (timed apart, `handshake`); `starttls()` sends STARTTLS and upgrades the transport
 (aioimaplib knows the command but has no method for it). `authenticate_plain` is AUTHENTICATE
 PLAIN with an initial response (RFC 4959 SASL-IR), next to LOGIN.
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -194,12 +195,49 @@ class _Protocol(IMAP4ClientProtocol):
 
 
 class _IMAP4(aioimaplib.IMAP4):
+    """aioimaplib's client on our protocol; with `tls` (implicit TLS) the TCP connect and the
+    TLS handshake are two awaits, so the handshake is timed on its own (`handshake`)."""
+
+    def __init__(self, host: str, port: int, tls: TlsConfig | None = None) -> None:
+        self.tls = tls
+        self.handshake: tuple[float, float, dict[str, Any] | None] | None = None
+        super().__init__(host, port, timeout=None)
+
     def create_client(self, host: str, port: int, loop: asyncio.AbstractEventLoop | None,
                       conn_lost_cb: Any = None, ssl_context: Any = None) -> None:
         local_loop = loop if loop is not None else asyncio.get_running_loop()
         self.protocol = _Protocol(local_loop)
-        self._client_task = local_loop.create_task(local_loop.create_connection(
-            lambda: self.protocol, host, port, ssl=ssl_context))
+        if self.tls is None:
+            self._client_task = local_loop.create_task(local_loop.create_connection(
+                lambda: self.protocol, host, port, ssl=ssl_context))
+        else:
+            self._client_task = local_loop.create_task(self._open_tls(local_loop, host, port))
+
+    async def _open_tls(self, loop: asyncio.AbstractEventLoop, host: str,
+                        port: int) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+        """TCP connect, then the TLS handshake on that socket (a readable TlsError when it
+        fails). Upgrading a connected transport with `start_tls` instead loses connections
+        here now and then before the greeting, so the handshake is the socket's first use."""
+        assert self.tls is not None
+        (family, type_, proto, _, address), *_ = await loop.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM)
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+            began, t0 = time.time(), time.perf_counter()
+            try:
+                connection = await loop.create_connection(
+                    lambda: self.protocol, sock=sock, ssl=self.tls.context,
+                    server_hostname=self.tls.server_hostname(host))
+            except (OSError, EOFError) as exc:
+                raise tls_error(exc) from None
+        except BaseException:
+            sock.close()
+            raise
+        self.handshake = (began, (time.perf_counter() - t0) * 1000,
+                          tls_info(connection[0]))
+        return connection
 
 
 class ImapClient:
@@ -277,7 +315,8 @@ class ImapClient:
     # ---- connection ----------------------------------------------------------------------
     async def connect(self) -> str:
         """TCP connect and the server's greeting (returned), within `connect_timeout`."""
-        self._imap = _IMAP4(self.host, self.port, timeout=None)
+        implicit = self.tls if self.tls is not None and self.tls.mode == "implicit" else None
+        self._imap = _IMAP4(self.host, self.port, implicit)
         started = time.monotonic()
         try:
             await asyncio.wait_for(self.imap._client_task, self.connect_timeout)
@@ -285,14 +324,12 @@ class ImapClient:
             raise ImapConnectTimeout(
                 f"connect to {self.host}:{self.port}: no connection within "
                 f"{self.connect_timeout} s") from None
+        except TlsError:
+            raise
         except OSError as exc:
             raise ImapConnectError(f"connect to {self.host}:{self.port}: {exc}") from exc
         del self.imap._client_task  # done; it would keep the connect coroutine for hours
-        if self.tls is not None and self.tls.mode == "implicit":
-            began, t0 = time.time(), time.perf_counter()
-            left = max(0.0, self.connect_timeout - (time.monotonic() - started))
-            info = await self._handshake(self.tls, left)
-            self.handshake = (began, (time.perf_counter() - t0) * 1000, info)
+        self.handshake = self.imap.handshake
         left = max(0.0, self.connect_timeout - (time.monotonic() - started))
         await self._race(self.protocol.wait("AUTH|NONAUTH"), left, "greeting",
                          ImapConnectTimeout)
