@@ -50,7 +50,7 @@ class TlsOptions:
 
 def make_context(options: TlsOptions) -> ssl.SSLContext:
     """A client context for `options` (trusting `ca_file`, else the system's CAs)."""
-    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    context = _resuming_class()(ssl.PROTOCOL_TLS_CLIENT)
     if options.verify:
         if options.ca_file:
             context.load_verify_locations(cafile=options.ca_file)
@@ -66,16 +66,26 @@ def make_context(options: TlsOptions) -> ssl.SSLContext:
     return context
 
 
-class _ResumingContext(ssl.SSLContext):
-    """An SSLContext that offers `resume_session` (when set) to every new connection."""
+def _wrap_bio(self: Any, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+              server_side: bool = False, server_hostname: str | bytes | None = None,
+              session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+    base = type(self).__mro__[1]
+    return base.wrap_bio(self, incoming, outgoing, server_side, server_hostname,  # type: ignore[no-any-return]
+                         session or self.resume_session)
 
-    resume_session: ssl.SSLSession | None = None
 
-    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
-                 server_side: bool = False, server_hostname: str | bytes | None = None,
-                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
-                                session or self.resume_session)
+_RESUMING: dict[type, type] = {}
+
+
+def _resuming_class() -> type[ssl.SSLContext]:
+    """`ssl.SSLContext` as it is now (gevent's after monkey-patching, which asyncio's checks
+    then expect), with `resume_session` offered to every new connection (`wrap_bio`)."""
+    base = ssl.SSLContext
+    cls = _RESUMING.get(base)
+    if cls is None:
+        cls = _RESUMING[base] = type("ResumingContext", (base,),
+                                     {"resume_session": None, "wrap_bio": _wrap_bio})
+    return cls
 
 
 class TlsConfig:
@@ -100,8 +110,8 @@ class TlsConfig:
             return
         sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
         session = getattr(sslobj, "session", None)
-        if session is not None and isinstance(self.context, _ResumingContext):
-            self.context.resume_session = session
+        if session is not None:
+            self.context.resume_session = session  # type: ignore[attr-defined]
 
 
 def tls_info(transport: Any) -> dict[str, Any] | None:
