@@ -214,7 +214,7 @@ class _IMAP4(aioimaplib.IMAP4):
             self._client_task = local_loop.create_task(self._open_tls(local_loop, host, port))
 
     async def _open_tls(self, loop: asyncio.AbstractEventLoop, host: str,
-                        port: int) -> tuple[asyncio.BaseTransport, asyncio.BaseProtocol]:
+                        port: int) -> tuple[asyncio.Transport, _Protocol]:
         """TCP connect, then the TLS handshake on that socket (a readable TlsError when it
         fails). Upgrading a connected transport with `start_tls` instead loses connections
         here now and then before the greeting, so the handshake is the socket's first use."""
@@ -227,7 +227,7 @@ class _IMAP4(aioimaplib.IMAP4):
             await loop.sock_connect(sock, address)
             began, t0 = time.time(), time.perf_counter()
             try:
-                connection = await loop.create_connection(
+                transport, _ = await loop.create_connection(
                     lambda: self.protocol, sock=sock, ssl=self.tls.context,
                     server_hostname=self.tls.server_hostname(host))
             except (OSError, EOFError) as exc:
@@ -235,9 +235,10 @@ class _IMAP4(aioimaplib.IMAP4):
         except BaseException:
             sock.close()
             raise
-        self.handshake = (began, (time.perf_counter() - t0) * 1000,
-                          tls_info(connection[0]))
-        return connection
+        self.handshake = (began, (time.perf_counter() - t0) * 1000, tls_info(transport))
+        protocol = self.protocol
+        assert isinstance(protocol, _Protocol)
+        return transport, protocol
 
 
 class ImapClient:

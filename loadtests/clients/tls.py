@@ -69,9 +69,10 @@ def make_context(options: TlsOptions) -> ssl.SSLContext:
 def _wrap_bio(self: Any, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
               server_side: bool = False, server_hostname: str | bytes | None = None,
               session: ssl.SSLSession | None = None) -> ssl.SSLObject:
-    base = type(self).__mro__[1]
-    return base.wrap_bio(self, incoming, outgoing, server_side, server_hostname,  # type: ignore[no-any-return]
-                         session or self.resume_session)
+    base: Any = type(self).__mro__[1]
+    sslobj: ssl.SSLObject = base.wrap_bio(self, incoming, outgoing, server_side,
+                                          server_hostname, session or self.resume_session)
+    return sslobj
 
 
 _RESUMING: dict[type, type] = {}
