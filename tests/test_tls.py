@@ -291,3 +291,28 @@ def test_runs_verify_fail_with_exit_3_say_insecure_and_never_show_credentials(tm
         assert not [s for s in secrets if s in console[name]], f"{name}: console"
     echo_summary = (tmp_path / "echo" / "summary.json").read_text()
     assert "[redacted]" in echo_summary
+
+
+def test_webuser_over_https_verified_and_a_failing_certificate(tmp_path):
+    def profile(name: str, embedded: dict[str, object]) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": name, "duration": "3s", "drain": "3s", "seed": 1, "embedded": embedded,
+            "scenarios": [{"name": "web", "user": "webuser", "endpoint": "https",
+                           "schedule": {"kind": "closed", "users": 4, "spawn_rate": 100},
+                           "web": {"connection": "keep-alive", "session_length": "2s",
+                                   "poll_interval": "1s"}}]}))
+        return path
+
+    procs = {name: start_cli("run", str(profile(name, embedded)), "--out",
+                             str(tmp_path / name), "--quiet", stderr=subprocess.STDOUT)
+             for name, embedded in (("https", {}), ("expired", {"tls_certificate": "expired"}))}
+    console = {name: proc.communicate(timeout=150)[0] for name, proc in procs.items()}
+    assert procs["https"].returncode == 0, console["https"][-2000:]
+    summary = json.loads((tmp_path / "https" / "summary.json").read_text())
+    login = next(r for r in summary["requests"] if r["type"] == "HTTP" and r["name"] == "LOGIN")
+    assert login["count"] >= 4 and login["failures"] == 0
+    assert procs["expired"].returncode == 3, console["expired"][-2000:]
+    summary = json.loads((tmp_path / "expired" / "summary.json").read_text())
+    causes = " ".join(str(e.get("cause") or e["error"]) for e in summary["errors"])
+    assert "certificate verify failed: certificate has expired" in causes
