@@ -2,12 +2,13 @@
 
 `TlsOptions` is what a target file's endpoint says (`tls: none | starttls | implicit`, `verify`,
 `ca_file`, `server_name`, `min_version`, a client certificate, `allow_plaintext_auth`).
-`TlsConfig(options, resume=...)` builds the context once and, with `resume`, keeps the last
-`SSLSession` of its endpoint and offers it on the next handshake (TLS session resumption, as
-real clients do; asyncio's `start_tls`/`create_connection` take no session, so the context's
-`wrap_bio` adds it). `tls_error(exc)` turns an `ssl` failure into a `TlsError` whose text a
-person reads ("certificate verify failed: Hostname mismatch, ...") and whose code is the
-failure's short name (`CERTIFICATE_VERIFY_FAILED`), never a traceback. No Locust here.
+`TlsConfig(options, resume=...)` builds the context once and, with `resume`, keeps the
+`SSLSession`s its endpoint's connections ended with and offers each to one later handshake (TLS
+session resumption, as real clients do; asyncio's `start_tls`/`create_connection` take no
+session, so the context's `wrap_bio` adds it). `tls_error(exc)` (clients/errors.py) turns an
+`ssl` failure into a `TlsError` whose text a person reads ("certificate verify failed:
+Hostname mismatch, ...") and whose code is the failure's short name
+(`CERTIFICATE_VERIFY_FAILED`), never a traceback. No Locust here.
 """
 
 from __future__ import annotations
@@ -70,32 +71,41 @@ def _wrap_bio(self: Any, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
               server_side: bool = False, server_hostname: str | bytes | None = None,
               session: ssl.SSLSession | None = None) -> ssl.SSLObject:
     base: Any = type(self).__mro__[1]
+    pool = self.resume_pool
+    if session is None and pool:
+        session = pool.pop()
     sslobj: ssl.SSLObject = base.wrap_bio(self, incoming, outgoing, server_side,
-                                          server_hostname, session or self.resume_session)
+                                          server_hostname, session)
     return sslobj
 
 
 _RESUMING: dict[type, type] = {}
+_POOL_MAX = 4096  # sessions kept per endpoint for resumption
 
 
 def _resuming_class() -> type[ssl.SSLContext]:
     """`ssl.SSLContext` as it is now (gevent's after monkey-patching, which asyncio's checks
-    then expect), with `resume_session` offered to every new connection (`wrap_bio`)."""
+    then expect) whose `wrap_bio` offers a session from `resume_pool` (when it is a list)."""
     base = ssl.SSLContext
     cls = _RESUMING.get(base)
     if cls is None:
         cls = _RESUMING[base] = type("ResumingContext", (base,),
-                                     {"resume_session": None, "wrap_bio": _wrap_bio})
+                                     {"resume_pool": None, "wrap_bio": _wrap_bio})
     return cls
 
 
 class TlsConfig:
-    """The context of one endpoint (built once) and, with `resume`, its last TLS session."""
+    """The context of one endpoint (built once) and, with `resume`, the TLS sessions its
+    connections ended with, each offered once to a later connection (TLS 1.3 tickets are
+    single-use: a session shared by concurrent connections would resume only one of them)."""
 
     def __init__(self, options: TlsOptions, *, resume: bool = False) -> None:
         self.options = options
         self.resume = resume
         self.context: ssl.SSLContext = make_context(options)
+        self._pool: list[ssl.SSLSession] = []
+        if resume:
+            self.context.resume_pool = self._pool  # type: ignore[attr-defined]
 
     @property
     def mode(self) -> TlsMode:
@@ -106,13 +116,15 @@ class TlsConfig:
         return self.options.server_name or host.strip("[]")
 
     def remember(self, transport: Any) -> None:
-        """Keep the transport's TLS session for the next handshake (when resuming)."""
+        """Keep the transport's TLS session for a later handshake (when resuming); call it
+        when the session is over, right before closing the connection."""
         if not self.resume:
             return
         sslobj = transport.get_extra_info("ssl_object") if transport is not None else None
         session = getattr(sslobj, "session", None)
-        if session is not None:
-            self.context.resume_session = session  # type: ignore[attr-defined]
+        if session is None or not session.has_ticket or len(self._pool) >= _POOL_MAX:
+            return
+        self._pool.append(session)
 
 
 def tls_info(transport: Any) -> dict[str, Any] | None:
