@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default reports/<profile>-<YYYYmmdd-HHMMSS>)")
     run.add_argument("--allow-remote", action="store_true",
                      help="allow targets off 127.0.0.0/8 and ::1 (only for servers you may load)")
+    run.add_argument("--insecure", action="store_true",
+                     help="do not verify the servers' TLS certificates on any endpoint (the "
+                          "console, summary and report say so)")
     run.add_argument("--workers", type=int, default=0, metavar="N",
                      help="run the users in N local worker processes (Locust master/worker); "
                           "needed past ~19,000 connections, the open-files limit of one process")
@@ -343,6 +346,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return {"embedded_target": stats.__dict__ if stats else None}
 
             options.extra_end = _embedded_stats
+        if args.insecure:
+            target = target.insecure()
+        if target.tls_verify_off():
+            print(f"WARNING: TLS verification off for {', '.join(target.tls_verify_off())}: "
+                  "the servers' certificates are not checked", file=sys.stderr)
         duration = options.duration or profile.duration
         print(f"running {profile.name} -> {out}\n{describe_plan(profile, duration)}",
               file=sys.stderr)

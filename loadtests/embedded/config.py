@@ -28,6 +28,19 @@ class EmbeddedSettings(StrictModel):
     pop3_port: int = Field(default=0, ge=0, le=65535)
     imap_port: int = Field(default=0, ge=0, le=65535)
     http_port: int = Field(default=0, ge=0, le=65535)
+    tls: bool = Field(default=True, description="offer STARTTLS and the implicit-TLS ports "
+                                                "(SMTPS, submission, IMAPS, POP3S, HTTPS)")
+    submission_port: int = Field(default=0, ge=0, le=65535)
+    smtps_port: int = Field(default=0, ge=0, le=65535)
+    imaps_port: int = Field(default=0, ge=0, le=65535)
+    pop3s_port: int = Field(default=0, ge=0, le=65535)
+    https_port: int = Field(default=0, ge=0, le=65535)
+    tls_certificate: Literal["valid", "wrong-name", "expired", "untrusted"] = Field(
+        default="valid", description="the certificate the servers show (the others make the "
+                                     "run's verification fail, for tests)")
+    auth_fault: Literal["none", "echo"] = Field(
+        default="none", description="echo: every SMTP AUTH is refused with a reply repeating "
+                                    "the client's AUTH line")
     web_session_timeout: Duration = Field(
         default=1800.0, gt=0, description="webmail sessions expire after this long idle")
     web_keepalive_timeout: Duration = Field(

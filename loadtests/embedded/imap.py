@@ -21,8 +21,11 @@ echoes the command, password included, as a careless server might).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -80,7 +83,8 @@ class ImapServer:
 
     def __init__(self, store: MailStore, *, command_delay: float = 0.0,
                  keepalive_interval: float = 120.0, autologout: float = 1800.0,
-                 max_user_connections: int | None = None, fault: str | None = None) -> None:
+                 max_user_connections: int | None = None, fault: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if fault not in (None, "none", *IMAP_FAULTS):
             raise ValueError(f"unknown IMAP fault {fault!r}; known: {', '.join(IMAP_FAULTS)}")
         self.store = store
@@ -89,6 +93,7 @@ class ImapServer:
         self.autologout = autologout
         self.max_user_connections = max_user_connections
         self.fault = None if fault == "none" else fault
+        self.ssl_context = ssl_context  # offers STARTTLS (RFC 3501 6.2.1) when given
         self.stats = ImapServerStats()
         self._lock = threading.Lock()
         self._per_user: Counter[str] = Counter()
@@ -169,9 +174,12 @@ class _Session:
         self.wake = asyncio.Event()
         self.current = ""  # the command being served
         self.loop = asyncio.get_running_loop()
+        self.tls = writer.get_extra_info("sslcontext") is not None  # an implicit-TLS port
         self.handlers: dict[str, tuple[str, Handler]] = {
             "CAPABILITY": ("any", self.cmd_capability), "NOOP": ("any", self.cmd_noop),
             "LOGOUT": ("any", self.cmd_logout), "LOGIN": ("nonauth", self.cmd_login),
+            "STARTTLS": ("nonauth", self.cmd_starttls),
+            "AUTHENTICATE": ("nonauth", self.cmd_authenticate),
             "SELECT": ("auth", self.cmd_select), "EXAMINE": ("auth", self.cmd_select),
             "STATUS": ("auth", self.cmd_status), "LIST": ("auth", self.cmd_list),
             "LSUB": ("auth", self.cmd_list), "CHECK": ("selected", self.cmd_noop),
@@ -273,7 +281,8 @@ class _Session:
 
     # ---- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
-        await self.send(f"* OK [CAPABILITY {CAPABILITIES}] mailswarm IMAP ready.\r\n".encode())
+        await self.send(f"* OK [CAPABILITY {self.capabilities()}] mailswarm IMAP ready.\r\n"
+                        .encode())
         while True:
             data = await self.read_command()
             try:
@@ -305,8 +314,42 @@ class _Session:
                     await self.tagged(tag, "BAD", f"Error in IMAP command {name}: {exc}")
 
     # ---- commands ------------------------------------------------------------------------
+    def capabilities(self) -> str:
+        """What this connection offers now: STARTTLS before TLS, AUTH=PLAIN before login."""
+        caps = CAPABILITIES
+        if self.user is None:
+            if self.server.ssl_context is not None and not self.tls:
+                caps += " STARTTLS"
+            caps += " AUTH=PLAIN SASL-IR"
+        return caps
+
+    async def cmd_starttls(self, tag: str, args: list[Token], uid: bool) -> None:
+        if self.server.ssl_context is None or self.tls:
+            await self.tagged(tag, "BAD", "STARTTLS not available.")
+            return
+        await self.tagged(tag, "OK", "Begin TLS negotiation now.")
+        await self.writer.start_tls(self.server.ssl_context)
+        self.tls = True
+
+    async def cmd_authenticate(self, tag: str, args: list[Token], uid: bool) -> None:
+        """AUTHENTICATE PLAIN, with the initial response (SASL-IR) or after a `+`."""
+        if not args or not isinstance(args[0], str) or args[0].upper() != "PLAIN":
+            await self.tagged(tag, "NO", "Unsupported authentication mechanism.")
+            return
+        if len(args) > 1:
+            response = str(args[1])
+        else:
+            await self.send(b"+ \r\n")
+            response = (await self.reader.readline()).decode("ascii", "replace").strip()
+        try:
+            _, login, password = base64.b64decode(response, validate=True).decode().split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            await self.tagged(tag, "BAD", "Invalid base64 data in continued response.")
+            return
+        await self._log_in(tag, login, password)
+
     async def cmd_capability(self, tag: str, args: list[Token], uid: bool) -> None:
-        await self.send(f"* CAPABILITY {CAPABILITIES}\r\n".encode())
+        await self.send(f"* CAPABILITY {self.capabilities()}\r\n".encode())
         await self.tagged(tag, "OK", "Capability completed.")
 
     async def cmd_noop(self, tag: str, args: list[Token], uid: bool) -> None:
@@ -327,6 +370,9 @@ class _Session:
             quoted = password.replace("\\", "\\\\").replace('"', '\\"')
             await self.tagged(tag, "NO", f'you said: LOGIN {login} "{quoted}"')
             return
+        await self._log_in(tag, login, password)
+
+    async def _log_in(self, tag: str, login: str, password: str) -> None:
         box = self.server.store.authenticate(login, password)
         if box is None:
             with self.server._lock:

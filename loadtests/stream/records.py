@@ -86,6 +86,18 @@ class Header(Record):
         default_factory=dict,
         metadata=_doc("sessions/s per open-model scenario (after --workers split)"),
     )
+    tls_verify_off: list[str] = field(
+        default_factory=list,
+        metadata=_doc("endpoints speaking TLS without checking the server's certificate "
+                      "(`verify: false` or --insecure); default: read from `target`"),
+    )
+
+    def __post_init__(self) -> None:
+        if not self.tls_verify_off:
+            endpoints = (self.target or {}).get("endpoints") or {}
+            off = [name for name, e in endpoints.items()
+                   if isinstance(e, dict) and e.get("tls") and e.get("verify") is False]
+            object.__setattr__(self, "tls_verify_off", off)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from loadtests.clients.errors import REDACTED
 from loadtests.stream.records import Record, Req, Step, UserError
 
 __all__ = ["MASK", "Redactor"]
 
-MASK = "[REDACTED]"
+MASK = REDACTED  # the same mark the clients use, so a text is masked once, one way
 _BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/]{8,}={0,2}")
 
 
