@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import selectors
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import gevent
@@ -41,7 +41,7 @@ from gevent.selectors import (  # type: ignore[attr-defined]
     _BaseSelectorImpl,
 )
 
-__all__ = ["BridgeNotStarted", "loop", "run", "start", "stop"]
+__all__ = ["BridgeNotStarted", "loop", "probe_lag", "run", "start", "stop"]
 
 T = TypeVar("T")
 
@@ -233,6 +233,26 @@ def loop() -> asyncio.AbstractEventLoop:
     if _loop is None or _loop.is_closed():
         raise BridgeNotStarted("loadtests.bridge.start() was not called in this process")
     return _loop
+
+
+def probe_lag(interval: float, record: Callable[[float], None]) -> Callable[[], None]:
+    """Every `interval` s, `record(seconds)` how late a timer of the process loop fired (a
+    `call_at` that re-arms itself, on the loop); returns what stops it."""
+    ev_loop = loop()
+    handle: list[asyncio.TimerHandle] = []
+
+    def _fire(due: float) -> None:
+        now = ev_loop.time()
+        record(max(0.0, now - due))
+        handle[:] = [ev_loop.call_at(now + interval, _fire, now + interval)]
+
+    def _cancel() -> None:
+        for timer in handle:
+            timer.cancel()
+        handle.clear()
+
+    _schedule(ev_loop, lambda: _fire(ev_loop.time()))
+    return lambda: _schedule(ev_loop, _cancel) if not ev_loop.is_closed() else None
 
 
 def run(coro: Coroutine[Any, Any, T], *, timeout: float | None = None,

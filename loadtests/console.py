@@ -13,6 +13,7 @@ import sys
 from collections import deque
 from typing import Any, TextIO
 
+from loadtests.analysis.saturation import format_saturation
 from loadtests.analysis.workers import format_workers
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.report.headline import headline, headline_lines
@@ -252,7 +253,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += ["", f"HTTP: {http['peak_sessions']} sessions at the peak on "
                       f"{http['peak_connections']} connections at the peak{while_open}; "
                       f"TIME_WAIT peak {http['time_wait_peak']}"]
-    lines += format_workers(summary)
+    lines += format_saturation(summary) + format_workers(summary)
     for e in summary.get("user_errors") or []:
         lines.append(f"  user error x{e['count']}: {e['error'][:160]}")
     if summary.get("skipped_lines"):

@@ -4,8 +4,9 @@ Input: the failing step and the last good one (their typed `step` records: users
 sessions, time window, error texts and failures per reply code / errno name) and the monitor's
 `sample` records inside each window. Checks, in order:
 1. the generator's own limits — its open files (EMFILE or fds >= 95% of its limit), ephemeral
-   ports (EADDRNOTAVAIL), its CPU (>= 90% of a core) — reported as the generator's, never the
-   target's;
+   ports (EADDRNOTAVAIL), its saturation (its event loop behind for seconds in a row during
+   the failing step, loadtests.analysis.saturation; for a stream without lag readings, its
+   CPU >= 90% of a core) — reported as the generator's, never the target's;
 2. what the server said: `NO [LIMIT]`, `* BYE Connection queue full`, SMTP `421`, POP3 `-ERR`;
 3. the target's open files: a process at >= 95% of its fd limit;
 4. memory: less than 5% available;
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from loadtests.analysis.saturation import generator_saturation
 from loadtests.stream import Sample, Step
 
 __all__ = ["attribute_cause", "samples_between"]
@@ -81,9 +83,17 @@ def _generator(failed: Step, fail: Sequence[Sample]) -> tuple[str, list[str]] | 
         used = _max(fail, ("generator", "ephemeral_ports", "in_use"))
         return "generator: ephemeral ports exhausted", [
             f"EADDRNOTAVAIL from the generator; ephemeral ports in use {used}"]
-    cpu = _mean(fail, ("generator", "cpu_percent"))
-    if cpu is not None and cpu >= 90:
-        return "generator: CPU", [f"generator CPU {cpu:.0f}% of a core during the failing step"]
+    saturated = generator_saturation(fail)
+    if saturated.from_ts is not None:
+        cpu = _mean(fail, ("generator", "cpu_percent"))
+        return "generator: saturated (event loop late)", [
+            *saturated.evidence,
+            *([f"generator CPU {cpu:.0f}% of a core on average"] if cpu is not None else [])]
+    if not saturated.measured:  # a stream without lag readings: its CPU is all there is
+        cpu = _mean(fail, ("generator", "cpu_percent"))
+        if cpu is not None and cpu >= 90:
+            return "generator: CPU", [
+                f"generator CPU {cpu:.0f}% of a core during the failing step"]
     return None
 
 

@@ -12,7 +12,8 @@ loadtests.analysis.failures, each with an example text), `end` (why the run ende
 its last record), `skipped_lines` (lines of the stream that were not records, the first ones in
 `skipped`) and, from the monitor's samples, the peaks of the resources of
 loadtests.monitor.resources and the cost per held connection (loadtests.analysis
-.connection_cost).
+.connection_cost), and `generator.saturated_from_s` with its evidence (`generator.saturation`,
+loadtests.analysis.saturation) when the samples carry the generator's lag.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from loadtests.analysis.cause import attribute_cause, samples_between
 from loadtests.analysis.connection_cost import connection_cost
 from loadtests.analysis.failures import failure_groups
+from loadtests.analysis.saturation import generator_saturation
 from loadtests.analysis.stream import RunRecords, load_records
 from loadtests.analysis.workers import workers_summary
 from loadtests.monitor.resources import RESOURCES, http_ports, http_sockets
@@ -237,6 +239,18 @@ def _requests(requests: list[Req]) -> tuple[list[dict[str, Any]], list[dict[str,
     return rows, top
 
 
+def _with_saturation(peaks: dict[str, Any], samples: list[Sample],
+                     load_start: float | None) -> dict[str, Any]:
+    """The monitor's peaks, the generator's part with `saturated_from_s` (seconds after the load
+    started, or None) and its evidence (loadtests.analysis.saturation) when the samples carry
+    lag readings."""
+    verdict = generator_saturation(samples, t0=load_start)
+    if verdict.measured and "generator" in peaks:
+        t0 = load_start if load_start is not None else min(s.ts for s in samples)
+        peaks["generator"].update(verdict.as_dict(t0))
+    return peaks
+
+
 def summarize_records(run: RunRecords) -> dict[str, Any]:
     """The summary of a run's records (pure)."""
     header, end = run.header, run.end
@@ -287,7 +301,7 @@ def summarize_records(run: RunRecords) -> dict[str, Any]:
         "errors": errors,
         "user_errors": [{"error": text, "count": c} for text, c in escaped.most_common(10)],
         "embedded_target": end.embedded_target if end is not None else None,
-        **resources.summary(sessions),
+        **_with_saturation(resources.summary(sessions), run.samples, load_start),
         **_ceiling(header, run.steps, run.samples),
         **workers_summary(run),
     }

@@ -10,9 +10,10 @@ live view, and the web UI's Target tab, so every view states the same figures. K
 - `idle`: sessions held (IMAP idle, a proxy) and what each costs the target in memory;
 - `closed`: anything else — operations and their latency.
 
-Warnings: the generator near its own limits (CPU, open files), a ceiling cause on the generator
-side, a ceiling not reached, a stream without its end record, exceptions escaped from users,
-an open model whose achieved rate fell short of the intended one.
+Warnings: the generator saturated (its event loop behind, loadtests.analysis.saturation; CPU
+percent only for a stream without lag readings) or near its open-files limit, a ceiling cause on
+the generator side, a ceiling not reached, a stream without its end record, exceptions escaped
+from users, an open model whose achieved rate fell short of the intended one.
 """
 
 from __future__ import annotations
@@ -225,8 +226,15 @@ def _warnings(summary: dict[str, Any], kind: str) -> list[str]:
     elif end and end != "completed":
         out.append(f"the run ended {end}")
     gen = summary.get("generator") or {}
+    saturated = gen.get("saturated_from_s")
+    if saturated is not None:
+        why = ((gen.get("saturation") or {}).get("evidence") or ["its event loop fell behind"])[0]
+        out.append(f"the generator was saturated from t = {saturated:g} s ({why}): from then on "
+                   "the figures are the generator's limit, not the target's (spread the load: "
+                   "--workers N, more hosts)")
     cpu = gen.get("cpu_percent_max")
-    if isinstance(cpu, int | float) and cpu >= _GENERATOR_CPU_WARN:
+    if "saturated_from_s" not in gen and isinstance(cpu, int | float) \
+            and cpu >= _GENERATOR_CPU_WARN:  # a stream without lag readings: CPU is all there is
         out.append(f"generator CPU peaked at {cpu:.0f}% of a core: the generator may have set "
                    "the pace (try --workers N)")
     fds, limit = gen.get("open_fds_max"), gen.get("fd_limit")
@@ -245,7 +253,8 @@ def _warnings(summary: dict[str, Any], kind: str) -> list[str]:
         for name, a in (summary.get("arrival") or {}).items():
             intended, achieved = a.get("intended_per_s"), a.get("achieved_per_s") or 0
             if intended and achieved < 0.95 * float(intended):
-                out.append(f"{name}: achieved {achieved:g}/s of the intended {intended:g}/s")
+                out.append(f"{name}: achieved {achieved:g}/s of the intended {intended:g}/s"
+                           + (" (the generator was saturated)" if saturated is not None else ""))
     for lost in (summary.get("workers") or {}).get("lost") or []:
         out.append(f"worker {lost.get('index')} of {lost.get('of')} was lost at "
                    f"{lost.get('at_s')} s ({lost.get('cause')}): its part of the load after "

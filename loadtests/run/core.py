@@ -29,6 +29,7 @@ from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.protocols import request_type
 from loadtests.report.finish import finish_run
+from loadtests.run.messages import REPORT_KEY
 from loadtests.run.options import RunOptions, RunResult, worker_count
 from loadtests.run.pacers import Pacers
 from loadtests.run.progress import Progress
@@ -165,7 +166,10 @@ class Run:
         self.driver = driver_for(RunParts(profile, target, options, env, events, writer, counters,
                                           Pacers(pacers)))
         self.runner = self.driver.runner
-        self.monitor = RunMonitor(target, writer)
+        self.monitor = RunMonitor(target, writer, pacers=pacers.values,
+                                  process="master" if worker_count(options) else "local")
+        events.worker_report.add_listener(lambda client_id, data, **_: self.monitor.lag.put(
+            client_id, (data.get(REPORT_KEY) or {}).get("lag")))  # a worker's own lag
         if options.web is not None:
             from loadtests.webui import attach_web_ui
 

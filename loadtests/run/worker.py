@@ -34,6 +34,7 @@ from locust.event import Events  # noqa: E402
 from locust.rpc import Message  # noqa: E402
 
 from loadtests import bridge  # noqa: E402
+from loadtests.monitor.lag import LagProbe  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
 from loadtests.run.messages import (  # noqa: E402
     FINAL,
@@ -84,6 +85,7 @@ class _Load:
         self.part = (0, 1)
         self.buffer: list[dict[str, Any]] = []
         self.redactor = Redactor()  # the target's password never leaves this process
+        self.lag = LagProbe(lambda: self.pacers.by_name.values())  # shipped with each report
 
     def take_job(self, job: dict[str, Any]) -> None:
         profile = Profile.model_validate(job["profile"])
@@ -100,7 +102,7 @@ class _Load:
         records = self.buffer[:]
         self.buffer.clear()
         return {"records": records, "pacers": self.pacers.snapshots(),
-                "sessions": gauge.snapshot(), "users": users}
+                "sessions": gauge.snapshot(), "users": users, "lag": self.lag.take()}
 
 
 def _raise_fd_limit() -> None:
@@ -120,6 +122,7 @@ def run_worker(host: str, port: int, *, job: dict[str, Any] | None = None,
     events = Events()
     env = Environment(user_classes=[], events=events)
     load = _Load(env)
+    load.lag.start()
     if job is not None:
         load.take_job(job)
     events.request.add_listener(lambda **kw: load.buffer.append(

@@ -58,6 +58,8 @@ class ArrivalPacer:
         self.interrupted = 0
         self.in_flight = 0
         self.in_flight_max = 0
+        # start lags (s) since `take_lags`: tokens handed to an idle channel / from the backlog
+        self._lags: tuple[list[float], list[float]] = ([], [])
         self.started_at: float | None = None  # wall clock
         self.stopped_at: float | None = None
 
@@ -133,7 +135,8 @@ class ArrivalPacer:
     def take(self) -> Token:
         """Block until a token is due; the caller must call `finish()` after the session."""
         self._expire(time.monotonic())
-        if self._queue:
+        backlog = bool(self._queue)
+        if backlog:
             wall, mono = self._queue.popleft()
         else:
             waiter: AsyncResult[tuple[float, float]] = AsyncResult()
@@ -152,12 +155,19 @@ class ArrivalPacer:
             finally:
                 self.idle -= 1
         lag = time.monotonic() - mono
+        self._lags[backlog].append(lag)
         if lag > self.schedule.late_after:
             self.late += 1
         self.started += 1
         self.in_flight += 1
         self.in_flight_max = max(self.in_flight_max, self.in_flight)
         return Token(wall, mono, lag)
+
+    def take_lags(self) -> tuple[list[float], list[float]]:
+        """Start lags (s) since the previous call: of sessions handed to an idle channel (only
+        the generator delayed them), and of those that waited in the backlog for a channel."""
+        lags, self._lags = self._lags, ([], [])
+        return lags
 
     def finish(self, completed: bool) -> None:
         self.in_flight -= 1

@@ -184,6 +184,11 @@ class Sample(Record):
         default=None, metadata=_doc("the agent could not be read", omit_none=True)
     )
     error: str | None = field(default=None, metadata=_doc("the sample failed", omit_none=True))
+    lag: dict[str, dict[str, float]] | None = field(
+        default=None,
+        metadata=_doc("per generator process (`local`, `master`, a worker's id), how late it "
+                      "was over the last second, ms: its event loops' timers (hub, asyncio) "
+                      "and its sessions' starts (loadtests.monitor.lag)", omit_none=True))
 
 
 @dataclass(frozen=True, slots=True)
