@@ -21,6 +21,7 @@ from typing import TypedDict
 
 from loadtests.counts import SessionCounts
 from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.delivery import LocalDelivery
 from loadtests.embedded.dns import serve_dns
 from loadtests.embedded.imap import IMAP_CONNECTION_FIELDS, ImapServer
 from loadtests.embedded.listener import LISTENER_FIELDS, Listener, start_listener
@@ -49,8 +50,12 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
     stats = TargetStats()
     store = MailStore(settings.domain, settings.users, settings.messages_per_user,
                       settings.message_size)
+    delivery = LocalDelivery(
+        store, delay=settings.delivery_delay, drop_one_in=settings.drop_one_in,
+        corrupt_one_in=settings.corrupt_one_in, duplicate_one_in=settings.duplicate_one_in,
+    ) if settings.smtp_deliver else None
     smtp = await loop.create_server(
-        SmtpServerFactory(settings, stats, store if settings.smtp_deliver else None),
+        SmtpServerFactory(settings, stats, delivery),
         settings.host, settings.smtp_port, backlog=settings.backlog)
     dns_port, udp, tcp = await serve_dns(settings, stats)
     web_counters: dict[str, int] = {}
@@ -84,7 +89,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
     try:
         while not stop.is_set():
             if stats_fd >= 0:
-                _collect(stats, listeners, pop3_server, imap_server, web_counters)
+                _collect(stats, listeners, pop3_server, imap_server, web_counters, delivery)
                 stats.write(stats_fd)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -96,7 +101,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None) -> N
             lis.close()
         await stop_web()
         if stats_fd >= 0:
-            _collect(stats, listeners, pop3_server, imap_server, web_counters)
+            _collect(stats, listeners, pop3_server, imap_server, web_counters, delivery)
             stats.write(stats_fd)
             os.close(stats_fd)
 
@@ -116,10 +121,12 @@ def _listener_options(settings: EmbeddedSettings) -> _ListenerOptions:
 
 
 def _collect(stats: TargetStats, listeners: list[Listener], pop3: Pop3Server,
-             imap: ImapServer, web: dict[str, int]) -> None:
+             imap: ImapServer, web: dict[str, int], delivery: LocalDelivery | None) -> None:
     stats.listeners = {lis.name: lis.counters.as_dict(LISTENER_FIELDS) for lis in listeners}
     stats.servers = {"pop3": _counters(pop3.counters, POP3_CONNECTION_FIELDS),
                      "imap": _counters(imap.stats, IMAP_CONNECTION_FIELDS), "http": dict(web)}
+    if delivery is not None:  # local delivery's own counts: the reference for tracking tests
+        stats.servers["delivery"] = delivery.counters.as_dict()
 
 
 def _counters(obj: object, connection_fields: Mapping[str, str]) -> dict[str, object]:
