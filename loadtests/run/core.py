@@ -25,6 +25,7 @@ from locust.runners import Runner
 
 from loadtests import __version__, bridge
 from loadtests.clients.errors import describe
+from loadtests.delivery.hook import DeliveryHook
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.report.finish import finish_run
@@ -161,6 +162,7 @@ class Run:
                                           Pacers(pacers)))
         self.runner = self.driver.runner
         self.monitor = RunMonitor(target, writer)
+        self.delivery = DeliveryHook.for_run(profile, target, writer, events)  # None: untracked
         if options.web is not None:
             from loadtests.webui import attach_web_ui
 
@@ -244,14 +246,21 @@ class Run:
         reason = "crashed"
         try:
             self.monitor.start()
+            if self.delivery is not None:
+                self.delivery.start()
             self.driver.connect()
             self._spawn()
             reason = self._load()
             load_end = self._drain()
+            if self.delivery is not None:  # wait for the copies still missing (deadline)
+                self.phase = "delivery"
+                self.delivery.wait(options.stop, self.tick)
         except BaseException:
             reason = "crashed"
             raise
         finally:
+            if self.delivery is not None:
+                self.delivery.close()  # what is still missing is written as lost
             self.monitor.stop()
             with contextlib.suppress(Exception):
                 self.runner.quit()

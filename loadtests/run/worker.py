@@ -26,6 +26,7 @@ from locust.env import Environment  # noqa: E402
 from locust.event import Events  # noqa: E402
 
 from loadtests import bridge  # noqa: E402
+from loadtests.delivery.sent import sent_listener  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
 from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START  # noqa: E402
 from loadtests.run.pacers import Pacers  # noqa: E402
@@ -63,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     events = Events()
     events.request.add_listener(lambda **kw: buffer.append(req_dict(**kw)))
+    if profile.delivery is not None:  # accepted messages, for the master's delivery tracker
+        events.request.add_listener(sent_listener(lambda rec: buffer.append(to_dict(rec)),
+                                                  profile.delivery.scenarios))
     events.user_error.add_listener(lambda user_instance, exception, tb, **_: buffer.append(
         to_dict(user_error_record(user_instance, exception))))
     events.report_to_master.add_listener(

@@ -16,12 +16,14 @@ from functools import lru_cache
 from typing import Any
 
 from loadtests.stream.records import (
+    Delivery,
     End,
     Header,
     Phase,
     Record,
     Req,
     Sample,
+    Sent,
     Step,
     Tick,
     UserError,
@@ -31,7 +33,7 @@ __all__ = ["CODECS", "RECORD_TYPES", "Codec", "decode", "encode", "generic_codec
            "to_dict"]
 
 RECORD_TYPES: tuple[type[Record], ...] = (Header, Req, Tick, Phase, Sample, Step, UserError,
-                                          End)
+                                          Sent, Delivery, End)
 """Every kind, in the order a stream usually shows them first."""
 
 _COMMON = ("seq", "worker")
