@@ -18,12 +18,14 @@ from typing import Any
 
 from loadtests.stream import (
     RESULTS_FILE,
+    Delivery,
     End,
     Header,
     Phase,
     Record,
     Req,
     Sample,
+    Sent,
     Step,
     Tick,
     UserError,
@@ -45,6 +47,8 @@ class RunRecords:
     phases: list[Phase] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     errors: list[UserError] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
     end: End | None = None
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """Lines of the stream that were not records: (line number, why)."""
@@ -78,7 +82,8 @@ def collect(records: Iterable[Record]) -> RunRecords:
     run = RunRecords()
     lists: dict[type, list[Any]] = {Req: run.requests, Tick: run.ticks,
                                Sample: run.samples, Phase: run.phases, Step: run.steps,
-                               UserError: run.errors}
+                               UserError: run.errors, Sent: run.sent,
+                               Delivery: run.deliveries}
     for rec in records:
         into = lists.get(type(rec))
         if into is not None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from loadtests.analysis.cause import attribute_cause, samples_between
 from loadtests.analysis.connection_cost import connection_cost
+from loadtests.analysis.delivery import delivery_summary
 from loadtests.analysis.failures import failure_groups
 from loadtests.analysis.stream import RunRecords, load_records
 from loadtests.monitor.resources import RESOURCES, http_ports, http_sockets
@@ -286,6 +287,7 @@ def summarize_records(run: RunRecords) -> dict[str, Any]:
         "errors": errors,
         "user_errors": [{"error": text, "count": c} for text, c in escaped.most_common(10)],
         "embedded_target": end.embedded_target if end is not None else None,
+        "delivery": delivery_summary(run),
         **resources.summary(sessions),
         **_ceiling(header, run.steps, run.samples),
     }

@@ -1,0 +1,90 @@
+"""Delivery tracking: the ledger's bookkeeping (pure), the summary and QoS checks of delivery
+records, and a short run against the embedded target with injected delivery faults whose own
+counters the run's findings must equal exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from cli import ROOT, run_cli
+
+from loadtests.analysis.delivery import delivery_checks, delivery_summary
+from loadtests.analysis.stream import RunRecords
+from loadtests.clients.message import Verdict
+from loadtests.delivery.ledger import Ledger
+from loadtests.delivery.sent import sent_listener
+from loadtests.stream import Delivery, Header, Sent
+
+T0 = 1_800_000_000.0
+
+
+def test_ledger_outcomes() -> None:
+    ledger = Ledger()
+    assert ledger.learn(Sent(T0, "<a>", ["User1@x.test", "user2@x.test"])) == []
+    assert ledger.pending() == 2 and sorted(ledger.mailboxes_due()) == ["user1@x.test",
+                                                                       "user2@x.test"]
+    ok = ledger.found("user1@x.test", Verdict("<a>", T0 + 0.001), T0 + 1.5)
+    assert ok is not None and ok.outcome == "delivered" and ok.latency_s == 1.499
+    dup = ledger.found("user1@x.test", Verdict("<a>", T0), T0 + 2)
+    assert dup is not None and dup.outcome == "duplicate"
+    bad = ledger.found("user2@x.test", Verdict("<a>", T0, "body"), T0 + 1)
+    assert bad is not None and (bad.outcome, bad.part) == ("corrupt", "body")
+    assert ledger.found("user2@x.test", Verdict("<older>", None), T0) is None  # not ours
+    assert ledger.pending() == 0 and ledger.expire(T0 + 9) == []
+
+
+def test_found_before_learnt_and_lost() -> None:
+    ledger = Ledger()
+    assert ledger.found("u@x", Verdict("<b>", T0), T0 + 1) is None  # its `sent` comes later
+    settled = ledger.learn(Sent(T0, "<b>", ["u@x"]))
+    assert [r.outcome for r in settled] == ["delivered"]
+    ledger.learn(Sent(T0, "<c>", ["u@x", "v@x"]))
+    lost = ledger.expire(T0 + 200)
+    assert sorted((r.rcpt, r.outcome) for r in lost) == [("u@x", "lost"), ("v@x", "lost")]
+
+
+def test_sent_listener_takes_successful_data_steps_only() -> None:
+    got: list[Sent] = []
+    listen = sent_listener(got.append, ["smtp"])
+    ctx = {"scenario": "smtp", "message_id": "<m>", "rcpt": ["u@x"]}
+    listen(request_type="SMTP", name="DATA", exception=None, context=ctx, start_time=T0)
+    listen(request_type="SMTP", name="DATA", exception=OSError("x"), context=ctx)
+    listen(request_type="SMTP", name="RCPT", context=ctx)
+    listen(request_type="SMTP", name="DATA", context={**ctx, "scenario": "other"})
+    assert got == [Sent(T0, "<m>", ["u@x"], "smtp")]
+
+
+def test_summary_and_qos_checks() -> None:
+    run = RunRecords(header=Header(T0, profile={"delivery": {"qos_within": 1.0}}))
+    run.sent = [Sent(T0, f"<{i}>", ["u@x"]) for i in range(20)]
+    run.deliveries = [Delivery(T0, f"<{i}>", "u@x", "delivered", 0.1 * i) for i in range(19)]
+    run.deliveries.append(Delivery(T0, "<19>", "u@x", "lost"))
+    d = delivery_summary(run)
+    assert d is not None and (d["tracked"], d["delivered"], d["lost"]) == (20, 19, 1)
+    assert d["share_within"] == 55.0 and d["latency_s"]["max"] == 1.8  # 0.0 .. 1.0: 11 of 20
+    checks = delivery_checks({"delivery": d})
+    assert [c["pass"] for c in checks] == [False, False]
+    assert delivery_summary(RunRecords()) is None and delivery_checks({}) == []
+
+
+def test_a_run_reports_exactly_the_injected_faults(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "profiles" / "smtp-delivery.yaml").read_text())
+    data["embedded"]["duplicate_one_in"] = 300
+    profile = tmp_path / "delivery.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    done = run_cli("run", str(profile), "--out", str(out), "--quiet", timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]  # the QoS verdict fails
+    summary = json.loads((out / "summary.json").read_text())
+    injected = summary["embedded_target"]["servers"]["delivery"]
+    found = summary["delivery"]
+    assert injected["dropped"] >= 9 and injected["corrupted"] >= 4  # ~1000 copies
+    assert (found["lost"], found["corrupt"], found["duplicate"]) == (
+        injected["dropped"], injected["corrupted"], injected["duplicated"])
+    assert found["delivered"] + found["corrupt"] + found["lost"] == found["copies"] == \
+        injected["accepted"]
+    assert found["latency_s"]["max"] < 5
+    failed = [c["name"] for c in summary["qos"]["checks"] if not c["pass"]]
+    assert failed == ["delivery lost or corrupt"]
