@@ -4,7 +4,10 @@ counters the run's findings must equal exactly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import time
 from pathlib import Path
 
 import yaml
@@ -12,9 +15,12 @@ from cli import ROOT, run_cli
 
 from loadtests.analysis.delivery import delivery_checks, delivery_summary
 from loadtests.analysis.stream import RunRecords
-from loadtests.clients.message import Verdict
+from loadtests.clients.message import Verdict, build_message
 from loadtests.delivery.ledger import Ledger
+from loadtests.delivery.maildir import MaildirFinder
 from loadtests.delivery.sent import sent_listener
+from loadtests.delivery.tracker import Tracker
+from loadtests.embedded.delivery import corrupt_copy
 from loadtests.stream import Delivery, Header, Sent
 
 T0 = 1_800_000_000.0
@@ -88,3 +94,32 @@ def test_a_run_reports_exactly_the_injected_faults(tmp_path: Path) -> None:
     assert found["latency_s"]["max"] < 5
     failed = [c["name"] for c in summary["qos"]["checks"] if not c["pass"]]
     assert failed == ["delivery lost or corrupt"]
+
+
+def test_maildir_tracking_finds_verifies_and_loses(tmp_path: Path) -> None:
+    """A copy delivered, one corrupt, one removed before the tracker saw it (lost), one moved
+    new/ -> cur/ after it was seen (not seen twice)."""
+
+    t0 = time.time() - 60  # the files' times must be in the past
+    records: list[Delivery] = []
+    tracker = Tracker(MaildirFinder(str(tmp_path / "{domain}" / "{local}")), records.append,
+                      via="maildir")
+    new = tmp_path / "example.test" / "user0001" / "new"
+    new.mkdir(parents=True)
+    for n in range(3):
+        mid = f"<m{n}@mailswarm.test>"
+        tracker.learn(Sent(t0, mid, ["user0001@example.test"]))
+        data = build_message(sender="a@x.test", recipients=["user0001@example.test"],
+                             size=1024, message_id=mid, sent_at=t0)
+        (new / f"{n}.M1P1.host").write_bytes(corrupt_copy(data) if n == 1 else data)
+        os.utime(new / f"{n}.M1P1.host", (t0 + 2, t0 + 2))
+    (new / "2.M1P1.host").unlink()  # removed before the tracker looked
+    asyncio.run(tracker.poll_once())
+    (new.parent / "cur").mkdir()
+    (new / "0.M1P1.host").rename(new.parent / "cur" / "0.M1P1.host:2,S")
+    asyncio.run(tracker.poll_once())
+    assert tracker.expire() == 1
+    got = sorted((r.id, r.outcome, r.latency_s) for r in records)
+    assert got == [("<m0@mailswarm.test>", "delivered", 2.0),
+                   ("<m1@mailswarm.test>", "corrupt", 2.0),
+                   ("<m2@mailswarm.test>", "lost", None)]

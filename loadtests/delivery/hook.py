@@ -17,10 +17,11 @@ import gevent
 from gevent.event import Event
 
 from loadtests import bridge
+from loadtests.delivery.maildir import MaildirFinder
 from loadtests.delivery.pop3 import Pop3Finder
 from loadtests.delivery.sent import sent_listener
 from loadtests.delivery.settings import DeliverySettings
-from loadtests.delivery.tracker import Tracker
+from loadtests.delivery.tracker import Finder, Tracker
 from loadtests.profiles import Profile
 from loadtests.stream.records import Record, Sent
 from loadtests.stream.writer import StreamWriter
@@ -29,16 +30,21 @@ from loadtests.targets import Target
 __all__ = ["DeliveryHook"]
 
 
+def _finder(settings: DeliverySettings, target: Target) -> Finder:
+    if settings.find == "maildir":
+        assert settings.maildir is not None, "checked by the settings model"
+        return MaildirFinder(settings.maildir)
+    endpoint = target.endpoint(settings.endpoint)
+    if endpoint is None:
+        raise ValueError(f"delivery.endpoint: the target has no endpoint {settings.endpoint!r}")
+    return Pop3Finder(endpoint.host, endpoint.port, target.secret() or "",
+                      login=lambda box: box.partition("@")[0], delete=settings.delete)
+
+
 class DeliveryHook:
     def __init__(self, settings: DeliverySettings, target: Target, writer: StreamWriter) -> None:
-        endpoint = target.endpoint(settings.endpoint)
-        if endpoint is None:
-            raise ValueError(f"delivery.endpoint: the target has no endpoint "
-                             f"{settings.endpoint!r}")
         self.settings = settings
-        finder = Pop3Finder(endpoint.host, endpoint.port, target.secret() or "",
-                            login=lambda box: box.partition("@")[0], delete=settings.delete)
-        self.tracker = Tracker(finder, writer.write, via=settings.find,
+        self.tracker = Tracker(_finder(settings, target), writer.write, via=settings.find,
                                poll_interval=settings.poll_interval,
                                concurrency=settings.concurrency)
         self.writer = writer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from loadtests.configfile import Duration, StrictModel
 
@@ -17,9 +17,12 @@ class DeliverySettings(StrictModel):
 
     scenarios: list[str] = Field(
         default_factory=list, description="SMTP scenarios whose mail is tracked (empty: all)")
-    find: Literal["pop3"] = Field(
-        default="pop3", description="how copies are found: POP3 polling of the recipients")
-    endpoint: str = Field(default="pop3", description="the target endpoint polled")
+    find: Literal["pop3", "maildir"] = Field(
+        default="pop3",
+        description="how copies are found: POP3 polling of the recipients, or their maildirs")
+    endpoint: str = Field(default="pop3", description="pop3: the target endpoint polled")
+    maildir: str | None = Field(
+        default=None, description="maildir: a mailbox's directory, with {local} and {domain}")
     poll_interval: Duration = Field(default=0.5, gt=0,
                                     description="a mailbox with copies due is polled this often")
     concurrency: int = Field(default=20, ge=1, le=1000, description="mailboxes polled at once")
@@ -32,3 +35,9 @@ class DeliverySettings(StrictModel):
     qos_within: Duration = Field(default=60.0, gt=0,
                                  description="`qos_percent` % of copies delivered within this")
     max_lost: int = Field(default=0, ge=0, description="copies lost or corrupt at most")
+
+    @model_validator(mode="after")
+    def _maildir_named(self) -> DeliverySettings:
+        if self.find == "maildir" and not self.maildir:
+            raise ValueError("find: maildir needs `maildir:` (e.g. /srv/mail/{domain}/{local})")
+        return self
