@@ -18,10 +18,11 @@ from loadtests.analysis.stream import RunRecords
 from loadtests.clients.message import Verdict, build_message
 from loadtests.delivery.ledger import Ledger
 from loadtests.delivery.maildir import MaildirFinder
+from loadtests.delivery.queue import postfix_queue_counts
 from loadtests.delivery.sent import sent_listener
 from loadtests.delivery.tracker import Tracker
 from loadtests.embedded.delivery import corrupt_copy
-from loadtests.stream import Delivery, Header, Sent
+from loadtests.stream import Delivery, Header, Queue, Sent
 
 T0 = 1_800_000_000.0
 
@@ -123,3 +124,16 @@ def test_maildir_tracking_finds_verifies_and_loses(tmp_path: Path) -> None:
     assert got == [("<m0@mailswarm.test>", "delivered", 2.0),
                    ("<m1@mailswarm.test>", "corrupt", 2.0),
                    ("<m2@mailswarm.test>", "lost", None)]
+
+
+def test_postfix_queue_counts_and_their_peaks(tmp_path: Path) -> None:
+    for rel in ("active/A/1F2E", "active/B/3C4D", "deferred/0/7/77AB", "incoming/9"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"qf")
+    counts = postfix_queue_counts(str(tmp_path))
+    assert counts == {"incoming": 1, "active": 2, "deferred": 1, "maildrop": 0}
+    run = RunRecords(header=Header(T0, profile={"delivery": {}}))
+    run.queues = [Queue(T0, "postfix", counts), Queue(T0 + 1, "postfix", {"active": 5})]
+    d = delivery_summary(run)
+    assert d is not None and d["queue_peak"] == {"postfix": {
+        "incoming": 1, "active": 5, "deferred": 1, "maildrop": 0, "total": 5}}

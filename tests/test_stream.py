@@ -23,6 +23,7 @@ from loadtests.stream import (
     End,
     Header,
     Phase,
+    Queue,
     Req,
     Sample,
     Sent,
@@ -60,6 +61,7 @@ ONE_OF_EACH = [
     Delivery(T0 + 0.7, "<a.1@mailswarm.test>", "user0001@example.test", "corrupt", 0.5, "body",
              "pop3"),
     Delivery(T0 + 120, "<a.2@mailswarm.test>", "user0002@example.test", "lost", via="pop3"),
+    Queue(T0 + 1, "postfix", {"incoming": 0, "active": 12, "deferred": 1, "maildrop": 0}),
     End(T0 + 11, "interrupted", T0 + 10.5, embedded_target={"smtp_messages": 500}),
 ]
 

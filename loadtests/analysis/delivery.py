@@ -45,8 +45,19 @@ def delivery_summary(run: RunRecords) -> dict[str, Any] | None:
         "within_s": within,
         "share_within": round(100.0 * bisect.bisect_right(latencies, within) / tracked, 3)
         if tracked else None,
+        "queue_peak": _queue_peaks(run),
         "settings": {k: settings[k] for k in _DEFAULTS},
     }
+
+
+def _queue_peaks(run: RunRecords) -> dict[str, dict[str, int]] | None:
+    """Per sampled queue source, the largest count seen of each queue and of their sum."""
+    peaks: dict[str, dict[str, int]] = {}
+    for q in run.queues:
+        peak = peaks.setdefault(q.source, {})
+        for name, n in {**q.counts, "total": sum(q.counts.values())}.items():
+            peak[name] = max(peak.get(name, 0), n)
+    return peaks or None
 
 
 def delivery_checks(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from loadtests.stream import (
     End,
     Header,
     Phase,
+    Queue,
     Record,
     Req,
     Sample,
@@ -49,6 +50,7 @@ class RunRecords:
     errors: list[UserError] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
+    queues: list[Queue] = field(default_factory=list)
     end: End | None = None
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """Lines of the stream that were not records: (line number, why)."""
@@ -83,7 +85,7 @@ def collect(records: Iterable[Record]) -> RunRecords:
     lists: dict[type, list[Any]] = {Req: run.requests, Tick: run.ticks,
                                Sample: run.samples, Phase: run.phases, Step: run.steps,
                                UserError: run.errors, Sent: run.sent,
-                               Delivery: run.deliveries}
+                               Delivery: run.deliveries, Queue: run.queues}
     for rec in records:
         into = lists.get(type(rec))
         if into is not None:

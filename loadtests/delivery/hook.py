@@ -19,11 +19,12 @@ from gevent.event import Event
 from loadtests import bridge
 from loadtests.delivery.maildir import MaildirFinder
 from loadtests.delivery.pop3 import Pop3Finder
+from loadtests.delivery.queue import postfix_queue_counts
 from loadtests.delivery.sent import sent_listener
 from loadtests.delivery.settings import DeliverySettings
 from loadtests.delivery.tracker import Finder, Tracker
 from loadtests.profiles import Profile
-from loadtests.stream.records import Record, Sent
+from loadtests.stream.records import Queue, Record, Sent
 from loadtests.stream.writer import StreamWriter
 from loadtests.targets import Target
 
@@ -50,6 +51,7 @@ class DeliveryHook:
         self.writer = writer
         writer.taps.append(self._tap)
         self._greenlet: gevent.Greenlet | None = None
+        self._sampler: gevent.Greenlet | None = None
 
     @classmethod
     def for_run(cls, profile: Profile, target: Target, writer: StreamWriter,
@@ -67,6 +69,15 @@ class DeliveryHook:
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(bridge.run, self.tracker.run())
+        if self.settings.postfix_queue:
+            self._sampler = gevent.spawn(self._sample_queue, self.settings.postfix_queue)
+
+    def _sample_queue(self, queue_directory: str) -> None:
+        """Once a second until closed: the Postfix queue sizes as a `queue` record."""
+        while not self.tracker.stopping:
+            self.writer.write(Queue(time.time(), "postfix",
+                                    postfix_queue_counts(queue_directory)))
+            gevent.sleep(1.0)
 
     def wait(self, stop: Event, on_second: Callable[[], None]) -> None:
         """After the load: until every copy is found, the deadline, or a stop request."""
@@ -79,6 +90,8 @@ class DeliveryHook:
     def close(self) -> None:
         """Stop polling; what is still missing is lost."""
         self.tracker.stopping = True
+        if self._sampler is not None:
+            self._sampler.kill(block=False)
         if self._greenlet is not None:
             self._greenlet.join(timeout=self.settings.poll_interval + 15)
             self._greenlet.kill(block=False)

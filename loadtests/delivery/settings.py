@@ -27,6 +27,8 @@ class DeliverySettings(StrictModel):
                                     description="a mailbox with copies due is polled this often")
     concurrency: int = Field(default=20, ge=1, le=1000, description="mailboxes polled at once")
     delete: bool = Field(default=True, description="POP3: DELE the copies found (ours only)")
+    postfix_queue: str | None = Field(
+        default=None, description="a Postfix queue_directory to sample each second (`queue`)")
     deadline: Duration = Field(
         default=120.0, ge=0,
         description="a copy not found this long after the load's end is lost")

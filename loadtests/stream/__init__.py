@@ -1,7 +1,7 @@
 """The results stream, `OUT/results.jsonl`: one typed definition of every record kind.
 
 - `records`: the kinds (`run` header, `req`, `tick`, `phase`, `sample`, `step`, `error`,
-  `sent`, `delivery`, `end`) as frozen dataclasses, with the schema version;
+  `sent`, `delivery`, `queue`, `end`) as frozen dataclasses, with the schema version;
 - `codec`: one encoder and one decoder per kind, in one table (`req` hand-formatted: hot path);
 - `writer`: `StreamWriter` (numbering, buffering, flushing) and Locust's request listener;
 - `reader`: `read_stream`, typed records in order (a cut-off last line skipped);
@@ -16,6 +16,7 @@ from loadtests.stream.records import (
     End,
     Header,
     Phase,
+    Queue,
     Record,
     Req,
     Sample,
@@ -32,7 +33,7 @@ from loadtests.stream.writer import (
     user_error_record,
 )
 
-__all__ = ["CODECS", "RECORD_TYPES", "RESULTS_FILE", "SCHEMA", "Delivery", "End", "Header", "Phase",
-           "Record", "Req", "Sample", "Sent", "Step", "StreamError", "StreamVersionError",
-           "StreamWriter", "Tick", "UserError", "decode", "read_stream", "req_dict", "req_record",
-           "to_dict", "user_error_record"]
+__all__ = ["CODECS", "RECORD_TYPES", "RESULTS_FILE", "SCHEMA", "Delivery", "End", "Header",
+           "Phase", "Queue", "Record", "Req", "Sample", "Sent", "Step", "StreamError",
+           "StreamVersionError", "StreamWriter", "Tick", "UserError", "decode", "read_stream",
+           "req_dict", "req_record", "to_dict", "user_error_record"]

@@ -20,6 +20,7 @@ from loadtests.stream.records import (
     End,
     Header,
     Phase,
+    Queue,
     Record,
     Req,
     Sample,
@@ -33,7 +34,7 @@ __all__ = ["CODECS", "RECORD_TYPES", "Codec", "decode", "encode", "generic_codec
            "to_dict"]
 
 RECORD_TYPES: tuple[type[Record], ...] = (Header, Req, Tick, Phase, Sample, Step, UserError,
-                                          Sent, Delivery, End)
+                                          Sent, Delivery, Queue, End)
 """Every kind, in the order a stream usually shows them first."""
 
 _COMMON = ("seq", "worker")

@@ -19,6 +19,7 @@ __all__ = [
     "End",
     "Header",
     "Phase",
+    "Queue",
     "Record",
     "Req",
     "Sample",
@@ -241,6 +242,18 @@ class Delivery(Record):
         default=None,
         metadata=_doc("corrupt: headers, body, headers+body or checksum", omit_none=True))
     via: str | None = field(default=None, metadata=_doc("how it was found: pop3, maildir..."))
+
+
+@dataclass(frozen=True, slots=True)
+class Queue(Record):
+    """`queue`: once a second, the size of a delivery queue (delivery tracking)."""
+
+    KIND: ClassVar[str] = "queue"
+
+    ts: float = field(metadata=_doc("when"))
+    source: str = field(metadata=_doc("whose queue: postfix"))
+    counts: dict[str, int] = field(
+        default_factory=dict, metadata=_doc("messages per queue (incoming, active, deferred...)"))
 
 
 @dataclass(frozen=True, slots=True)
