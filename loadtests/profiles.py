@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from loadtests.configfile import Duration, RawCheck, StrictModel, load_yaml_model
+from loadtests.delivery.settings import DeliverySettings
 from loadtests.protocols import UserKindName, protocol_of, user_kind
 from loadtests.protocols.settings import (
     DnsSettings,
@@ -201,6 +202,8 @@ class Profile(StrictModel):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     scenarios: list[Scenario] = Field(min_length=1)
     qos: QosSettings = QosSettings()
+    delivery: DeliverySettings | None = Field(
+        default=None, description="track the delivery of the mail SMTP scenarios send")
     embedded: dict[str, Any] = Field(
         default_factory=dict,
         description="settings of the embedded target, used when the run names no target file; "

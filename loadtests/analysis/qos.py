@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from loadtests.analysis.delivery import delivery_checks
 from loadtests.analysis.stream import StepLatency, read_step_latencies, step_key
 
 __all__ = ["evaluate_qos", "qos_settings"]
@@ -90,6 +91,7 @@ def evaluate_qos(summary: dict[str, Any], qos: Any, *, out_dir: Path | None = No
             "threshold": settings["max_error_percent"], "measured": round(errors, 3),
             "pass": errors < settings["max_error_percent"] or errors == 0, "count": count,
             "text": f"< {settings['max_error_percent']:g}% failed"})
+    checks.extend(delivery_checks(summary))
     if not rows:
         checks.append({"name": "operations recorded", "kind": "requests", "threshold": 1,
                        "measured": 0, "pass": False, "text": "at least one operation"})

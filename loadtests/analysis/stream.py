@@ -18,12 +18,15 @@ from typing import Any
 
 from loadtests.stream import (
     RESULTS_FILE,
+    Delivery,
     End,
     Header,
     Phase,
+    Queue,
     Record,
     Req,
     Sample,
+    Sent,
     Step,
     Tick,
     UserError,
@@ -47,6 +50,9 @@ class RunRecords:
     steps: list[Step] = field(default_factory=list)
     errors: list[UserError] = field(default_factory=list)
     workers: list[WorkerEvent] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+    queues: list[Queue] = field(default_factory=list)
     end: End | None = None
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """Lines of the stream that were not records: (line number, why)."""
@@ -80,7 +86,8 @@ def collect(records: Iterable[Record]) -> RunRecords:
     run = RunRecords()
     lists: dict[type, list[Any]] = {Req: run.requests, Tick: run.ticks,
                                Sample: run.samples, Phase: run.phases, Step: run.steps,
-                               UserError: run.errors, WorkerEvent: run.workers}
+                               UserError: run.errors, WorkerEvent: run.workers, Sent: run.sent,
+                               Delivery: run.deliveries, Queue: run.queues}
     for rec in records:
         into = lists.get(type(rec))
         if into is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from loadtests.analysis.cause import attribute_cause, samples_between
 from loadtests.analysis.connection_cost import connection_cost
+from loadtests.analysis.delivery import delivery_summary
 from loadtests.analysis.failures import failure_groups
 from loadtests.analysis.saturation import generator_saturation
 from loadtests.analysis.stream import RunRecords, load_records
@@ -301,6 +302,7 @@ def summarize_records(run: RunRecords) -> dict[str, Any]:
         "errors": errors,
         "user_errors": [{"error": text, "count": c} for text, c in escaped.most_common(10)],
         "embedded_target": end.embedded_target if end is not None else None,
+        "delivery": delivery_summary(run),
         **_with_saturation(resources.summary(sessions), run.samples, load_start),
         **_ceiling(header, run.steps, run.samples),
         **workers_summary(run),

@@ -67,6 +67,7 @@ _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-
 class Envelope:
     recipients: list[str]
     size: int
+    message_id: str = ""  # given by the caller that tracks delivery; else one is made
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,8 @@ async def send_session(host: str, port: int, envelopes: Sequence[Envelope], opti
                 await rec.step("RCPT", session.command(
                     b"RCPT TO:", rcpt, aiosmtplib.SMTPRecipientRefused, _RCPT_OK, address=True))
             data = build_message(sender=sender, recipients=env.recipients, size=env.size,
-                                 message_id=new_message_id(), sent_at=time.time())
+                                 message_id=env.message_id or new_message_id(),
+                                 sent_at=time.time())
             await rec.step("DATA", session.data(data), length=len(data))
             accepted += 1
         await rec.step("QUIT", session.command(

@@ -87,3 +87,11 @@ class EmbeddedSettings(StrictModel):
                                      description="`* OK Still here` interval during IDLE")
     smtp_deliver: bool = Field(
         default=False, description="put accepted mail into the mailboxes (IMAP/POP3 see it)")
+    delivery_delay: Duration = Field(
+        default=0.0, ge=0, description="smtp_deliver: accepted mail reaches its mailbox after this")
+    drop_one_in: int = Field(
+        default=0, ge=0, description="smtp_deliver: lose every Nth copy (0: none)")
+    corrupt_one_in: int = Field(
+        default=0, ge=0, description="smtp_deliver: change a byte of every Nth copy kept (0: none)")
+    duplicate_one_in: int = Field(
+        default=0, ge=0, description="smtp_deliver: deliver every Nth copy kept twice (0: none)")

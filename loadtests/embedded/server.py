@@ -27,6 +27,7 @@ from typing import TypedDict
 
 from loadtests.counts import SessionCounts
 from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.delivery import LocalDelivery
 from loadtests.embedded.dns import serve_dns
 from loadtests.embedded.imap import IMAP_CONNECTION_FIELDS, ImapServer
 from loadtests.embedded.listener import LISTENER_FIELDS, Listener, start_listener
@@ -63,9 +64,12 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None,
     stats = TargetStats()
     store = MailStore(settings.domain, settings.users, settings.messages_per_user,
                       settings.message_size)
-    deliver = store if settings.smtp_deliver else None
+    delivery = LocalDelivery(
+        store, delay=settings.delivery_delay, drop_one_in=settings.drop_one_in,
+        corrupt_one_in=settings.corrupt_one_in, duplicate_one_in=settings.duplicate_one_in,
+    ) if settings.smtp_deliver else None
     smtp = await loop.create_server(
-        SmtpServerFactory(settings, stats, deliver, tls_context=tls_context),
+        SmtpServerFactory(settings, stats, delivery, tls_context=tls_context),
         settings.host, settings.smtp_port, backlog=settings.backlog)
     servers = [smtp]
     tls_ports: dict[str, int] = {}
@@ -74,7 +78,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None,
         for role, port, ssl_arg in (("submission", settings.submission_port, None),
                                     ("smtps", settings.smtps_port, tls_context)):
             server = await loop.create_server(
-                SmtpServerFactory(settings, stats, deliver, role=role, tls_context=tls_context,
+                SmtpServerFactory(settings, stats, delivery, role=role, tls_context=tls_context,
                                   authenticator=authenticator),
                 settings.host, port, backlog=settings.backlog, ssl=ssl_arg)
             servers.append(server)
@@ -130,7 +134,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None,
     try:
         while not stop.is_set():
             if stats_fd >= 0:
-                _collect(stats, listeners, pop3_server, imap_server, web_counters)
+                _collect(stats, listeners, pop3_server, imap_server, web_counters, delivery)
                 stats.write(stats_fd)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -147,7 +151,7 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None,
         if scratch is not None:
             scratch.cleanup()
         if stats_fd >= 0:
-            _collect(stats, listeners, pop3_server, imap_server, web_counters)
+            _collect(stats, listeners, pop3_server, imap_server, web_counters, delivery)
             stats.write(stats_fd)
             os.close(stats_fd)
 
@@ -167,10 +171,12 @@ def _listener_options(settings: EmbeddedSettings) -> _ListenerOptions:
 
 
 def _collect(stats: TargetStats, listeners: list[Listener], pop3: Pop3Server,
-             imap: ImapServer, web: dict[str, int]) -> None:
+             imap: ImapServer, web: dict[str, int], delivery: LocalDelivery | None) -> None:
     stats.listeners = {lis.name: lis.counters.as_dict(LISTENER_FIELDS) for lis in listeners}
     stats.servers = {"pop3": _counters(pop3.counters, POP3_CONNECTION_FIELDS),
                      "imap": _counters(imap.stats, IMAP_CONNECTION_FIELDS), "http": dict(web)}
+    if delivery is not None:  # local delivery's own counts: the reference for tracking tests
+        stats.servers["delivery"] = delivery.counters.as_dict()
 
 
 def _counters(obj: object, connection_fields: Mapping[str, str]) -> dict[str, object]:

@@ -21,7 +21,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from loadtests.embedded.config import EmbeddedSettings
-from loadtests.embedded.mailstore import MailStore
+from loadtests.embedded.delivery import LocalDelivery
 from loadtests.embedded.stats import TargetStats
 from loadtests.embedded.tls import SmtpAuthenticator
 
@@ -31,15 +31,16 @@ _USER = re.compile(r"user(\d+)")
 
 
 class _CountingHandler:
-    """aiosmtpd handler: recipients user0001..userNNNN@domain; mail is counted, not kept."""
+    """aiosmtpd handler: recipients user0001..userNNNN@domain; mail is counted, and handed to
+    local delivery when there is one (else not kept)."""
 
     def __init__(self, settings: EmbeddedSettings, stats: TargetStats, fault: str,
-                 store: MailStore | None) -> None:
+                 delivery: LocalDelivery | None) -> None:
         self.domain = settings.domain.lower()
         self.users = settings.users
         self.stats = stats
         self.fault = fault
-        self.store = store
+        self.delivery = delivery
 
     def _known(self, address: str) -> bool:
         local, _, domain = address.rpartition("@")
@@ -67,11 +68,8 @@ class _CountingHandler:
         self.stats.smtp_messages += 1
         self.stats.smtp_recipients += len(envelope.rcpt_tos)
         self.stats.smtp_bytes += len(envelope.original_content or b"")
-        if self.store is not None:
-            for rcpt in envelope.rcpt_tos:
-                box = self.store.get(rcpt)
-                if box is not None:
-                    box.append(envelope.original_content or b"")
+        if self.delivery is not None:
+            self.delivery.accept(envelope.rcpt_tos, envelope.original_content or b"")
         return "250 2.0.0 OK queued"
 
 
@@ -125,7 +123,7 @@ class SmtpServerFactory:
     """Protocol factory for `loop.create_server`: a healthy or a faulty server per connection."""
 
     def __init__(self, settings: EmbeddedSettings, stats: TargetStats,
-                 store: MailStore | None = None, *, role: str = "mx",
+                 delivery: LocalDelivery | None = None, *, role: str = "mx",
                  tls_context: ssl.SSLContext | None = None,
                  authenticator: SmtpAuthenticator | None = None) -> None:
         self.settings = settings
@@ -133,8 +131,8 @@ class SmtpServerFactory:
         self.stats = stats
         self.started = time.monotonic()
         self._rng = random.Random()
-        self._healthy = _CountingHandler(settings, stats, "none", store)
-        self._faulty = _CountingHandler(settings, stats, settings.fault, store)
+        self._healthy = _CountingHandler(settings, stats, "none", delivery)
+        self._faulty = _CountingHandler(settings, stats, settings.fault, delivery)
         self._tls_kwargs: dict[str, Any] = {}
         if role == "mx" and tls_context is not None:
             self._tls_kwargs = {"tls_context": tls_context}

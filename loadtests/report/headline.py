@@ -269,6 +269,19 @@ def _warnings(summary: dict[str, Any], kind: str) -> list[str]:
     return out
 
 
+def _delivery_figures(summary: dict[str, Any]) -> list[Figure]:
+    """Delivery tracking: copies delivered intact, delivery latency, what went wrong."""
+    d = summary.get("delivery")
+    if not d:
+        return []
+    lat = d.get("latency_s") or {}
+    wrong = d["lost"] + d["corrupt"] + d["duplicate"]
+    return [Figure("delivered", f"{_num(d['delivered'])} of {_num(d['tracked'])}",
+                   f"p50 / p95 / max {_num(lat.get('p50'), 2)} / {_num(lat.get('p95'), 2)} / "
+                   f"{_num(lat.get('max'), 2)} s; lost {d['lost']}, corrupt {d['corrupt']}, "
+                   f"duplicate {d['duplicate']}", bad=wrong > 0)]
+
+
 _FIGURES = {"open": _open_figures, "ceiling": _ceiling_figures, "webuser": _webuser_figures,
             "idle": _idle_figures, "closed": _closed_figures}
 
@@ -277,7 +290,7 @@ def headline(summary: dict[str, Any]) -> Headline:
     """Verdict, figures and warnings of a summary (summary.json, with its `qos`)."""
     kind = _kind(summary)
     verdict, text, failed = _verdict(summary)
-    figures = _FIGURES[kind](summary)
+    figures = _FIGURES[kind](summary) + _delivery_figures(summary)
     if kind == "ceiling":
         figures += _memory_per_connection(summary)
     evidence = [str(e) for e in (summary.get("ceiling") or {}).get("evidence") or []]

@@ -25,6 +25,7 @@ from locust.runners import Runner
 
 from loadtests import __version__, bridge
 from loadtests.clients.errors import describe
+from loadtests.delivery.hook import DeliveryHook
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.protocols import request_type
@@ -170,6 +171,7 @@ class Run:
                                   process="master" if worker_count(options) else "local")
         events.worker_report.add_listener(lambda client_id, data, **_: self.monitor.lag.put(
             client_id, (data.get(REPORT_KEY) or {}).get("lag")))  # a worker's own lag
+        self.delivery = DeliveryHook.for_run(profile, target, writer, events)  # None: untracked
         if options.web is not None:
             from loadtests.webui import attach_web_ui
 
@@ -253,10 +255,15 @@ class Run:
         reason = "crashed"
         try:
             self.monitor.start()
+            if self.delivery is not None:
+                self.delivery.start()
             self.driver.connect()
             self._spawn()
             reason = self._load()
             load_end = self._drain()
+            if self.delivery is not None:  # wait for the copies still missing (deadline)
+                self.phase = "delivery"
+                self.delivery.wait(options.stop, self.tick)
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once, still closing the stream
             reason = "interrupted"
             raise
@@ -266,6 +273,8 @@ class Run:
         finally:
             extra: dict[str, Any] = {}
             try:
+                if self.delivery is not None:
+                    self.delivery.close()  # what is still missing is written as lost
                 self.monitor.stop()
                 with contextlib.suppress(Exception):
                     self.runner.quit()

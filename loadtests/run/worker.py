@@ -34,6 +34,7 @@ from locust.event import Events  # noqa: E402
 from locust.rpc import Message  # noqa: E402
 
 from loadtests import bridge  # noqa: E402
+from loadtests.delivery.sent import sent_listener  # noqa: E402
 from loadtests.monitor.lag import LagProbe  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
 from loadtests.run.messages import (  # noqa: E402
@@ -50,7 +51,7 @@ from loadtests.run.pacers import Pacers  # noqa: E402
 from loadtests.run.sources import use_source_addresses  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
-from loadtests.stream import req_dict, to_dict, user_error_record  # noqa: E402
+from loadtests.stream import Sent, req_dict, to_dict, user_error_record  # noqa: E402
 from loadtests.stream.redact import Redactor  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
@@ -85,6 +86,7 @@ class _Load:
         self.part = (0, 1)
         self.buffer: list[dict[str, Any]] = []
         self.redactor = Redactor()  # the target's password never leaves this process
+        self.tracked: frozenset[str] | None = None  # scenarios whose messages are tracked
         self.lag = LagProbe(lambda: self.pacers.by_name.values())  # shipped with each report
 
     def take_job(self, job: dict[str, Any]) -> None:
@@ -97,6 +99,14 @@ class _Load:
                                       part=self.part, arrival_seed=job["arrival_seed"])
         self.env.user_classes[:] = classes  # before the master's first spawn message
         self.pacers = Pacers(by_name)
+        delivery = profile.delivery
+        self.tracked = None if delivery is None else frozenset(delivery.scenarios)
+
+    def track(self, record: Sent) -> None:
+        """An accepted message's `sent` record, shipped when the profile tracks its delivery
+        (for its scenarios, or all when it names none)."""
+        if self.tracked is not None and (not self.tracked or record.sc in self.tracked):
+            self.buffer.append(to_dict(record))
 
     def payload(self, users: int) -> dict[str, Any]:
         records = self.buffer[:]
@@ -127,6 +137,8 @@ def run_worker(host: str, port: int, *, job: dict[str, Any] | None = None,
         load.take_job(job)
     events.request.add_listener(lambda **kw: load.buffer.append(
         load.redactor.req_dict(req_dict(**kw))))
+    # accepted messages as `sent` records, for the master's delivery tracker (when tracked)
+    events.request.add_listener(sent_listener(lambda rec: load.track(rec)))
     events.user_error.add_listener(lambda user_instance, exception, tb, **_: load.buffer.append(
         load.redactor.req_dict(to_dict(user_error_record(user_instance, exception)))))
     events.report_to_master.add_listener(lambda client_id, data, **_: data.__setitem__(

@@ -1,7 +1,7 @@
 """The results stream, `OUT/results.jsonl`: one typed definition of every record kind.
 
 - `records`: the kinds (`run` header, `req`, `tick`, `phase`, `sample`, `step`, `error`,
-  `worker`, `end`) as frozen dataclasses, with the schema version;
+  `worker`, `sent`, `delivery`, `queue`, `end`) as frozen dataclasses, with the schema version;
 - `codec`: one encoder and one decoder per kind, in one table (`req` hand-formatted: hot path);
 - `writer`: `StreamWriter` (numbering, buffering, flushing) and Locust's request listener;
 - `reader`: `read_stream`, typed records in order (a cut-off last line skipped);
@@ -12,12 +12,15 @@ from loadtests.stream.codec import CODECS, RECORD_TYPES, decode, to_dict
 from loadtests.stream.reader import StreamError, StreamVersionError, read_stream
 from loadtests.stream.records import (
     SCHEMA,
+    Delivery,
     End,
     Header,
     Phase,
+    Queue,
     Record,
     Req,
     Sample,
+    Sent,
     Step,
     Tick,
     UserError,
@@ -31,7 +34,7 @@ from loadtests.stream.writer import (
     user_error_record,
 )
 
-__all__ = ["CODECS", "RECORD_TYPES", "RESULTS_FILE", "SCHEMA", "End", "Header", "Phase",
-           "Record", "Req", "Sample", "Step", "StreamError", "StreamVersionError",
-           "StreamWriter", "Tick", "UserError", "WorkerEvent", "decode", "read_stream",
-           "req_dict", "req_record", "to_dict", "user_error_record"]
+__all__ = ["CODECS", "RECORD_TYPES", "RESULTS_FILE", "SCHEMA", "Delivery", "End", "Header",
+           "Phase", "Queue", "Record", "Req", "Sample", "Sent", "Step", "StreamError",
+           "StreamVersionError", "StreamWriter", "Tick", "UserError", "WorkerEvent", "decode",
+           "read_stream", "req_dict", "req_record", "to_dict", "user_error_record"]

@@ -16,12 +16,15 @@ from functools import lru_cache
 from typing import Any
 
 from loadtests.stream.records import (
+    Delivery,
     End,
     Header,
     Phase,
+    Queue,
     Record,
     Req,
     Sample,
+    Sent,
     Step,
     Tick,
     UserError,
@@ -32,7 +35,7 @@ __all__ = ["CODECS", "RECORD_TYPES", "Codec", "decode", "encode", "generic_codec
            "to_dict"]
 
 RECORD_TYPES: tuple[type[Record], ...] = (Header, Req, Tick, Phase, Sample, Step, UserError,
-                                          WorkerEvent, End)
+                                          WorkerEvent, Sent, Delivery, Queue, End)
 """Every kind, in the order a stream usually shows them first."""
 
 _COMMON = ("seq", "worker")

@@ -15,12 +15,15 @@ from typing import Any, ClassVar
 
 __all__ = [
     "SCHEMA",
+    "Delivery",
     "End",
     "Header",
     "Phase",
+    "Queue",
     "Record",
     "Req",
     "Sample",
+    "Sent",
     "Step",
     "Tick",
     "UserError",
@@ -227,6 +230,48 @@ class UserError(Record):
     user: str = field(metadata=_doc("the user class"))
     error: str = field(metadata=_doc("`Kind: text` of the exception"))
     code: int | str | None = field(default=None, metadata=_doc("its reply code or errno name"))
+
+
+@dataclass(frozen=True, slots=True)
+class Sent(Record):
+    """`sent`: a message the server accepted (a successful DATA), for delivery tracking."""
+
+    KIND: ClassVar[str] = "sent"
+
+    ts: float = field(metadata=_doc("start of its DATA step"))
+    id: str = field(metadata=_doc("its Message-ID"))
+    rcpt: list[str] = field(default_factory=list, metadata=_doc("its recipients"))
+    sc: str | None = field(default=None, metadata=_doc("scenario"))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery(Record):
+    """`delivery`: what the delivery tracker found of one copy (message, recipient)."""
+
+    KIND: ClassVar[str] = "delivery"
+
+    ts: float = field(metadata=_doc("when it was found (lost: when the deadline passed)"))
+    id: str = field(metadata=_doc("the Message-ID"))
+    rcpt: str = field(metadata=_doc("the recipient whose mailbox was searched"))
+    outcome: str = field(metadata=_doc("delivered, corrupt, duplicate or lost"))
+    latency_s: float | None = field(
+        default=None, metadata=_doc("found - sent, seconds (lost: absent)", omit_none=True))
+    part: str | None = field(
+        default=None,
+        metadata=_doc("corrupt: headers, body, headers+body or checksum", omit_none=True))
+    via: str | None = field(default=None, metadata=_doc("how it was found: pop3, maildir..."))
+
+
+@dataclass(frozen=True, slots=True)
+class Queue(Record):
+    """`queue`: once a second, the size of a delivery queue (delivery tracking)."""
+
+    KIND: ClassVar[str] = "queue"
+
+    ts: float = field(metadata=_doc("when"))
+    source: str = field(metadata=_doc("whose queue: postfix"))
+    counts: dict[str, int] = field(
+        default_factory=dict, metadata=_doc("messages per queue (incoming, active, deferred...)"))
 
 
 @dataclass(frozen=True, slots=True)

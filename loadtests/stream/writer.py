@@ -14,6 +14,7 @@ text is redacted on its way in, whether from `on_request` or `write` (a worker's
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,11 +81,15 @@ class StreamWriter:
         self._file: IO[str] | None = path.open("a", encoding="utf-8")
         self._buffer: list[str] = []
         self._seq = 0
+        self.taps: list[Callable[[Record], None]] = []  # see every record `write` is given
 
     def write(self, record: Record) -> None:
         """Any record, numbered in this stream's order (a worker's too: it keeps `worker`)."""
         self._seq += 1
-        self._buffer.append(encode(self.redactor.record(record), self._seq))
+        record = self.redactor.record(record)
+        self._buffer.append(encode(record, self._seq))
+        for tap in self.taps:
+            tap(record)
 
     def on_request(self, request_type: str, name: str, response_time: float,
                    response_length: int | None, exception: BaseException | None = None,

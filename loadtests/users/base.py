@@ -76,11 +76,14 @@ class ScenarioUser(User):
             gauge.closed(protocol)
 
     # -- recording -------------------------------------------------------------------------
-    def fire(self, step: Step) -> None:
+    def fire(self, step: Step, extra: dict[str, Any] | None = None) -> None:
+        """The step's request event; `extra` adds to its context (e.g. a message's id)."""
+        context = {"scenario": self.scenario.name} if extra is None else \
+            {"scenario": self.scenario.name, **extra}
         self.environment.events.request.fire(
             request_type=step.protocol, name=step.name, response_time=step.ms,
             response_length=step.length, exception=step.error, start_time=step.started,
-            context={"scenario": self.scenario.name}, response=None, url=None,
+            context=context, response=None, url=None,
         )
 
     def fire_session(self, protocol: str, token: Token | None, started_wall: float,

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from loadtests.clients.dns import MxResolver
+from loadtests.clients.message import new_message_id
 from loadtests.clients.smtp import Envelope, SmtpAuth, SmtpOptions, send_session
 from loadtests.clients.steps import StepRecorder
 from loadtests.clients.tls import endpoint_tls
@@ -83,6 +84,7 @@ class SmtpUser(ScenarioUser):
                 recipients=[f"{users.name(self.rng.randrange(users.count))}@{domain}"
                             for _ in range(smtp.recipients_per_message)],
                 size=smtp.size.draw(self.rng),
+                message_id=new_message_id(),
             )
             for _ in range(smtp.messages_per_session)
         ]
@@ -114,8 +116,13 @@ class SmtpUser(ScenarioUser):
         envelopes = self.envelopes()
         dns_rec, smtp_rec = self.run_session("SMTP", self._session(envelopes))
         error: BaseException | None = None
+        messages = iter(envelopes)  # DATA steps come in envelope order
         for step in (*dns_rec.steps, *smtp_rec.steps):
-            self.fire(step)
+            if step.name == "DATA" and step.protocol == "SMTP":
+                env = next(messages)  # its id and recipients: delivery tracking's `sent`
+                self.fire(step, {"message_id": env.message_id, "rcpt": env.recipients})
+            else:
+                self.fire(step)
             error = error or step.error
         if not smtp_rec.steps and error is None:
             error = RuntimeError("session ended before connecting")

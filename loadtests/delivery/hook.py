@@ -1,0 +1,103 @@
+"""Delivery tracking in a run: what `loadtests.run.core` calls (a few lines there).
+
+`DeliveryHook.for_run` is None unless the profile has a `delivery:` section. It listens for
+accepted messages on the run's request events (users in this process) and on the stream writer
+(`sent` records — the ones worker processes ship arrive there), runs the tracker on the asyncio
+bridge, and after the load waits for the copies still missing, at most `deadline` seconds,
+before writing them as `lost`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from loadtests import bridge
+from loadtests.delivery.maildir import MaildirFinder
+from loadtests.delivery.pop3 import Pop3Finder
+from loadtests.delivery.queue import postfix_queue_counts
+from loadtests.delivery.sent import sent_listener
+from loadtests.delivery.settings import DeliverySettings
+from loadtests.delivery.tracker import Finder, Tracker
+from loadtests.profiles import Profile
+from loadtests.stream.records import Queue, Record, Sent
+from loadtests.stream.writer import StreamWriter
+from loadtests.targets import Target
+
+__all__ = ["DeliveryHook"]
+
+
+def _finder(settings: DeliverySettings, target: Target) -> Finder:
+    if settings.find == "maildir":
+        assert settings.maildir is not None, "checked by the settings model"
+        return MaildirFinder(settings.maildir)
+    endpoint = target.endpoint(settings.endpoint)
+    if endpoint is None:
+        raise ValueError(f"delivery.endpoint: the target has no endpoint {settings.endpoint!r}")
+    return Pop3Finder(endpoint.host, endpoint.port, target.secret() or "",
+                      login=lambda box: box.partition("@")[0], delete=settings.delete)
+
+
+class DeliveryHook:
+    def __init__(self, settings: DeliverySettings, target: Target, writer: StreamWriter) -> None:
+        self.settings = settings
+        self.tracker = Tracker(_finder(settings, target), writer.write, via=settings.find,
+                               poll_interval=settings.poll_interval,
+                               concurrency=settings.concurrency)
+        self.writer = writer
+        writer.taps.append(self._tap)
+        self._greenlet: gevent.Greenlet | None = None
+        self._sampler: gevent.Greenlet | None = None
+
+    @classmethod
+    def for_run(cls, profile: Profile, target: Target, writer: StreamWriter,
+                events: Any) -> DeliveryHook | None:
+        """The hook of a run whose profile tracks delivery (else None), listening already."""
+        if profile.delivery is None:
+            return None
+        hook = cls(profile.delivery, target, writer)
+        events.request.add_listener(sent_listener(writer.write, profile.delivery.scenarios))
+        return hook
+
+    def _tap(self, record: Record) -> None:
+        if type(record) is Sent:
+            self.tracker.learn(record)
+
+    def start(self) -> None:
+        self._greenlet = gevent.spawn(bridge.run, self.tracker.run())
+        if self.settings.postfix_queue:
+            self._sampler = gevent.spawn(self._sample_queue, self.settings.postfix_queue)
+
+    def _sample_queue(self, queue_directory: str) -> None:
+        """Once a second until closed: the Postfix queue sizes as a `queue` record."""
+        while not self.tracker.stopping:
+            self.writer.write(Queue(time.time(), "postfix",
+                                    postfix_queue_counts(queue_directory)))
+            gevent.sleep(1.0)
+
+    def wait(self, stop: Event, on_second: Callable[[], None]) -> None:
+        """After the load: until every copy is found, the deadline, or a stop request."""
+        until = time.monotonic() + self.settings.deadline
+        while self.tracker.ledger.pending() and time.monotonic() < until:
+            if stop.wait(timeout=min(1.0, max(0.0, until - time.monotonic()))):
+                break
+            on_second()
+
+    def close(self) -> None:
+        """Stop polling; what is still missing is lost."""
+        self.tracker.stopping = True
+        if self._sampler is not None:
+            self._sampler.kill(block=False)
+        if self._greenlet is not None:
+            self._greenlet.join(timeout=self.settings.poll_interval + 15)
+            self._greenlet.kill(block=False)
+        if self._tap in self.writer.taps:
+            self.writer.taps.remove(self._tap)
+        self.tracker.expire()
+
+    def pending(self) -> int:
+        return self.tracker.ledger.pending()

@@ -1,0 +1,139 @@
+"""Delivery tracking: the ledger's bookkeeping (pure), the summary and QoS checks of delivery
+records, and a short run against the embedded target with injected delivery faults whose own
+counters the run's findings must equal exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import yaml
+from cli import ROOT, run_cli
+
+from loadtests.analysis.delivery import delivery_checks, delivery_summary
+from loadtests.analysis.stream import RunRecords
+from loadtests.clients.message import Verdict, build_message
+from loadtests.delivery.ledger import Ledger
+from loadtests.delivery.maildir import MaildirFinder
+from loadtests.delivery.queue import postfix_queue_counts
+from loadtests.delivery.sent import sent_listener
+from loadtests.delivery.tracker import Tracker
+from loadtests.embedded.delivery import corrupt_copy
+from loadtests.stream import Delivery, Header, Queue, Sent
+
+T0 = 1_800_000_000.0
+
+
+def test_ledger_outcomes() -> None:
+    ledger = Ledger()
+    assert ledger.learn(Sent(T0, "<a>", ["User1@x.test", "user2@x.test"])) == []
+    assert ledger.pending() == 2 and sorted(ledger.mailboxes_due()) == ["user1@x.test",
+                                                                       "user2@x.test"]
+    ok = ledger.found("user1@x.test", Verdict("<a>", T0 + 0.001), T0 + 1.5)
+    assert ok is not None and ok.outcome == "delivered" and ok.latency_s == 1.499
+    dup = ledger.found("user1@x.test", Verdict("<a>", T0), T0 + 2)
+    assert dup is not None and dup.outcome == "duplicate"
+    bad = ledger.found("user2@x.test", Verdict("<a>", T0, "body"), T0 + 1)
+    assert bad is not None and (bad.outcome, bad.part) == ("corrupt", "body")
+    assert ledger.found("user2@x.test", Verdict("<older>", None), T0) is None  # not ours
+    assert ledger.pending() == 0 and ledger.expire(T0 + 9) == []
+
+
+def test_found_before_learnt_and_lost() -> None:
+    ledger = Ledger()
+    assert ledger.found("u@x", Verdict("<b>", T0), T0 + 1) is None  # its `sent` comes later
+    settled = ledger.learn(Sent(T0, "<b>", ["u@x"]))
+    assert [r.outcome for r in settled] == ["delivered"]
+    ledger.learn(Sent(T0, "<c>", ["u@x", "v@x"]))
+    lost = ledger.expire(T0 + 200)
+    assert sorted((r.rcpt, r.outcome) for r in lost) == [("u@x", "lost"), ("v@x", "lost")]
+
+
+def test_sent_listener_takes_successful_data_steps_only() -> None:
+    got: list[Sent] = []
+    listen = sent_listener(got.append, ["smtp"])
+    ctx = {"scenario": "smtp", "message_id": "<m>", "rcpt": ["u@x"]}
+    listen(request_type="SMTP", name="DATA", exception=None, context=ctx, start_time=T0)
+    listen(request_type="SMTP", name="DATA", exception=OSError("x"), context=ctx)
+    listen(request_type="SMTP", name="RCPT", context=ctx)
+    listen(request_type="SMTP", name="DATA", context={**ctx, "scenario": "other"})
+    assert got == [Sent(T0, "<m>", ["u@x"], "smtp")]
+
+
+def test_summary_and_qos_checks() -> None:
+    run = RunRecords(header=Header(T0, profile={"delivery": {"qos_within": 1.0}}))
+    run.sent = [Sent(T0, f"<{i}>", ["u@x"]) for i in range(20)]
+    run.deliveries = [Delivery(T0, f"<{i}>", "u@x", "delivered", 0.1 * i) for i in range(19)]
+    run.deliveries.append(Delivery(T0, "<19>", "u@x", "lost"))
+    d = delivery_summary(run)
+    assert d is not None and (d["tracked"], d["delivered"], d["lost"]) == (20, 19, 1)
+    assert d["share_within"] == 55.0 and d["latency_s"]["max"] == 1.8  # 0.0 .. 1.0: 11 of 20
+    checks = delivery_checks({"delivery": d})
+    assert [c["pass"] for c in checks] == [False, False]
+    assert delivery_summary(RunRecords()) is None and delivery_checks({}) == []
+
+
+def test_a_run_reports_exactly_the_injected_faults(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "profiles" / "smtp-delivery.yaml").read_text())
+    data["embedded"]["duplicate_one_in"] = 300
+    profile = tmp_path / "delivery.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    done = run_cli("run", str(profile), "--out", str(out), "--quiet", timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]  # the QoS verdict fails
+    summary = json.loads((out / "summary.json").read_text())
+    injected = summary["embedded_target"]["servers"]["delivery"]
+    found = summary["delivery"]
+    assert injected["dropped"] >= 9 and injected["corrupted"] >= 4  # ~1000 copies
+    assert (found["lost"], found["corrupt"], found["duplicate"]) == (
+        injected["dropped"], injected["corrupted"], injected["duplicated"])
+    assert found["delivered"] + found["corrupt"] + found["lost"] == found["copies"] == \
+        injected["accepted"]
+    assert found["latency_s"]["max"] < 5
+    failed = [c["name"] for c in summary["qos"]["checks"] if not c["pass"]]
+    assert failed == ["delivery lost or corrupt"]
+
+
+def test_maildir_tracking_finds_verifies_and_loses(tmp_path: Path) -> None:
+    """A copy delivered, one corrupt, one removed before the tracker saw it (lost), one moved
+    new/ -> cur/ after it was seen (not seen twice)."""
+
+    t0 = time.time() - 60  # the files' times must be in the past
+    records: list[Delivery] = []
+    tracker = Tracker(MaildirFinder(str(tmp_path / "{domain}" / "{local}")), records.append,
+                      via="maildir")
+    new = tmp_path / "example.test" / "user0001" / "new"
+    new.mkdir(parents=True)
+    for n in range(3):
+        mid = f"<m{n}@mailswarm.test>"
+        tracker.learn(Sent(t0, mid, ["user0001@example.test"]))
+        data = build_message(sender="a@x.test", recipients=["user0001@example.test"],
+                             size=1024, message_id=mid, sent_at=t0)
+        (new / f"{n}.M1P1.host").write_bytes(corrupt_copy(data) if n == 1 else data)
+        os.utime(new / f"{n}.M1P1.host", (t0 + 2, t0 + 2))
+    (new / "2.M1P1.host").unlink()  # removed before the tracker looked
+    asyncio.run(tracker.poll_once())
+    (new.parent / "cur").mkdir()
+    (new / "0.M1P1.host").rename(new.parent / "cur" / "0.M1P1.host:2,S")
+    asyncio.run(tracker.poll_once())
+    assert tracker.expire() == 1
+    got = sorted((r.id, r.outcome, r.latency_s) for r in records)
+    assert got == [("<m0@mailswarm.test>", "delivered", 2.0),
+                   ("<m1@mailswarm.test>", "corrupt", 2.0),
+                   ("<m2@mailswarm.test>", "lost", None)]
+
+
+def test_postfix_queue_counts_and_their_peaks(tmp_path: Path) -> None:
+    for rel in ("active/A/1F2E", "active/B/3C4D", "deferred/0/7/77AB", "incoming/9"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"qf")
+    counts = postfix_queue_counts(str(tmp_path))
+    assert counts == {"incoming": 1, "active": 2, "deferred": 1, "maildrop": 0}
+    run = RunRecords(header=Header(T0, profile={"delivery": {}}))
+    run.queues = [Queue(T0, "postfix", counts), Queue(T0 + 1, "postfix", {"active": 5})]
+    d = delivery_summary(run)
+    assert d is not None and d["queue_peak"] == {"postfix": {
+        "incoming": 1, "active": 5, "deferred": 1, "maildrop": 0, "total": 5}}
