@@ -4,13 +4,13 @@ counters the run's findings must equal exactly."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
 from pathlib import Path
 
 import yaml
+from aio import run_coro
 from cli import ROOT, run_cli
 
 from loadtests.analysis.delivery import delivery_checks, delivery_summary
@@ -115,10 +115,10 @@ def test_maildir_tracking_finds_verifies_and_loses(tmp_path: Path) -> None:
         (new / f"{n}.M1P1.host").write_bytes(corrupt_copy(data) if n == 1 else data)
         os.utime(new / f"{n}.M1P1.host", (t0 + 2, t0 + 2))
     (new / "2.M1P1.host").unlink()  # removed before the tracker looked
-    asyncio.run(tracker.poll_once())
+    run_coro(tracker.poll_once())
     (new.parent / "cur").mkdir()
     (new / "0.M1P1.host").rename(new.parent / "cur" / "0.M1P1.host:2,S")
-    asyncio.run(tracker.poll_once())
+    run_coro(tracker.poll_once())
     assert tracker.expire() == 1
     got = sorted((r.id, r.outcome, r.latency_s) for r in records)
     assert got == [("<m0@mailswarm.test>", "delivered", 2.0),

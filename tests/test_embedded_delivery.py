@@ -8,6 +8,8 @@ import poplib
 import smtplib
 import time
 
+from aio import run_coro
+
 from loadtests.clients.message import build_message, new_message_id, verify
 from loadtests.embedded.delivery import LocalDelivery, corrupt_copy
 from loadtests.embedded.mailstore import MailStore
@@ -44,7 +46,7 @@ def test_delivery_waits_for_the_delay() -> None:
         await asyncio.sleep(0.3)
         return *before, len(store.get("user0001").messages)
 
-    assert asyncio.run(main()) == (0, 1, 1)
+    assert run_coro(main()) == (0, 1, 1)
 
 
 def test_corrupt_copy_changes_one_byte() -> None:

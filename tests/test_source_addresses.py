@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import psutil
 import pytest
 import yaml
+from aio import run_coro
 from cli import start_cli
 
 from loadtests.clients import source
@@ -73,11 +74,11 @@ async def _imap(port: int) -> None:
     (b"220 test ESMTP\r\n", _smtp), (b"+OK ready\r\n", _pop3), (b"* OK ready\r\n", _imap)],
     ids=["smtp", "pop3", "imap"])
 def test_connections_take_the_source_addresses_in_turn(greeting, connect):
-    assert asyncio.run(_peers(greeting, connect, 6)) == SOURCES * 2
+    assert run_coro(_peers(greeting, connect, 6)) == SOURCES * 2
 
 
 def test_without_source_addresses_the_system_chooses():
-    assert asyncio.run(_peers(b"220 x\r\n", _smtp, 0)) == []
+    assert run_coro(_peers(b"220 x\r\n", _smtp, 0)) == []
     assert source.local_addr("127.0.0.1", 25) is None
 
 
