@@ -131,30 +131,40 @@ def scenario_for(cls: type[Any], options: argparse.Namespace | None) -> Scenario
         raise ConfigurationError(f"{cls.__name__}: {exc}") from None
 
 
+def _endpoint_for(cls: type[Any], url: str) -> Endpoint:
+    endpoint = endpoint_from_url(url)
+    kind = user_kind(cls.kind)
+    if not kind.accepts(endpoint.protocol):
+        raise ConfigurationError(f"{cls.__name__}: host {url} is {endpoint.protocol}, the "
+                                 f"{cls.kind} user needs {' or '.join(kind.endpoints)}")
+    return endpoint
+
+
 def target_for(cls: type[Any], host: str | None, scenario: Scenario,
                options: argparse.Namespace | None) -> Target:
-    """The target a locustfile class runs against: its host (or the target file's endpoint of
-    its protocol), the DNS server for MX lookups, the mailboxes and the password's variable."""
+    """The target a locustfile class runs against. Its endpoint: `--host` (`host`), else the
+    `--mailswarm-target` file's endpoint of its protocol, else the class's `host`; the DNS
+    server likewise (`--mailswarm-dns`, the file's, `dns_host`): the command line first. Then
+    the mailboxes and the password's environment variable."""
     kind = user_kind(cls.kind)
     path = _option(options, "mailswarm_target")
     base = load_target(Path(path)) if path else None
     endpoints: dict[str, Endpoint] = {}
     if host:
-        endpoint = endpoint_from_url(host)
-        if not kind.accepts(endpoint.protocol):
-            raise ConfigurationError(f"{cls.__name__}: host {host} is {endpoint.protocol}, the "
-                                     f"{cls.kind} user needs {' or '.join(kind.endpoints)}")
-        endpoints[kind.protocol] = endpoint
+        endpoints[kind.protocol] = _endpoint_for(cls, host)
     elif base is not None and (found := base.endpoint(kind.protocol)) is not None:
         endpoints[kind.protocol] = found
+    elif cls.host:
+        endpoints[kind.protocol] = _endpoint_for(cls, cls.host)
     else:
         raise ConfigurationError(f"{cls.__name__}: no host; set `host = \"{kind.protocol}://"
                                  f"HOST:PORT\"`, pass --host, or a --mailswarm-target file")
-    dns = _option(options, "mailswarm_dns") or getattr(cls, "dns_host", None)
-    if dns:
+    if dns := _option(options, "mailswarm_dns"):
         endpoints["dns"] = endpoint_from_url(dns)
     elif base is not None and (found := base.endpoint("dns")) is not None:
         endpoints["dns"] = found
+    elif cls.dns_host:
+        endpoints["dns"] = endpoint_from_url(cls.dns_host)
     if kind.needs_dns(scenario.settings) and "dns" not in endpoints:
         raise ConfigurationError(f"{cls.__name__}: MX lookups need a DNS server: set "
                                  f"`dns_host = \"dns://HOST:PORT\"` or pass --mailswarm-dns")

@@ -81,7 +81,7 @@ class LocustfileUser(ScenarioUser):
             return
         options = environment.parsed_options
         scenario = scenario_for(cls, options)
-        target = target_for(cls, environment.host or cls.host, scenario, options)
+        target = target_for(cls, environment.host, scenario, options)
         schedule = scenario.schedule
         pacer = None
         if isinstance(schedule, ArrivalSchedule):

@@ -1,0 +1,197 @@
+"""mailswarm from plain Locust: the example locustfiles run with the venv's `locust` against the
+embedded target (`mailswarm target` on free ports, named by a `--mailswarm-target` file, stopped
+by its PID), locally and as --master with two --worker processes; Locust's CSV and mailswarm's
+stream both hold the requests. Also: a subclass overriding one IMAP step, and host parsing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from cli import ROOT, run_cli, start_cli
+
+from loadtests.locust.config import ConfigurationError, endpoint_from_url
+
+LOCUST = Path(sys.executable).with_name("locust")
+EXAMPLES = ROOT / "examples" / "locustfiles"
+PASSWORD = "mailswarm-test"  # the embedded target's, for every mailbox
+
+
+@pytest.fixture(scope="module")
+def target_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """`mailswarm target` on free ports, and a target file naming them."""
+    folder = tmp_path_factory.mktemp("target")
+    proc = start_cli("target", "--smtp-port", "0", "--dns-port", "0", "--pop3-port", "0",
+                     "--imap-port", "0", "--http-port", "0", stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        endpoints = {proto: {"host": "127.0.0.1", "port": ready[f"{proto}_port"]}
+                     for proto in ("smtp", "dns", "pop3", "imap", "http")}
+        path = folder / "target.yaml"
+        path.write_text(yaml.safe_dump({"name": "embedded", "domain": ready["domain"],
+                                        "password_env": "MAILSWARM_PASSWORD",
+                                        "endpoints": endpoints}))
+        yield path
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def _locust(locustfile: Path, out: Path, target: Path, *args: str,
+            timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LOCUST), "-f", str(locustfile), "--headless", "--csv", str(out / "locust"),
+         "--mailswarm-out", str(out / "ms"), "--mailswarm-target", str(target), *args],
+        cwd=ROOT, env={**os.environ, "MAILSWARM_PASSWORD": PASSWORD}, capture_output=True,
+        text=True, timeout=timeout)
+
+
+def _csv_rows(out: Path) -> dict[tuple[str, str], int]:
+    """Locust's request rows: (type, name) -> requests."""
+    with (out / "locust_stats.csv").open() as f:
+        return {(r["Type"], r["Name"]): int(r["Request Count"]) for r in csv.DictReader(f)
+                if r["Name"] != "Aggregated"}
+
+
+def _stream(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (out / "ms" / "results.jsonl").read_text().splitlines()]
+
+
+def _stream_rows(records: list[dict[str, object]]) -> Counter[tuple[str, str]]:
+    return Counter((str(r["type"]), str(r["name"])) for r in records if r["kind"] == "req")
+
+
+def test_smtp_50mps_runs_at_its_rate_and_mailswarm_report_reads_its_stream(
+        target_file: Path, tmp_path: Path) -> None:
+    done = _locust(EXAMPLES / "smtp_50mps.py", tmp_path, target_file, "-t", "20s",
+                   "--mailswarm-drain", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _csv_rows(tmp_path)
+    records = _stream(tmp_path)
+    streamed = _stream_rows(records)
+    for step in (("DNS", "MX"), ("SMTP", "CONNECT"), ("SMTP", "DATA"), ("SMTP", "session")):
+        assert rows.get(step, 0) > 0 and rows[step] == streamed[step], (step, rows, streamed)
+    summary = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    arrival = summary["arrival"]["Smtp50"]
+    assert abs(arrival["achieved_per_s"] - 50) <= 1, arrival
+    assert arrival["dropped"] == 0 and summary["requests"]
+    assert records[0]["kind"] == "run" and records[-1]["kind"] == "end"
+    assert any(r["kind"] == "sample" for r in records)  # the monitor ran
+    (tmp_path / "ms" / "report.html").unlink()
+    report = run_cli("report", str(tmp_path / "ms"))
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "ms" / "report.html").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_master_with_two_workers_has_every_record_in_its_stream(
+        target_file: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "MAILSWARM_PASSWORD": PASSWORD}
+    locustfile = str(EXAMPLES / "smtp_50mps.py")
+    workers = [subprocess.Popen(
+        [str(LOCUST), "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
+         "--master-port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        done = _locust(EXAMPLES / "smtp_50mps.py", tmp_path, target_file, "--master",
+                       "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+                       "--expect-workers", "2", "-t", "6s", "--mailswarm-drain", "2")
+    finally:
+        for proc in workers:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = _stream(tmp_path)
+    rows, streamed = _csv_rows(tmp_path), _stream_rows(records)
+    assert rows.get(("SMTP", "session"), 0) > 200, rows
+    assert dict(streamed) == rows  # every request Locust counted is in the master's stream
+    assert len({r.get("worker") for r in records if r["kind"] == "req"}) == 2
+    summary = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    assert abs(summary["arrival"]["Smtp50"]["achieved_per_s"] - 50) <= 3
+
+
+@pytest.mark.parametrize(("example", "args", "expected"), [
+    ("pop3_isp.py", (), [("POP3", "CONNECT"), ("POP3", "PASS"), ("POP3", "STAT")]),
+    ("imap_idle.py", ("-u", "10", "-r", "10"),
+     [("IMAP", "CONNECT"), ("IMAP", "LOGIN"), ("IMAP", "SELECT"), ("IMAP", "IDLE")]),
+    ("webuser.py", ("-u", "5", "-r", "5"), [("HTTP", "LOGIN_PAGE"), ("HTTP", "LOGIN")]),
+    ("office_day.py", ("-u", "68", "-r", "68"),
+     [("SMTP", "session"), ("DNS", "MX"), ("IMAP", "SELECT"), ("IMAP", "FETCH"),
+      ("POP3", "CONNECT"), ("HTTP", "LOGIN")]),
+])
+def test_example_runs_headless(target_file: Path, tmp_path: Path, example: str,
+                               args: tuple[str, ...], expected: list[tuple[str, str]]) -> None:
+    done = _locust(EXAMPLES / example, tmp_path, target_file, "-t", "5s",
+                   "--mailswarm-drain", "0", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows, streamed = _csv_rows(tmp_path), _stream_rows(_stream(tmp_path))
+    for step in expected:
+        assert rows.get(step, 0) > 0, (step, rows)
+        assert streamed[step] >= rows[step], (step, rows, streamed)
+    failed = [r for r in _stream(tmp_path) if r["kind"] == "req" and not r["ok"]
+              and r["name"] != "session"]
+    assert not failed, failed[:3]
+
+
+OVERRIDE = '''
+import loadtests.locust.plugin
+from loadtests.locust import ImapActiveUser
+
+
+class NoopReader(ImapActiveUser):
+    arrival_rate = 10
+
+    async def after_select(self, client, rec, info, result):
+        await rec.step("NOOP", client.noop())
+        await rec.step("CHECK", client.noop())
+'''
+
+
+def test_a_subclass_overrides_what_an_imap_session_does_after_select(
+        target_file: Path, tmp_path: Path) -> None:
+    locustfile = tmp_path / "noop_reader.py"
+    locustfile.write_text(OVERRIDE)
+    done = _locust(locustfile, tmp_path, target_file, "-t", "4s", "--mailswarm-drain", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _csv_rows(tmp_path)
+    assert rows.get(("IMAP", "CHECK"), 0) > 10 and rows.get(("IMAP", "LOGOUT"), 0) > 10, rows
+    assert rows[("IMAP", "session")] >= rows[("IMAP", "LOGOUT")]
+    assert ("IMAP", "FETCH") not in rows and ("IMAP", "SEARCH") not in rows  # replaced
+
+
+def test_host_urls_are_read_through_the_protocol_registry() -> None:
+    ep = endpoint_from_url("imap://127.0.0.1:20143")
+    assert (ep.protocol, ep.host, ep.port) == ("imap", "127.0.0.1", 20143)
+    assert endpoint_from_url("smtp://127.0.0.1").port == 25  # the registry's port
+    with pytest.raises(ConfigurationError, match="TLS"):
+        endpoint_from_url("imaps://127.0.0.1:993")
+    with pytest.raises(ConfigurationError, match="scheme"):
+        endpoint_from_url("gopher://127.0.0.1:70")
+
+
+def test_a_host_of_the_wrong_protocol_is_refused_before_anything_is_sent(
+        target_file: Path, tmp_path: Path) -> None:
+    done = _locust(EXAMPLES / "imap_idle.py", tmp_path, target_file, "-t", "2s",
+                   "--host", "smtp://127.0.0.1:20025")
+    assert done.returncode != 0
+    assert "the imap-idle user needs imap" in done.stderr
