@@ -195,3 +195,28 @@ def test_a_host_of_the_wrong_protocol_is_refused_before_anything_is_sent(
                    "--host", "smtp://127.0.0.1:20025")
     assert done.returncode != 0
     assert "the imap-idle user needs imap" in done.stderr
+
+
+CEILING = '''
+from loadtests.locust import ImapIdleUser
+from loadtests.locust.plugin import CeilingShape
+
+
+class Idle(ImapIdleUser):
+    imap = {"hold": "1h"}
+
+
+class Ceiling(CeilingShape):
+    ramp = {"start": 2, "step": 2, "max": 6, "hold": 1, "spawn_rate": 50}
+'''
+
+
+def test_the_ceiling_shape_steps_up_and_ends_the_run(target_file: Path, tmp_path: Path) -> None:
+    locustfile = tmp_path / "ceiling.py"
+    locustfile.write_text(CEILING)
+    done = _locust(locustfile, tmp_path, target_file, "--mailswarm-drain", "0", timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    steps = [r for r in _stream(tmp_path) if r["kind"] == "step"]
+    assert [s["users"] for s in steps] == [2, 4, 6] and all(s["good"] for s in steps), steps
+    summary = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    assert summary["ceiling"]["step"] == 6 and summary["ceiling"]["protocol"] == "IMAP", summary
