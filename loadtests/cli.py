@@ -105,12 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_arguments(target)
     target.set_defaults(func=_cmd_target)
 
+    from loadtests.locust.export import register as register_locustfile
     from loadtests.monitor.cli import register as register_monitor
     from loadtests.report.cli import register as register_compare
     from loadtests.stack.cli import register as register_stack
 
     register_compare(sub)
     register_monitor(sub)  # agent, doctor
+    register_locustfile(sub)
     register_stack(sub)
     return parser
 

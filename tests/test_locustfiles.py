@@ -6,6 +6,7 @@ stream both hold the requests. Also: a subclass overriding one IMAP step, and ho
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import signal
@@ -220,3 +221,49 @@ def test_the_ceiling_shape_steps_up_and_ends_the_run(target_file: Path, tmp_path
     assert [s["users"] for s in steps] == [2, 4, 6] and all(s["good"] for s in steps), steps
     summary = json.loads((tmp_path / "ms" / "summary.json").read_text())
     assert summary["ceiling"]["step"] == 6 and summary["ceiling"]["protocol"] == "IMAP", summary
+
+
+def _exported(profile: Path, folder: Path) -> Path:
+    path = folder / f"{profile.stem.replace('-', '_')}.py"
+    done = run_cli("locustfile", str(profile.relative_to(ROOT)), "-o", str(path))
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+@pytest.mark.parametrize("profile", sorted((ROOT / "profiles").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_an_exported_profile_is_the_same_scenarios_in_a_locustfile(profile: Path,
+                                                                    tmp_path: Path) -> None:
+    from loadtests.locust import LocustfileUser
+    from loadtests.locust.config import scenario_for
+    from loadtests.locust.plugin import CeilingShape
+    from loadtests.profiles import RampSchedule, load_profile
+
+    path = _exported(profile, tmp_path)
+    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    classes = [v for v in vars(module).values() if isinstance(v, type)
+               and issubclass(v, LocustfileUser) and not v.abstract]
+    wanted = load_profile(profile)
+    assert len(classes) == len(wanted.scenarios)
+    by_name = {sc.name: sc for sc in wanted.scenarios}
+    for cls in classes:
+        got = scenario_for(cls, None)
+        assert got == by_name[got.name].model_copy(update={"endpoint": None}), cls
+        assert cls.seed == wanted.seed and cls.endpoint == by_name[got.name].endpoint
+    shapes = [v for v in vars(module).values() if isinstance(v, type)
+              and issubclass(v, CeilingShape) and not v.abstract]
+    ramps = [sc.schedule for sc in wanted.scenarios if isinstance(sc.schedule, RampSchedule)]
+    assert [s().schedule for s in shapes] == ramps
+
+
+def test_an_exported_profile_runs_in_plain_locust(target_file: Path, tmp_path: Path) -> None:
+    locustfile = _exported(ROOT / "profiles" / "smtp-50mps.yaml", tmp_path)
+    done = _locust(locustfile, tmp_path, target_file, "-t", "4s", "--mailswarm-drain", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _csv_rows(tmp_path).get(("SMTP", "session"), 0) > 100
+    header = _stream(tmp_path)[0]
+    assert header["rates"] == {"smtp": 50.0}
+    assert header["profile"]["scenarios"][0]["smtp"]["size"]["choices"][2]["size"] == 40960

@@ -21,7 +21,8 @@ from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Scenario, load_p
 from loadtests.protocols import PROTOCOLS, SECTIONS, user_kind
 from loadtests.targets import Endpoint, ProcessRef, Target, UserPattern, check_loopback, load_target
 
-__all__ = ["ConfigurationError", "add_arguments", "endpoint_from_url", "scenario_for", "target_for"]
+__all__ = ["ConfigurationError", "add_arguments", "endpoint_from_url", "locust_schedules",
+           "scenario_for", "target_for"]
 
 PASSWORD_ENV = "MAILSWARM_PASSWORD"
 """The environment variable the password is read from unless the class or option names
@@ -106,7 +107,8 @@ def _profile_scenario(cls: type[Any], options: argparse.Namespace | None) -> Sce
 
 def scenario_for(cls: type[Any], options: argparse.Namespace | None) -> Scenario:
     """The scenario a locustfile class runs: the profile's (`--mailswarm-profile`) or the
-    defaults, updated by the settings sections the class sets and its `arrival_rate`."""
+    defaults, updated by the settings sections the class sets, its `schedule` (a profile's
+    schedule as a dict) and its `arrival_rate` (the open model's shorthand)."""
     base = _profile_scenario(cls, options)
     data: dict[str, Any] = {
         "name": getattr(cls, "scenario_name", None) or cls.__name__, "user": cls.kind,
@@ -118,6 +120,8 @@ def scenario_for(cls: type[Any], options: argparse.Namespace | None) -> Scenario
         value = getattr(cls, section, None)
         if value is not None:
             data[section] = _section(value, model, f"{cls.__name__}.{section}")
+    if getattr(cls, "schedule", None) is not None:
+        data["schedule"] = cls.schedule  # a profile's schedule, as a dict
     rate = getattr(cls, "arrival_rate", None)
     if rate is not None:
         data["schedule"] = ArrivalSchedule(
@@ -129,6 +133,14 @@ def scenario_for(cls: type[Any], options: argparse.Namespace | None) -> Scenario
         return Scenario.model_validate(data)
     except ValueError as exc:
         raise ConfigurationError(f"{cls.__name__}: {exc}") from None
+
+
+def locust_schedules(cls: type[Any], options: argparse.Namespace | None) -> bool:
+    """True when Locust's -u, weights and `wait_time` schedule the class (no profile scenario,
+    `schedule` or `arrival_rate` says otherwise)."""
+    return (_option(options, "mailswarm_profile") is None
+            and getattr(cls, "schedule", None) is None
+            and getattr(cls, "arrival_rate", None) is None)
 
 
 def _endpoint_for(cls: type[Any], url: str) -> Endpoint:
@@ -152,7 +164,8 @@ def target_for(cls: type[Any], host: str | None, scenario: Scenario,
     endpoints: dict[str, Endpoint] = {}
     if host:
         endpoints[kind.protocol] = _endpoint_for(cls, host)
-    elif base is not None and (found := base.endpoint(kind.protocol)) is not None:
+    elif base is not None and (found := base.endpoint(
+            getattr(cls, "endpoint", None) or kind.protocol)) is not None:
         endpoints[kind.protocol] = found
     elif cls.host:
         endpoints[kind.protocol] = _endpoint_for(cls, cls.host)

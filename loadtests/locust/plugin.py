@@ -30,7 +30,13 @@ from loadtests import __version__
 from loadtests.locust.shipping import WorkerShipper
 from loadtests.locust.users import LocustfileUser, configure_all
 from loadtests.monitor.run import RunMonitor
-from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
+from loadtests.profiles import (
+    ArrivalSchedule,
+    Profile,
+    QosSettings,
+    RampSchedule,
+    load_profile,
+)
 from loadtests.run.core import Counters
 from loadtests.run.distributed import FINAL_GRACE, WorkerFeed
 from loadtests.run.messages import FINAL, FINISH, START
@@ -49,7 +55,7 @@ from loadtests.stream import (
 )
 from loadtests.targets import Endpoint, Target
 
-__all__ = ["CeilingShape", "LocustRun", "profile_of", "target_of"]
+__all__ = ["CeilingShape", "LocustRun", "profile_of", "settings", "target_of"]
 
 FOREVER = 365 * 86400.0  # the pacers' duration when the run has no -t
 
@@ -85,10 +91,25 @@ def _add_arguments(parser: Any) -> None:
                             "sessions in flight (10)")
 
 
-def profile_of(classes: list[type[LocustfileUser]], name: str, duration: float) -> Profile:
-    """The profile a locustfile amounts to: one scenario per configured class."""
+_settings: dict[str, Any] = {}
+
+
+def settings(*, qos: dict[str, Any] | None = None) -> None:
+    """Run settings a locustfile gives the plugin: `qos` (a profile's `qos:` section; default:
+    the `--mailswarm-profile`'s, else mailswarm's defaults)."""
+    if qos is not None:
+        _settings["qos"] = QosSettings.model_validate(qos)
+
+
+def profile_of(classes: list[type[LocustfileUser]], name: str, duration: float,
+               profile_file: str | None = None) -> Profile:
+    """The profile a locustfile amounts to: one scenario per configured class, the QoS of
+    `settings()`, else of the profile file, else the defaults."""
+    qos = _settings.get("qos")
+    if qos is None and profile_file:
+        qos = load_profile(Path(profile_file)).qos
     return Profile(name=name, duration=duration or FOREVER, drain=0,
-                   scenarios=[cls.scenario for cls in classes])
+                   scenarios=[cls.scenario for cls in classes], qos=qos or QosSettings())
 
 
 def target_of(classes: list[type[LocustfileUser]]) -> Target:
@@ -199,7 +220,8 @@ class LocustRun:
         out = self._out_dir()
         gauge.reset()
         self.phase, self.load_started = "spawning", False
-        profile = profile_of(self.classes, Path(self.locustfile).stem, self.run_time)
+        profile = profile_of(self.classes, Path(self.locustfile).stem, self.run_time,
+                             getattr(environment.parsed_options, "mailswarm_profile", None))
         target = target_of(self.classes)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)

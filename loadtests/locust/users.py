@@ -11,15 +11,15 @@ Subclass one, give it a `host` (or pass `--host`), and Locust runs it::
         arrival_rate = 50                    # open model (needs loadtests.locust.plugin)
 
 Class attributes: the settings sections of a profile scenario (`smtp`, `dns`, `pop3`, `imap`,
-`web`: a dict or the settings model), `arrival_rate` with `max_in_flight`,
-`arrival_max_wait`, `arrival_late_after`, `arrival_process` (open model; otherwise Locust's
-users, `wait_time` and weights decide), `domain`, `mailboxes` (`{"pattern": "user{n:04d}",
-"count": 1000}`), `password_env` (the environment variable holding the mailboxes' password),
-`scenario_name`, `seed`. The
-`--mailswarm-*` options (loadtests.locust.config) add a target file, a profile scenario and
-the DNS server. Each class is configured once per process: on Locust's `init` event (local
-and master), on its first user in a worker (which gets the master's options with its spawn
-message). The bridge starts itself on `init`.
+`web`: a dict or the settings model); the open model's `arrival_rate` with `max_in_flight`,
+`arrival_max_wait`, `arrival_late_after`, `arrival_process`, or `schedule` (a profile's
+schedule as a dict: arrival, closed or ramp; without either, Locust's users, `wait_time` and
+weights decide); `domain`, `mailboxes` (`{"pattern": "user{n:04d}", "count": 1000}`),
+`password_env` (the environment variable holding the mailboxes' password), `scenario_name`,
+`seed`. The `--mailswarm-*` options (loadtests.locust.config) add a target file, a profile
+scenario and the DNS server. Each class is configured once per process: on Locust's `init`
+event (local and master), on its first user in a worker (which gets the master's options with
+its spawn message). The bridge starts itself on `init`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,15 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from loadtests import bridge
-from loadtests.locust.config import ConfigurationError, add_arguments, scenario_for, target_for
-from loadtests.profiles import ArrivalSchedule, ClosedSchedule
+from loadtests.locust.config import (
+    ConfigurationError,
+    add_arguments,
+    locust_schedules,
+    scenario_for,
+    target_for,
+)
+from loadtests.profiles import ArrivalSchedule, Profile
+from loadtests.schedule.loadplan import spawn_rate
 from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.users import imap as imap_users
 from loadtests.users import pop3 as pop3_users
@@ -54,12 +61,14 @@ class LocustfileUser(ScenarioUser):
     abstract = True
     wait_time = constant(0)
     scenario_name: ClassVar[str | None] = None
+    schedule: ClassVar[dict[str, Any] | None] = None
     arrival_rate: ClassVar[float | None] = None
     arrival_process: ClassVar[str] = "fixed"
     max_in_flight: ClassVar[int] = 100
     arrival_max_wait: ClassVar[float] = 1.0  # an arrival waiting longer for a channel: dropped
     arrival_late_after: ClassVar[float] = 0.05  # picked up later than this: counted late
     dns_host: ClassVar[str | None] = None
+    endpoint: ClassVar[str | None] = None  # the endpoint of a --mailswarm-target file to use
     domain: ClassVar[str] = "example.test"
     mailboxes: ClassVar[dict[str, Any] | None] = None
     password_env: ClassVar[str | None] = None
@@ -91,8 +100,7 @@ class LocustfileUser(ScenarioUser):
             pacer = ArrivalPacer(schedule, random.Random(cls.seed))
         attrs = scenario_attrs(scenario, target, pacer=pacer, allow_remote=bool(
             getattr(options, "mailswarm_allow_remote", False)), seed=cls.seed)
-        if isinstance(schedule, ClosedSchedule) and getattr(
-                options, "mailswarm_profile", None) is None:
+        if locust_schedules(cls, options):
             del attrs["fixed_count"], attrs["wait_time"]  # Locust's -u, weight and wait_time
         for name, value in attrs.items():
             setattr(cls, name, value)
@@ -143,11 +151,14 @@ def _default_users(environment: Environment, classes: list[type[User]]) -> None:
     options = environment.parsed_options
     if options is None or environment.shape_class is not None or options.num_users is not None:
         return
-    fixed = sum(c.fixed_count for c in classes)
+    fixed = [c for c in classes if c.fixed_count]
     if fixed:
-        options.num_users = fixed + sum(1 for c in classes if not c.fixed_count)
-        if options.spawn_rate is None:
-            options.spawn_rate = float(options.num_users)
+        options.num_users = sum(c.fixed_count for c in classes) + len(classes) - len(fixed)
+        if options.spawn_rate is None:  # each schedule's own, as `mailswarm run` spawns them
+            ours = [c for c in fixed if issubclass(c, LocustfileUser)]
+            rate = spawn_rate(Profile(name="locustfile", scenarios=[
+                c.scenario for c in ours])) if ours else 0.0
+            options.spawn_rate = rate + options.num_users - sum(c.fixed_count for c in ours)
 
 
 @events.init_command_line_parser.add_listener
