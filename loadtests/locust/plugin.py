@@ -102,13 +102,13 @@ def settings(*, qos: dict[str, Any] | None = None) -> None:
 
 
 def profile_of(classes: list[type[LocustfileUser]], name: str, duration: float,
-               profile_file: str | None = None) -> Profile:
+               profile_file: str | None = None, drain: float = 0.0) -> Profile:
     """The profile a locustfile amounts to: one scenario per configured class, the QoS of
     `settings()`, else of the profile file, else the defaults."""
     qos = _settings.get("qos")
     if qos is None and profile_file:
         qos = load_profile(Path(profile_file)).qos
-    return Profile(name=name, duration=duration or FOREVER, drain=0,
+    return Profile(name=name, duration=duration or FOREVER, drain=drain,
                    scenarios=[cls.scenario for cls in classes], qos=qos or QosSettings())
 
 
@@ -221,7 +221,8 @@ class LocustRun:
         gauge.reset()
         self.phase, self.load_started = "spawning", False
         profile = profile_of(self.classes, Path(self.locustfile).stem, self.run_time,
-                             getattr(environment.parsed_options, "mailswarm_profile", None))
+                             getattr(environment.parsed_options, "mailswarm_profile", None),
+                             self.drain)
         target = target_of(self.classes)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)

@@ -48,8 +48,9 @@ class WorkerShipper:
 
     def _on_start(self, environment: Environment, msg: Any, **_: Any) -> None:
         pacers = self.pacers()
-        for pacer in pacers.by_name.values():
-            pacer.share = msg.data.get("share", 1.0)
+        if "share" in msg.data:  # this worker's part of each rate (1 / workers)
+            for pacer in pacers.by_name.values():
+                pacer.share = msg.data["share"]
         pacers.start(msg.data["duration"])
 
     def finish(self, drain: float) -> None:
