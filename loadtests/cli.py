@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,11 +16,13 @@ from loadtests.units import parse_duration
 
 if TYPE_CHECKING:  # imported where used: `mailswarm report` must not load Locust
     from loadtests.profiles import Profile
+    from loadtests.runner import RunResult
     from loadtests.targets import Target
 
 __all__ = ["build_parser", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_QOS_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_WORKER_LOST = 4
 
 _RUN_EPILOG = """\
 examples:
@@ -37,16 +40,33 @@ output (in --out, default reports/<profile>-<time>/):
 
 exit status: 0 run completed and passed its QoS, 1 run failed, 2 bad profile/target/options,
 3 run completed but failed its QoS (profile `qos:`; not for a ceiling search, which ends on
-a failing step by design), 130 interrupted.
+a failing step by design), 4 a worker process was lost mid-run (its part of the load was not
+sent: see `workers` in summary.json), 130 interrupted.
 Ctrl-C stops the run early and keeps everything measured so far.
 """
 
 
 def _duration_arg(text: str) -> float:
+    """A load duration: more than 0 and at most 30 days."""
     try:
-        return parse_duration(text)
+        seconds = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the duration must be more than 0")
+    return seconds
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why `out` cannot be a new run's output folder, or None."""
+    if out.exists() and not out.is_dir():
+        return f"--out: {out} exists and is not a folder; choose a new folder"
+    if (out / "results.jsonl").exists():
+        return f"--out: {out} already holds a run's results; choose a new folder"
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        return f"--out: {parent} is not a folder, so {out} cannot be made"
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,9 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="output folder (default reports/<profile>-<YYYYmmdd-HHMMSS>)")
     run.add_argument("--allow-remote", action="store_true",
                      help="allow targets off 127.0.0.0/8 and ::1 (only for servers you may load)")
+    run.add_argument("--insecure", action="store_true",
+                     help="do not verify the servers' TLS certificates on any endpoint (the "
+                          "console, summary and report say so)")
     run.add_argument("--workers", type=int, default=0, metavar="N",
                      help="run the users in N local worker processes (Locust master/worker); "
                           "needed past ~19,000 connections, the open-files limit of one process")
+    from loadtests.run.cli import add_master_arguments
+
+    add_master_arguments(run)
     run.add_argument("--web", metavar="HOST:PORT",
                      help="also serve Locust's web UI there (e.g. 127.0.0.1:8089), with a "
                           "Target tab showing the target's fds, threads, processes, memory")
@@ -108,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     from loadtests.locust.export import register as register_locustfile
     from loadtests.monitor.cli import register as register_monitor
     from loadtests.report.cli import register as register_compare
+    from loadtests.run.cli import register as register_worker
     from loadtests.stack.cli import register as register_stack
 
     register_compare(sub)
     register_monitor(sub)  # agent, doctor
     register_locustfile(sub)
     register_stack(sub)
+    register_worker(sub)
     return parser
 
 
@@ -186,6 +214,12 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
         profile = load_profile(args.profile, checks=[_embedded_problems])
     except ConfigError as exc:
         problems += [f"{exc.source}: {p}" for p in exc.problems]
+    if args.target is None and profile is not None and not args.allow_remote:
+        host = str(profile.embedded.get("host", "127.0.0.1"))
+        if not is_loopback(host):
+            problems.append(f"{args.profile}: embedded.host: {host} is not a loopback address; "
+                            "the embedded target (one shared password) listens on loopback "
+                            "only (pass --allow-remote if you mean it)")
     if args.target is not None:
         try:
             target = load_target(args.target)
@@ -204,8 +238,9 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
                          for p in check_loopback(target)]
         if profile is not None and target is not None:
             problems += [f"{args.profile}: {p}" for p in check_against_target(profile, target)]
-    if args.out is not None and (args.out / "results.jsonl").exists():
-        problems.append(f"--out: {args.out} already holds a run's results; choose a new folder")
+    out_problem = _out_problem(args.out) if args.out is not None else None
+    if out_problem is not None:
+        problems.append(out_problem)
     if args.web is not None:
         web = _host_port(args.web)
         if web is None:
@@ -214,9 +249,20 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
             problems.append(f"--web: {web[0]} is not a loopback address (pass --allow-remote)")
     if args.workers < 0 or args.workers > 64:
         problems.append("--workers: between 0 and 64")
+    from loadtests.run.cli import check_master_arguments
+
+    problems += check_master_arguments(args)
     if problems or profile is None:
         raise ConfigError("mailswarm run", problems)
     return profile, target
+
+
+def _finish_interrupted(out: Path, profile: Profile) -> RunResult:
+    """The result of a run stopped at once: summary and report from the stream as it is."""
+    from loadtests.report import finish_run
+    from loadtests.runner import RunResult
+
+    return RunResult(out, finish_run(out, profile.qos), "interrupted")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -241,6 +287,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from loadtests.console import ProgressPrinter, describe_plan, format_summary
     from loadtests.embedded import EmbeddedSettings, EmbeddedTarget, TargetStartError
+    from loadtests.run.cli import master_options
     from loadtests.runner import RunError, RunOptions, run_profile
 
     out = args.out or Path("reports") / f"{profile.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -248,15 +295,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(out_dir=out, duration=args.duration, allow_remote=args.allow_remote,
                          workers=args.workers, profile_file=str(args.profile),
                          on_progress=printer,
-                         web=_host_port(args.web) if args.web else None)
+                         web=_host_port(args.web) if args.web else None,
+                         **master_options(args))
+
+    main_greenlet = gevent.get_hub().parent
+    assert main_greenlet is not None  # the hub runs under the main greenlet
+    presses, running = 0, False
+
+    def _interrupt() -> None:
+        """In the hub: the second Ctrl-C raised in the main greenlet, while it runs the profile
+        (elsewhere a stop request is enough); from the hub, so no greenlet traceback is shown."""
+        if running:
+            main_greenlet.throw(KeyboardInterrupt)
 
     def _on_signal() -> None:
-        if not options.stop.is_set():
+        """1st: stop gracefully (sessions in flight end). 2nd: stop at once — interrupt what the
+        run waits for; the end record, summary and report are still written. 3rd: exit now;
+        the stream holds all but its last second and `mailswarm report` rebuilds the rest."""
+        nonlocal presses
+        presses += 1
+        if presses == 1:
             print("\nstopping: finishing the run and writing what was measured "
                   "(Ctrl-C again to stop at once)", file=sys.stderr)
             options.stop.set()
+        elif presses == 2:
+            print("\nstopping now: writing the summary and report of what was measured "
+                  "(Ctrl-C again to exit without them)", file=sys.stderr)
+            options.stop.set()
+            gevent.get_hub().loop.run_callback(_interrupt)
         else:
-            raise KeyboardInterrupt
+            print(f"\nexiting: `mailswarm report {out}` rebuilds the summary and report",
+                  file=sys.stderr)
+            os._exit(EXIT_INTERRUPTED)
 
     handlers = [gevent.signal_handler(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)]
     embedded = None
@@ -278,27 +348,44 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return {"embedded_target": stats.__dict__ if stats else None}
 
             options.extra_end = _embedded_stats
+        if args.insecure:
+            target = target.insecure()
+        if target.tls_verify_off():
+            print(f"WARNING: TLS verification off for {', '.join(target.tls_verify_off())}: "
+                  "the servers' certificates are not checked", file=sys.stderr)
         duration = options.duration or profile.duration
         print(f"running {profile.name} -> {out}\n{describe_plan(profile, duration)}",
               file=sys.stderr)
+        if options.master_bind is not None:
+            host, port = options.master_bind
+            print(f"waiting for {options.expect_workers} workers: mailswarm worker --master "
+                  f"{host}:{port}", file=sys.stderr)
         try:
+            running = True
             result = run_profile(profile, target, options)
         except RunError as exc:
             print(f"mailswarm run: {exc}", file=sys.stderr)
             return EXIT_FAILED
-    finally:
+        except KeyboardInterrupt:  # a second Ctrl-C: the stream is closed with its end record
+            running = False
+            result = _finish_interrupted(out, profile)
+        finally:
+            running = False
         if printer is not None:
             printer.close()
-        for handler in handlers:
+        summary = result.summary  # with the QoS verdict; report.html written beside it
+        print(format_summary(summary))
+        print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}\n"
+              f"report:  {out / 'report.html'}")
+    finally:
+        for handler in handlers:  # Ctrl-C is ours until everything is printed
             handler.cancel()
         if embedded is not None:
             embedded.stop()
-    summary = result.summary  # with the QoS verdict; report.html written beside it
-    print(format_summary(summary))
-    print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.json'}\n"
-          f"report:  {out / 'report.html'}")
     if result.reason == "interrupted":
         return EXIT_INTERRUPTED
+    if (summary.get("workers") or {}).get("lost"):
+        return EXIT_WORKER_LOST
     if "ceiling" in summary:  # a ceiling search ends on a failing step by design
         return EXIT_OK
     return EXIT_OK if summary["qos"]["pass"] else EXIT_QOS_FAILED

@@ -19,9 +19,10 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base of every file model: unknown keys are errors, values are immutable after loading."""
+    """Base of every file model: unknown keys are errors, values are immutable after loading,
+    and no number is infinite or NaN (`.inf`, `1e400` in YAML are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _duration(value: Any) -> float:
@@ -33,9 +34,11 @@ def _size(value: Any) -> int:
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
-"""Seconds; written in files as `30s`, `250ms`, `5m`, `1h` or a plain number of seconds."""
+"""Seconds; written in files as `30s`, `250ms`, `5m`, `1h` or a plain number of seconds; from
+0 to units.MAX_DURATION (30 days) unless the field says less."""
 ByteSize = Annotated[int, BeforeValidator(_size)]
-"""Bytes; written in files as `2048`, `2KiB`, `20KB` or `1MiB`."""
+"""Bytes; written in files as `2048`, `2KiB`, `20KB` or `1MiB`; from 0 to units.MAX_SIZE (1 GiB)
+unless the field says less."""
 
 
 class ConfigError(Exception):
@@ -108,6 +111,9 @@ def load_yaml_model(model: type[M], path: str | Path, tags: Iterable[str] = (),
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not UTF-8 text: byte 0x{exc.object[exc.start]:02x} at "
+                                   f"offset {exc.start}"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

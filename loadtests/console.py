@@ -3,7 +3,8 @@
 Both lead with the headline of loadtests.report.headline (the report's header band): live, its
 figures computed from the run's counters so far (`live_summary`); at the end, the verdict line
 first, then the failed checks per protocol, the figures of the run's kind, a ceiling's evidence
-and the warnings, then the detail tables."""
+and the warnings, then the detail tables. Control characters in the text (a server's reply can
+carry ESC sequences) are shown escaped, never sent to the terminal."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import sys
 from collections import deque
 from typing import Any, TextIO
 
+from loadtests.analysis.workers import format_workers
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.report.headline import headline, headline_lines
+from loadtests.report.printable import printable
 from loadtests.run.progress import Progress
 from loadtests.units import format_duration
 
@@ -249,10 +252,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines += ["", f"HTTP: {http['peak_sessions']} sessions at the peak on "
                       f"{http['peak_connections']} connections at the peak{while_open}; "
                       f"TIME_WAIT peak {http['time_wait_peak']}"]
+    lines += format_workers(summary)
     for e in summary.get("user_errors") or []:
         lines.append(f"  user error x{e['count']}: {e['error'][:160]}")
     if summary.get("skipped_lines"):
         first = (summary.get("skipped") or [{}])[0]
         lines += ["", f"skipped {summary['skipped_lines']} lines of the stream that are not "
                       f"records (first: line {first.get('line')}, {first.get('why')})"]
-    return "\n".join(lines)
+    # failure texts and causes are servers' words: no control character reaches the terminal
+    return printable("\n".join(lines), keep_newlines=True)

@@ -11,7 +11,11 @@ A profile (YAML)::
         smtp: {messages_per_session: 1, size: {fixed: 2KiB}, mx_lookup: true}
         dns: {max_concurrent: 20, cache: false}
 
-Loading rejects unknown keys and reports every bad field with its path at once.
+Loading rejects unknown keys and reports every bad field with its path at once. Every number
+has a finite range (infinity and NaN are refused everywhere): durations 0 to 30 days, rates up
+to MAX_RATE (100,000 sessions/s, also for a rate derived from a population), users up to
+100,000 per scenario (10,000,000 in a population), message sizes up to 64 MiB, `seed` a
+non-negative 63-bit integer; the fields below give each bound.
 """
 
 from __future__ import annotations
@@ -50,14 +54,17 @@ __all__ = [
 ]
 
 SCHEDULE_KINDS = ("arrival", "closed", "ramp")
+MAX_RATE = 100_000.0
+"""Sessions (or users spawned) per second at most: far above one generator's reach, and finite,
+so the pacer cannot be asked for an endless stream of tokens due at once."""
 
 
 class Population(StrictModel):
     """The seed's model: `users` each checking `checks_per_user` times in `peak_window`,
     a check lasting `session_time`; the rate is users x checks / window (see population.py)."""
 
-    users: int = Field(ge=1)
-    checks_per_user: float = Field(gt=0)
+    users: int = Field(ge=1, le=10_000_000)
+    checks_per_user: float = Field(gt=0, le=100_000)
     session_time: Duration = Field(gt=0)
     peak_window: Duration = Field(gt=0)
 
@@ -83,7 +90,8 @@ class ArrivalSchedule(StrictModel):
     """
 
     kind: Literal["arrival"]
-    rate: float | None = Field(default=None, gt=0, description="sessions started per second")
+    rate: float | None = Field(default=None, gt=0, le=MAX_RATE,
+                               description="sessions started per second")
     population: Population | None = Field(
         default=None, description="derive the rate from a user population (instead of rate)")
     process: Literal["fixed", "poisson"] = "fixed"
@@ -96,6 +104,9 @@ class ArrivalSchedule(StrictModel):
     def _rate_or_population(self) -> ArrivalSchedule:
         if (self.rate is None) == (self.population is None):
             raise ValueError("give exactly one of rate or population")
+        if self.population is not None and self.sessions_per_s > MAX_RATE:
+            raise ValueError(f"the population gives {self.sessions_per_s:,.0f} sessions/s; "
+                             f"at most {MAX_RATE:,.0f}")
         return self
 
     @property
@@ -111,7 +122,7 @@ class ClosedSchedule(StrictModel):
 
     kind: Literal["closed"]
     users: int = Field(ge=1, le=100000)
-    spawn_rate: float | None = Field(default=None, gt=0)
+    spawn_rate: float | None = Field(default=None, gt=0, le=MAX_RATE)
     think_time: Duration = 0.0
 
 
@@ -133,7 +144,7 @@ class RampSchedule(StrictModel):
     step: int = Field(ge=1, le=100000)
     max: int = Field(ge=1, le=100000)
     hold: Duration = Field(default=10.0, gt=0)
-    spawn_rate: float = Field(default=100.0, gt=0)
+    spawn_rate: float = Field(default=100.0, gt=0, le=MAX_RATE)
     stop_when: StopWhen = StopWhen()
 
 
@@ -179,11 +190,15 @@ class QosSettings(StrictModel):
 
 
 class Profile(StrictModel):
-    name: str = Field(min_length=1)
+    name: str = Field(
+        min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="letters, digits, `_`, `.` and `-`, starting with a letter or digit: it "
+                    "names the default output folder reports/<name>-<time>, which must stay "
+                    "inside reports/")
     description: str = ""
     duration: Duration = Field(default=30.0, gt=0)
     drain: Duration = Field(default=10.0, ge=0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     scenarios: list[Scenario] = Field(min_length=1)
     qos: QosSettings = QosSettings()
     embedded: dict[str, Any] = Field(

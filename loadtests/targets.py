@@ -11,9 +11,17 @@ A target file (YAML) looks like::
       dns:  {host: 127.0.0.1, port: 10053}
       imap-nginx: {protocol: imap, host: 127.0.0.1, port: 10143,
                    monitor: [{pid_file: /run/x/nginx.pid}]}
+      submission: {protocol: smtp, port: 10587, tls: starttls, ca_file: ca.pem}
+      imaps: {protocol: imap, port: 10993, tls: implicit, verify: false}
 
 An endpoint's protocol defaults to its key when the key is a protocol name. Endpoints off the
 loopback network are refused unless the user passes `--allow-remote` (see `check_loopback`).
+
+TLS per endpoint: `tls: none | starttls | implicit` (default none), `verify` (default true:
+the certificate chain and the name are checked), `ca_file` (trusted instead of the system's
+CAs; relative to the target file), `server_name` (SNI and the name checked; default the host),
+`min_version` (TLSv1.2...), `client_cert`/`client_key`, and `allow_plaintext_auth` (default
+false: credentials are never sent over an unencrypted connection).
 """
 
 from __future__ import annotations
@@ -21,11 +29,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
+from loadtests.clients.tls import TLS_VERSIONS, TlsMode, TlsOptions
 from loadtests.configfile import StrictModel, load_yaml_model
 from loadtests.protocols import PROTOCOLS as REGISTERED_PROTOCOLS
 from loadtests.protocols import ProtocolName
@@ -66,10 +75,46 @@ class Endpoint(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
     monitor: list[ProcessRef] = []
+    # TLS (see the module's docstring)
+    tls: TlsMode = "none"
+    verify: bool = True
+    ca_file: Path | None = None
+    server_name: str | None = None
+    min_version: Literal["TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"] | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    allow_plaintext_auth: bool = False
+
+    # local addresses the generator's connections come from, in turn (more than ~28,000
+    # connections to one server port need several); empty: the system chooses
+    source_addresses: list[str] = Field(default=[], max_length=256)
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> Endpoint:
+        for address in self.source_addresses:
+            ipaddress.ip_address(address)  # ValueError: "... does not appear to be an IP ..."
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("client_key needs client_cert")
+        if self.tls != "none" and self.protocol == "dns":
+            raise ValueError("dns endpoints speak no TLS here (tls: none)")
+        if self.tls == "starttls" and self.protocol == "http":
+            raise ValueError("HTTP has no STARTTLS: use tls: implicit for HTTPS")
+        assert self.min_version is None or self.min_version in TLS_VERSIONS
+        return self
 
     @property
     def address(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def tls_options(self) -> TlsOptions:
+        """What the protocol clients take from this endpoint's TLS settings."""
+        return TlsOptions(
+            mode=self.tls, verify=self.verify,
+            ca_file=str(self.ca_file) if self.ca_file else None, server_name=self.server_name,
+            min_version=self.min_version,
+            client_cert=str(self.client_cert) if self.client_cert else None,
+            client_key=str(self.client_key) if self.client_key else None,
+            allow_plaintext_auth=self.allow_plaintext_auth)
 
 
 class UserPattern(StrictModel):
@@ -140,13 +185,37 @@ class Target(StrictModel):
             "domain": self.domain,
             "users": self.users.model_dump(),
             "agent": self.agent,
-            "endpoints": {k: {"protocol": e.protocol, "address": e.address}
-                          for k, e in self.endpoints.items()},
+            "endpoints": {k: _public_endpoint(e) for k, e in self.endpoints.items()},
         }
+
+    def insecure(self) -> Target:
+        """This target with certificate verification off on every endpoint (`--insecure`)."""
+        return self.model_copy(update={"endpoints": {
+            k: e.model_copy(update={"verify": False}) for k, e in self.endpoints.items()}})
+
+    def tls_verify_off(self) -> list[str]:
+        """Endpoints that speak TLS without verifying the server's certificate."""
+        return [k for k, e in self.endpoints.items() if e.tls != "none" and not e.verify]
+
+
+def _public_endpoint(endpoint: Endpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {"protocol": endpoint.protocol, "address": endpoint.address}
+    if endpoint.tls != "none":
+        out.update(tls=endpoint.tls, verify=endpoint.verify)
+    return out
 
 
 def load_target(path: str | Path) -> Target:
-    return load_yaml_model(Target, path)
+    """A target file; its endpoints' certificate paths resolved against the file's folder."""
+    target = load_yaml_model(Target, path)
+    base = Path(path).parent
+    return target.model_copy(update={"endpoints": {
+        k: e.model_copy(update={f: base / getattr(e, f) for f in _PATH_FIELDS
+                                if getattr(e, f) is not None and not getattr(e, f).is_absolute()})
+        for k, e in target.endpoints.items()}})
+
+
+_PATH_FIELDS = ("ca_file", "client_cert", "client_key")
 
 
 def is_loopback(host: str) -> bool:

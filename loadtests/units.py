@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 
-__all__ = ["format_duration", "parse_duration", "parse_size"]
+__all__ = ["MAX_DURATION", "MAX_SIZE", "format_duration", "parse_duration", "parse_size"]
+
+MAX_DURATION = 30 * 86400.0
+"""The longest duration anything accepts: 30 days, in seconds (a soak run fits; `.inf` does not)."""
+MAX_SIZE = 1024**3
+"""The largest size anything accepts: 1 GiB (message sizes have their own, lower, bound)."""
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d)")
@@ -12,21 +18,37 @@ _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1024, "kb": 1000, "kib": 1024,
     "m": 1024**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1024**3, "gb": 1000**3, "gib": 1024**3,
 }
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
 
 
+def _in_range(number: float, value: object, what: str, limit: float, limit_text: str) -> float:
+    """`number` when it is from 0 to `limit`, else ValueError naming `value` (NaN included)."""
+    if math.isnan(number):
+        raise ValueError(f"a {what} must be a number, not NaN")
+    if number < 0:
+        raise ValueError(f"a {what} cannot be negative")
+    if number > limit:
+        raise ValueError(f"{value!r} is too {'long' if what == 'duration' else 'large'}: at "
+                         f"most {limit_text}")
+    return number
+
+
+def _finite_duration(seconds: float, value: object) -> float:
+    return _in_range(seconds, value, "duration", MAX_DURATION, "30 days")
+
+
 def parse_duration(value: str | float | int) -> float:
-    """Seconds from `30`, `30s`, `250ms`, `5m`, `1h30m` or `2h`. Raises ValueError."""
+    """Seconds from `30`, `30s`, `250ms`, `5m`, `1h30m` or `2h`, from 0 to MAX_DURATION (30
+    days). Raises ValueError (also for infinity, NaN and anything longer)."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 1h")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
+        return _finite_duration(float(value), value)
     text = str(value).strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return float(text)
+        return _finite_duration(float(text), value)
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos and text[pos:match.start()].strip():
@@ -35,7 +57,7 @@ def parse_duration(value: str | float | int) -> float:
         pos = match.end()
     if pos == 0 or text[pos:].strip():
         raise ValueError(f"{value!r} is not a duration (examples: 30s, 250ms, 5m, 1h30m)")
-    return total
+    return _finite_duration(total, value)
 
 
 def format_duration(seconds: float) -> str:
@@ -49,15 +71,18 @@ def format_duration(seconds: float) -> str:
     return out + (f"{secs}s" if secs else "")
 
 
+def _bounded_size(size: float, value: object) -> int:
+    return int(_in_range(size, value, "size", MAX_SIZE, "1GiB"))
+
+
 def parse_size(value: str | int | float) -> int:
-    """Bytes from `2048`, `2KiB`, `20KB` (1000), `1MiB`, `4k` (1024). Raises ValueError."""
+    """Bytes from `2048`, `2KiB`, `20KB` (1000), `1MiB`, `4k` (1024), `1GiB`, from 0 to MAX_SIZE
+    (1 GiB). Raises ValueError (also for infinity, NaN and anything larger)."""
     if isinstance(value, bool):
         raise ValueError("expected a size such as 2048, 2KiB or 20KB")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a size cannot be negative")
-        return int(value)
+        return _bounded_size(value, value)
     match = _SIZE.fullmatch(str(value).strip().lower())
     if not match or match.group(2) not in _SIZE_UNITS:
         raise ValueError(f"{value!r} is not a size (examples: 2048, 2KiB, 20KB, 1MiB)")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+    return _bounded_size(float(match.group(1)) * _SIZE_UNITS[match.group(2)], value)

@@ -118,3 +118,11 @@ def test_web_ui_headline_tab_rows_from_locust_stats() -> None:
     assert [(r["figure"], r["value"]) for r in rows] == [
         ("operations", "90"), ("failed", "10.00%"), ("slowest p95: SMTP DATA", "40.0 ms")]
     assert rows[0]["note"] == "9.0/s"
+
+
+def test_a_lost_worker_is_a_warning() -> None:
+    summary = {"end": "completed", "requests": [], "workers": {
+        "expected": 2, "joined": 2, "lost": [{"index": 1, "of": 2, "at_s": 4.2,
+                                               "cause": "killed by signal 9 (SIGKILL)"}]}}
+    warnings = headline(summary).warnings
+    assert any("worker 1 of 2 was lost at 4.2 s (killed by signal 9" in w for w in warnings)

@@ -29,6 +29,7 @@ from loadtests.stream import (
     StreamWriter,
     Tick,
     UserError,
+    WorkerEvent,
     decode,
     read_stream,
     req_dict,
@@ -54,6 +55,8 @@ ONE_OF_EACH = [
     Step(T0 + 10, 100, 98, T0, T0 + 10, 500, 3, 41.5, False, ["3.0% failed"],
          {"ImapReplyError: NO x": 3}, {"NO": 3}),
     UserError(T0 + 2, "SmtpUser_smtp", "KeyError: 'x'", None, worker="w2"),
+    WorkerEvent(T0 + 3, "lost", 1, 2, "gen2", 4242, 5, {"smtp": {"intended": 80}},
+                "its process exited (signal 9)", worker="gen2_ab12"),
     End(T0 + 11, "interrupted", T0 + 10.5, embedded_target={"smtp_messages": 500}),
 ]
 

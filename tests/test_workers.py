@@ -1,15 +1,39 @@
 """Distributed runs: N local worker processes, every record in the master's stream through
-Locust's messaging; a killed worker loses at most its last second."""
+Locust's messaging; a killed worker loses at most its last second, is recorded as lost and
+fails the run (exit 4); workers of a killed master quit within seconds."""
 
+import itertools
 import json
+import os
+import random
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import psutil
-from cli import run_cli, start_cli
+import pytest
+from cli import ROOT, run_cli, start_cli
 
-from loadtests.stream import Req, read_stream
+from loadtests.cli import EXIT_WORKER_LOST
+from loadtests.profiles import ArrivalSchedule
+from loadtests.schedule.pacing import ArrivalPacer
+from loadtests.stream import Req, Tick, WorkerEvent, read_stream
+
+
+def _workers_of(proc, count: int, timeout: float = 60) -> list[psutil.Process]:
+    """The worker processes the run `proc` started (its children), once `count` are there."""
+    deadline = time.monotonic() + timeout
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(workers) < count:
+        workers = [p for p in psutil.Process(proc.pid).children()
+                   if "loadtests.run.worker" in " ".join(p.cmdline())]
+        time.sleep(0.2)
+    assert len(workers) == count
+    return workers
 
 
 def test_two_workers_share_the_rate_and_report_everything(tmp_path):
@@ -29,28 +53,165 @@ def test_two_workers_share_the_rate_and_report_everything(tmp_path):
     assert summary["embedded_target"]["smtp_messages"] == 250
 
 
-def test_a_killed_worker_keeps_what_it_reported(tmp_path):
+def test_a_killed_worker_is_recorded_and_fails_the_run(tmp_path):
     out = tmp_path / "out"
     proc = start_cli("run", "profiles/smtp-50mps.yaml", "--duration", "12s", "--workers", "2",
                      "--out", str(out), "--quiet")
     try:
-        deadline = time.monotonic() + 60
-        workers = []
-        while time.monotonic() < deadline and len(workers) < 2:
-            workers = [p for p in psutil.Process(proc.pid).children()
-                       if "loadtests.run.worker" in " ".join(p.cmdline())]
-            time.sleep(0.2)
-        assert len(workers) == 2
+        workers = _workers_of(proc, 2)
         time.sleep(7)  # spawning and a few seconds of load
+        killed = workers[0].pid
         workers[0].send_signal(signal.SIGKILL)
-        _, stderr = proc.communicate(timeout=90)
+        stdout, stderr = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr[-3000:]
-    sessions = [r for r in read_stream(out / "results.jsonl")
-                if type(r) is Req and r.name == "session"]
+    assert proc.returncode == EXIT_WORKER_LOST, stderr[-3000:]
+    records = list(read_stream(out / "results.jsonl"))
+    events = [r for r in records if type(r) is WorkerEvent]
+    assert sorted(e.event for e in events) == ["joined", "joined", "lost"]
+    lost = next(e for e in events if e.event == "lost")
+    assert lost.pid == killed and "SIGKILL" in (lost.cause or "") and lost.of == 2
+    sessions = [r for r in records if type(r) is Req and r.name == "session"]
     per_worker = Counter(r.worker for r in sessions)
     assert len(per_worker) == 2  # the killed one's records up to its death are there
     assert min(per_worker.values()) >= 50
-    assert max(per_worker.values()) >= 250  # the survivor ran to the end
+    assert max(per_worker.values()) >= 290  # the survivor ran its half to the end
+    summary = json.loads((out / "summary.json").read_text())
+    workers = summary["workers"]
+    assert workers["expected"] == 2 and workers["joined"] == 2
+    assert [w["pid"] for w in workers["lost"]] == [killed]
+    arrival = summary["arrival"]["smtp"]
+    assert arrival["intended"] == 600  # the whole schedule: 50/s for 12 s
+    not_sent = workers["not_sent"]["smtp"]
+    assert 150 <= not_sent <= 300  # its half after its death (and what it had in flight)
+    assert arrival["completed"] + arrival["interrupted"] + arrival["dropped"] + not_sent == 600
+    assert "WORKER LOST" in stdout  # the summary
+    assert "WORKER LOST" in stderr  # said when it happened
+
+
+def test_workers_quit_soon_after_their_master_is_killed(tmp_path):
+    out = tmp_path / "out"
+    proc = start_cli("run", "profiles/smtp-50mps.yaml", "--duration", "60s", "--workers", "2",
+                     "--out", str(out), "--quiet")
+    others: list[psutil.Process] = []
+    try:
+        workers = _workers_of(proc, 2)
+        time.sleep(5)  # the load has started
+        others = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                  if p not in workers]  # the embedded target: not this test's subject
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        _, alive = psutil.wait_procs(workers, timeout=5)
+        for p in alive:
+            p.kill()
+        assert not alive, f"workers still running 5 s after the master died: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for p in others:
+            if p.is_running():
+                p.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _worker_elsewhere(port: int, cwd: Path) -> subprocess.Popen[str]:
+    """`mailswarm worker` run from `cwd` (no profiles there)."""
+    return subprocess.Popen([sys.executable, "-m", "loadtests.cli", "worker", "--master",
+                             f"127.0.0.1:{port}"], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_master_and_workers_started_by_hand(tmp_path):
+    """`run --master --expect-workers 2` and two `mailswarm worker` started elsewhere (another
+    folder, no profile there): the load is split in two exact parts, a third worker is turned
+    away, every record reaches the master."""
+    out, port = tmp_path / "out", _free_port()
+    master = start_cli("run", "profiles/smtp-50mps.yaml", "--duration", "4s", "--master",
+                       "--expect-workers", "2", "--master-bind", f"127.0.0.1:{port}",
+                       "--out", str(out), "--quiet")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    workers = [_worker_elsewhere(port, elsewhere) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "results.jsonl").exists() or not any(
+                type(r) is WorkerEvent for r in read_stream(out / "results.jsonl")):
+            assert time.monotonic() < deadline and master.poll() is None
+            time.sleep(0.2)
+        extra = _worker_elsewhere(port, elsewhere)
+        _, extra_err = extra.communicate(timeout=60)
+        _, stderr = master.communicate(timeout=120)
+        worker_status = [w.wait(30) for w in workers]
+    finally:
+        for proc in (master, *workers):
+            if proc.poll() is None:
+                proc.kill()
+    assert master.returncode == 0, stderr[-3000:]
+    assert worker_status == [0, 0]
+    assert extra.returncode == 1 and "turned this worker away" in extra_err
+    records = list(read_stream(out / "results.jsonl"))
+    joined = [r for r in records if type(r) is WorkerEvent]
+    assert sorted((e.event, e.index, e.of) for e in joined) == [("joined", 0, 2), ("joined", 1, 2)]
+    sessions = [r for r in records if type(r) is Req and r.name == "session"]
+    assert len(sessions) == 200 and all(r.ok for r in sessions)
+    assert sorted(Counter(r.worker for r in sessions).values()) == [100, 100]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arrival"]["smtp"]["intended"] == 200
+    assert summary["workers"] == {"expected": 2, "joined": 2, "lost": [], "not_sent": {}}
+
+
+def test_master_flags_are_checked():
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--master", "--expect-workers", "2",
+                     "--master-bind", "10.213.0.1:5557")
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--expect-workers", "2")
+    assert result.returncode == 2 and "need --master" in result.stderr
+    result = run_cli("worker", "--master", "10.213.0.1:5557")
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+@pytest.mark.parametrize("schedule", [
+    {"rate": 33.3, "process": "fixed"},
+    {"rate": 33.3, "process": "poisson"},
+    {"rate": 20, "process": "poisson", "bursts": {"share": 0.5, "every": 2, "spread": 0.5}},
+])
+def test_the_parts_of_a_schedule_add_up_to_it_exactly(schedule, workers):
+    """Each worker takes every N-th session of the one schedule (same seed): together they
+    intend exactly the sessions one process would, at the same times."""
+    sched = ArrivalSchedule(kind="arrival", **schedule)
+
+    def offsets(part: tuple[int, int]) -> list[float]:
+        return list(itertools.takewhile(
+            lambda t: t < 10.0, ArrivalPacer(sched, random.Random("s"), part).offsets()))
+
+    whole = offsets((0, 1))
+    parts = [offsets((i, workers)) for i in range(workers)]
+    assert sorted(itertools.chain(*parts)) == whole
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_closed_model_users_are_divided_exactly(tmp_path):
+    profile = tmp_path / "closed.yaml"
+    profile.write_text(
+        "name: closed-split\nduration: 4s\ndrain: 0s\nseed: 1\nscenarios:\n"
+        "  - name: idle\n    user: imap-idle\n"
+        "    schedule: {kind: closed, users: 7, spawn_rate: 50}\n"
+        "    imap: {mode: idle, hold: 1h}\n")
+    out = tmp_path / "out"
+    result = run_cli("run", str(profile), "--workers", "3", "--out", str(out), "--quiet",
+                     timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list(read_stream(out / "results.jsonl"))
+    running = [r for r in records if type(r) is Tick and r.phase == "running"]
+    assert running and all(t.users == 7 for t in running)
+    assert max(t.sessions["IMAP"]["open"] for t in running) == 7
+    logins = Counter(r.worker for r in records if type(r) is Req and r.name == "LOGIN")
+    assert sum(logins.values()) == 7 and len(logins) == 3

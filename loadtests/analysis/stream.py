@@ -27,6 +27,7 @@ from loadtests.stream import (
     Step,
     Tick,
     UserError,
+    WorkerEvent,
     read_stream,
 )
 
@@ -45,6 +46,7 @@ class RunRecords:
     phases: list[Phase] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     errors: list[UserError] = field(default_factory=list)
+    workers: list[WorkerEvent] = field(default_factory=list)
     end: End | None = None
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """Lines of the stream that were not records: (line number, why)."""
@@ -78,7 +80,7 @@ def collect(records: Iterable[Record]) -> RunRecords:
     run = RunRecords()
     lists: dict[type, list[Any]] = {Req: run.requests, Tick: run.ticks,
                                Sample: run.samples, Phase: run.phases, Step: run.steps,
-                               UserError: run.errors}
+                               UserError: run.errors, WorkerEvent: run.workers}
     for rec in records:
         into = lists.get(type(rec))
         if into is not None:

@@ -28,6 +28,7 @@ from loadtests.analysis.cause import attribute_cause, samples_between
 from loadtests.analysis.connection_cost import connection_cost
 from loadtests.analysis.failures import failure_groups
 from loadtests.analysis.stream import RunRecords, load_records
+from loadtests.analysis.workers import workers_summary
 from loadtests.monitor.resources import RESOURCES, http_ports, http_sockets
 from loadtests.protocols import USER_KINDS
 from loadtests.stream import Header, Req, Sample, Step
@@ -288,6 +289,7 @@ def summarize_records(run: RunRecords) -> dict[str, Any]:
         "embedded_target": end.embedded_target if end is not None else None,
         **resources.summary(sessions),
         **_ceiling(header, run.steps, run.samples),
+        **workers_summary(run),
     }
 
 

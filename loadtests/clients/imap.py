@@ -3,8 +3,10 @@
 `idle_session` logs in, SELECTs INBOX and stays for `hold` seconds in IDLE (re-armed every
 `idle_rearm` seconds, before the 29 minutes servers allow) or NOOP-polling, counting the
 mailbox changes the server pushes. `active_session` reads mail: FETCH headers and a whole
-message, UID SEARCH, STORE flags, optionally EXPUNGE. Steps: CONNECT, LOGIN, SELECT, IDLE (one
-per re-arm: the time to the `+` continuation), NOOP, FETCH, SEARCH, STORE, EXPUNGE, LOGOUT.
+message, UID SEARCH, STORE flags, optionally EXPUNGE. Steps: CONNECT, (STARTTLS,) TLS with a
+TLS endpoint, LOGIN or AUTHENTICATE (`auth: plain`), SELECT, IDLE (one per re-arm: the time to
+the `+` continuation), NOOP, FETCH, SEARCH, STORE, EXPUNGE, LOGOUT. The password and the AUTH
+string are blanked out of any error before a step records it.
 
 The first failure ends the session: it is recorded as a failed step carrying the ImapError
 (with the server's text) and nothing is raised to the caller, except CancelledError (the user
@@ -14,6 +16,7 @@ was stopped), re-raised after a bounded DONE + LOGOUT.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import random
 import time
@@ -21,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from loadtests.clients.errors import redact
 from loadtests.clients.imap_client import ImapClient
 from loadtests.clients.imap_errors import (
     ImapByeError,
@@ -35,6 +39,7 @@ from loadtests.clients.imap_errors import (
 )
 from loadtests.clients.imap_replies import FetchedMessage, MailboxInfo
 from loadtests.clients.steps import Step, StepRecorder
+from loadtests.clients.tls import TlsConfig
 
 __all__ = [
     "ActiveResult",
@@ -112,7 +117,7 @@ async def _recorded(rec: StepRecorder, name: str, action: Awaitable[T]) -> T:
         return await action
     except Exception as exc:
         rec.steps.append(Step(rec.protocol, name, started, (time.perf_counter() - t0) * 1000,
-                              0, exc))
+                              0, redact(exc, rec.secrets)))
         raise
 
 
@@ -131,14 +136,30 @@ async def _ending(client: ImapClient, result: SessionEnd,
         result.failed = not result.dropped
         result.reason = str(exc)
     finally:
+        if client.tls is not None:
+            client.tls.remember(client.transport)
         client.close()
 
 
+Auth = Literal["login", "plain"]
+
+
 async def _open(client: ImapClient, rec: StepRecorder, user: str, password: str,
-                result: SessionEnd) -> MailboxInfo:
-    """CONNECT, LOGIN, SELECT INBOX."""
+                result: SessionEnd, auth: Auth) -> MailboxInfo:
+    """CONNECT, (STARTTLS,) (TLS,) LOGIN or AUTHENTICATE PLAIN, SELECT INBOX."""
+    if password:
+        initial = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        rec.secrets = (*rec.secrets, password, initial, initial.rstrip("="))
     await rec.step("CONNECT", client.connect())
-    await rec.step("LOGIN", client.login(user, password))
+    if client.handshake is not None:
+        rec.record("TLS", *client.handshake)
+    if client.tls is not None and client.tls.mode == "starttls":
+        await rec.step("STARTTLS", client.starttls())
+        await rec.step("TLS", client.tls_handshake(), info=True)
+    if auth == "plain":
+        await rec.step("AUTHENTICATE", client.authenticate_plain(user, password))
+    else:
+        await rec.step("LOGIN", client.login(user, password))
     result.logged_in = True
     return await rec.step("SELECT", client.select("INBOX"))
 
@@ -147,14 +168,16 @@ async def idle_session(host: str, port: int, user: str, password: str, *, rec: S
                        hold: float, mode: Literal["idle", "noop"] = "idle",
                        noop_interval: float = 60.0, idle_rearm: float = TWENTY_FIVE_MINUTES,
                        connect_timeout: float = 10.0, read_timeout: float = 30.0,
-                       stop_timeout: float = 1.0) -> IdleResult:
+                       stop_timeout: float = 1.0, tls: TlsConfig | None = None,
+                       auth: Auth = "login") -> IdleResult:
     """Log in, SELECT INBOX, stay `hold` seconds idle (IDLE or NOOP polling), LOG OUT."""
     if mode not in ("idle", "noop"):
         raise ValueError(f"mode must be 'idle' or 'noop', not {mode!r}")
     result = IdleResult()
-    client = ImapClient(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    client = ImapClient(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                        tls=tls)
     async with _ending(client, result, stop_timeout):
-        await _open(client, rec, user, password, result)
+        await _open(client, rec, user, password, result, auth)
         deadline = time.monotonic() + hold
         if mode == "idle":
             await _hold_idle(client, rec, deadline, idle_rearm, result)
@@ -204,6 +227,7 @@ async def active_session(host: str, port: int, user: str, password: str, *,
                          headers: int = 10, searches: tuple[str, ...] = SEARCHES,
                          think: float = 0.0, connect_timeout: float = 10.0,
                          read_timeout: float = 30.0, stop_timeout: float = 1.0,
+                         tls: TlsConfig | None = None, auth: Auth = "login",
                          after_select: AfterSelect | None = None) -> ActiveResult:
     """A mail-reading session: LOGIN, SELECT INBOX, then `actions` rounds of (FETCH the
     headers of the `headers` newest messages, FETCH one whole message, UID SEARCH, UID STORE
@@ -212,9 +236,10 @@ async def active_session(host: str, port: int, user: str, password: str, *,
     SELECT and LOGOUT (`read_mail`): it gets the logged-in client, the recorder, the SELECT
     reply and the result to fill."""
     result = ActiveResult()
-    client = ImapClient(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    client = ImapClient(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                        tls=tls)
     async with _ending(client, result, stop_timeout):
-        info = await _open(client, rec, user, password, result)
+        info = await _open(client, rec, user, password, result, auth)
         if after_select is not None:
             await after_select(client, rec, info, result)
         else:

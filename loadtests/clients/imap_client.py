@@ -6,6 +6,11 @@
     await client.idle_start(); lines = await client.wait_push(60); client.idle_done()
     await client.idle_finish(); await client.logout(); client.close()
 
+TLS (a `TlsConfig`): implicit TLS does the handshake on the new TCP connection before the
+greeting (timed apart, `handshake`); `starttls()` sends STARTTLS and upgrades the transport
+(aioimaplib knows the command but has no method for it). `authenticate_plain` is AUTHENTICATE
+PLAIN with an initial response (RFC 4959 SASL-IR), next to LOGIN.
+
 What aioimaplib does not do, done here (aioimaplib 2.0):
 - a connection closed by the server does not fail the pending command (it waits for its
   timeout; IDLE has none): every command races the connection's end;
@@ -26,6 +31,8 @@ Build the client inside a coroutine on the running loop (aioimaplib needs the ru
 from __future__ import annotations
 
 import asyncio
+import base64
+import socket
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -40,6 +47,8 @@ from aioimaplib.aioimaplib import (
     quoted,
 )
 
+from loadtests.clients import source
+from loadtests.clients.errors import TlsError, tls_error
 from loadtests.clients.imap_errors import (
     ImapByeError,
     ImapConnectError,
@@ -61,6 +70,7 @@ from loadtests.clients.imap_replies import (
     parse_status,
     pushes_in,
 )
+from loadtests.clients.tls import TlsConfig, tls_info
 
 __all__ = ["ImapClient"]
 
@@ -186,21 +196,64 @@ class _Protocol(IMAP4ClientProtocol):
 
 
 class _IMAP4(aioimaplib.IMAP4):
+    """aioimaplib's client on our protocol; with `tls` (implicit TLS) the TCP connect and the
+    TLS handshake are two awaits, so the handshake is timed on its own (`handshake`)."""
+
+    def __init__(self, host: str, port: int, tls: TlsConfig | None = None) -> None:
+        self.tls = tls
+        self.handshake: tuple[float, float, dict[str, Any] | None] | None = None
+        super().__init__(host, port, timeout=None)
+
     def create_client(self, host: str, port: int, loop: asyncio.AbstractEventLoop | None,
                       conn_lost_cb: Any = None, ssl_context: Any = None) -> None:
         local_loop = loop if loop is not None else asyncio.get_running_loop()
         self.protocol = _Protocol(local_loop)
-        self._client_task = local_loop.create_task(local_loop.create_connection(
-            lambda: self.protocol, host, port, ssl=ssl_context))
+        if self.tls is None:
+            self._client_task = local_loop.create_task(local_loop.create_connection(
+                lambda: self.protocol, host, port, ssl=ssl_context,
+                local_addr=source.local_addr(host, port)))
+        else:
+            self._client_task = local_loop.create_task(self._open_tls(local_loop, host, port))
+
+    async def _open_tls(self, loop: asyncio.AbstractEventLoop, host: str,
+                        port: int) -> tuple[asyncio.Transport, _Protocol]:
+        """TCP connect, then the TLS handshake on that socket (a readable TlsError when it
+        fails). Upgrading a connected transport with `start_tls` instead loses connections
+        here now and then before the greeting, so the handshake is the socket's first use."""
+        assert self.tls is not None
+        (family, type_, proto, _, address), *_ = await loop.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM)
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.setblocking(False)
+            if (local := source.local_addr(host, port)) is not None:
+                sock.bind(local)
+            await loop.sock_connect(sock, address)
+            began, t0 = time.time(), time.perf_counter()
+            try:
+                transport, _ = await loop.create_connection(
+                    lambda: self.protocol, sock=sock, ssl=self.tls.context,
+                    server_hostname=self.tls.server_hostname(host))
+            except (OSError, EOFError) as exc:
+                raise tls_error(exc) from None
+        except BaseException:
+            sock.close()
+            raise
+        self.handshake = (began, (time.perf_counter() - t0) * 1000, tls_info(transport))
+        protocol = self.protocol
+        assert isinstance(protocol, _Protocol)
+        return transport, protocol
 
 
 class ImapClient:
     """One IMAP connection. Every method raises an ImapError (see imap_errors) on failure."""
 
     def __init__(self, host: str, port: int, *, connect_timeout: float = 10.0,
-                 read_timeout: float = 30.0) -> None:
+                 read_timeout: float = 30.0, tls: TlsConfig | None = None) -> None:
         self.host = host
         self.port = port
+        self.tls = tls
+        self.handshake: tuple[float, float, dict[str, Any] | None] | None = None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.keepalives = 0  # `* OK Still here` lines seen while idling
@@ -267,7 +320,8 @@ class ImapClient:
     # ---- connection ----------------------------------------------------------------------
     async def connect(self) -> str:
         """TCP connect and the server's greeting (returned), within `connect_timeout`."""
-        self._imap = _IMAP4(self.host, self.port, timeout=None)
+        implicit = self.tls if self.tls is not None and self.tls.mode == "implicit" else None
+        self._imap = _IMAP4(self.host, self.port, implicit)
         started = time.monotonic()
         try:
             await asyncio.wait_for(self.imap._client_task, self.connect_timeout)
@@ -275,13 +329,51 @@ class ImapClient:
             raise ImapConnectTimeout(
                 f"connect to {self.host}:{self.port}: no connection within "
                 f"{self.connect_timeout} s") from None
+        except TlsError:
+            raise
         except OSError as exc:
             raise ImapConnectError(f"connect to {self.host}:{self.port}: {exc}") from exc
         del self.imap._client_task  # done; it would keep the connect coroutine for hours
+        self.handshake = self.imap.handshake
         left = max(0.0, self.connect_timeout - (time.monotonic() - started))
         await self._race(self.protocol.wait("AUTH|NONAUTH"), left, "greeting",
                          ImapConnectTimeout)
         return (self.protocol.greeting or b"").decode("utf-8", "replace")
+
+    async def _handshake(self, tls: TlsConfig, timeout: float) -> dict[str, Any] | None:
+        """Upgrade the connection's transport to TLS; failures become a readable TlsError."""
+        protocol = self.protocol
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await asyncio.wait_for(loop.start_tls(
+                protocol.transport, protocol, tls.context, server_side=False,
+                server_hostname=tls.server_hostname(self.host)), timeout)
+        except TimeoutError:
+            raise TlsError(f"TLS handshake not done within {timeout:.3g} s",
+                           code="TIMEOUT") from None
+        except (OSError, EOFError) as exc:
+            raise tls_error(exc) from None
+        if transport is None:
+            raise TlsError("the connection closed during the TLS handshake", code="HANDSHAKE")
+        protocol.transport = transport
+        return tls_info(transport)
+
+    async def starttls(self) -> str:
+        """STARTTLS (its tagged OK); `tls_handshake` follows it."""
+        response = await self._command("STARTTLS", self.imap.protocol.execute(
+            Command("STARTTLS", self.imap.protocol.new_tag(), loop=self.imap.protocol.loop)))
+        return (bytes(response.lines[-1]) if response.lines else b"").decode("utf-8", "replace")
+
+    async def tls_handshake(self) -> dict[str, Any] | None:
+        """The TLS handshake after STARTTLS's OK; capabilities learnt before it are dropped."""
+        assert self.tls is not None, "a TLS endpoint"
+        info = await self._handshake(self.tls, self.read_timeout)
+        self.protocol.capabilities = frozenset()
+        return info
+
+    @property
+    def transport(self) -> Any:
+        return None if self._imap is None else self.protocol.transport
 
     def close(self) -> None:
         """Drop the connection now (no LOGOUT) and forget pending work."""
@@ -317,6 +409,15 @@ class ImapClient:
     # ---- commands ------------------------------------------------------------------------
     async def login(self, user: str, password: str) -> None:
         await self._command("LOGIN", self.imap.protocol.login(quoted(user), password))
+
+    async def authenticate_plain(self, user: str, password: str) -> None:
+        """AUTHENTICATE PLAIN with the SASL-IR initial response (RFC 4959, RFC 4616)."""
+        proto = self.imap.protocol
+        initial = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        await self._command("AUTHENTICATE", proto.execute(
+            Command("AUTHENTICATE", proto.new_tag(), "PLAIN", initial, loop=proto.loop),
+            scrub=initial))
+        proto.state = "AUTH"
 
     async def capability(self) -> set[str]:
         response = await self._command("CAPABILITY", self.imap.protocol.execute(

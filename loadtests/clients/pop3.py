@@ -1,4 +1,5 @@
-"""A POP3 client on asyncio streams (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS), timed per command.
+"""A POP3 client on asyncio streams (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 AUTH
+PLAIN), timed per command, over plain TCP, STLS or implicit TLS (a `TlsConfig`).
 
 There is no maintained asyncio POP3 library, so this is a small one in the style of aiosmtplib:
 
@@ -20,6 +21,7 @@ middle of a reply.
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import contextlib
 import hashlib
@@ -32,8 +34,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-from loadtests.clients.errors import ClientError
+from loadtests.clients import source
+from loadtests.clients.errors import ClientError, TlsError, tls_error
 from loadtests.clients.steps import StepRecorder
+from loadtests.clients.tls import TlsConfig, TlsOptions, tls_info
 
 __all__ = [
     "CheckResult",
@@ -47,6 +51,7 @@ __all__ = [
     "Pop3ServerDisconnected",
     "Pop3Timeout",
     "apop_digest",
+    "auth_plain",
     "check_mail",
     "dot_unstuff",
     "greeting_timestamp",
@@ -182,6 +187,11 @@ def unverified_context() -> ssl.SSLContext:
     return context
 
 
+def auth_plain(user: str, password: str) -> str:
+    """SASL PLAIN's initial response: base64 of NUL user NUL password (RFC 4616)."""
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
 def _arg(value: str | int) -> str:
     text = str(value)
     if "\r" in text or "\n" in text:
@@ -200,8 +210,11 @@ class Pop3Client:
     """
 
     def __init__(self, host: str, port: int = 110, *, connect_timeout: float = 10.0,
-                 read_timeout: float = 30.0, max_response: int = 64 * 1024 * 1024) -> None:
+                 read_timeout: float = 30.0, max_response: int = 64 * 1024 * 1024,
+                 tls: TlsConfig | None = None) -> None:
         self.host = host
+        self.tls = tls  # implicit: TLS right after the connect; starttls: `starttls()`
+        self.handshake: tuple[float, float, dict[str, object] | None] | None = None
         self.port = port
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -237,7 +250,12 @@ class Pop3Client:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 self._reader, self._writer = await asyncio.open_connection(
-                    self.host, self.port, limit=LINE_LIMIT)
+                    self.host, self.port, limit=LINE_LIMIT,
+                    local_addr=source.local_addr(self.host, self.port))
+                if self.tls is not None and self.tls.mode == "implicit":
+                    began, t0 = time.time(), time.perf_counter()
+                    info = await self._start_tls(self.tls)
+                    self.handshake = (began, (time.perf_counter() - t0) * 1000, info)
                 line = await self._reader.readline()
         except TimeoutError:
             self.close()
@@ -247,6 +265,9 @@ class Pop3Client:
         except ValueError as exc:  # an over-long greeting line
             self.close()
             raise Pop3ProtocolError(f"greeting line too long: {exc}") from None
+        except TlsError:
+            self.close()
+            raise
         except OSError as exc:
             self.close()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -267,23 +288,44 @@ class Pop3Client:
         if writer is not None:
             writer.close()
 
-    async def starttls(self, context: ssl.SSLContext | None = None,
-                       server_hostname: str | None = None) -> str:
-        """STLS, then TLS on this connection (`context` default: any certificate accepted)."""
-        text = await self._command("STLS")
-        writer = self._live()[1]
+    async def stls(self) -> str:
+        """The STLS command alone (its +OK); `tls_handshake` follows it."""
+        return await self._command("STLS")
+
+    async def tls_handshake(self, tls: TlsConfig | None = None) -> dict[str, object] | None:
+        """TLS on this connection after STLS's +OK (`tls` default: this client's, else any
+        certificate accepted); returns the version, cipher and resumption."""
+        tls = tls or self.tls or TlsConfig(TlsOptions(mode="starttls", verify=False))
         try:
             async with asyncio.timeout(self.read_timeout):
-                await writer.start_tls(context or unverified_context(),
-                                       server_hostname=server_hostname or self.host)
+                info = await self._start_tls(tls)
         except TimeoutError:
             self.close()
-            raise Pop3ReadTimeout(f"TLS handshake not done within {self.read_timeout} s") from None
-        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(f"TLS handshake not done within {self.read_timeout} s",
+                           code="TIMEOUT") from None
+        except TlsError:
             self.close()
-            raise Pop3ProtocolError(f"TLS handshake failed: {exc}") from exc
+            raise
         self.capabilities = {}  # RFC 2595: forget what was learnt before TLS
+        return info
+
+    async def starttls(self, tls: TlsConfig | None = None) -> str:
+        """STLS, then TLS on this connection."""
+        text = await self.stls()
+        await self.tls_handshake(tls)
         return text
+
+    async def _start_tls(self, tls: TlsConfig) -> dict[str, object] | None:
+        writer = self._live()[1]
+        try:
+            await writer.start_tls(tls.context, server_hostname=tls.server_hostname(self.host))
+        except (OSError, EOFError) as exc:
+            raise tls_error(exc) from None
+        return tls_info(writer.transport)
+
+    @property
+    def transport(self) -> asyncio.BaseTransport | None:
+        return self._writer.transport if self._writer is not None else None
 
     # authorization
 
@@ -302,6 +344,11 @@ class Pop3Client:
         """USER then PASS."""
         await self.user(name)
         return await self.pass_(password)
+
+    async def auth_plain(self, name: str, password: str) -> str:
+        """AUTH PLAIN with an initial response (RFC 5034)."""
+        return await self._command(f"AUTH PLAIN {auth_plain(_arg(name), _arg(password))}",
+                                   name="AUTH")
 
     async def apop(self, name: str, secret: str) -> str:
         if self.apop_timestamp is None:
@@ -456,10 +503,13 @@ class CheckResult:
 async def check_mail(host: str, port: int, user: str, password: str, *, rec: StepRecorder,
                      retrieve: Retrieve = "new", delete: bool = False,
                      known_uids: set[str] | None = None, use_apop: bool = False,
-                     use_capa: bool = False, use_list: bool = True, top_lines: int | None = None,
+                     auth: Literal["user", "apop", "plain"] | None = None,
+                     tls: TlsConfig | None = None, use_capa: bool = False,
+                     use_list: bool = True, top_lines: int | None = None,
                      max_messages: int | None = None, connect_timeout: float = 10.0,
                      read_timeout: float = 30.0, hold: float = 0.0) -> CheckResult:
-    """Check one mailbox as a mail client does: CONNECT, (CAPA), USER+PASS or APOP, STAT,
+    """Check one mailbox as a mail client does: CONNECT, (STLS, TLS), (CAPA), USER+PASS, APOP or
+    AUTH PLAIN (`auth`; `use_apop` is `auth="apop"`), STAT,
     (LIST), UIDL, then RETR (or TOP `top_lines`) each message to fetch, DELE it when `delete`,
     and QUIT. Every command is a step on `rec`; the first failure ends the session and is
     returned in `CheckResult.error`, never raised.
@@ -470,18 +520,32 @@ async def check_mail(host: str, port: int, user: str, password: str, *, rec: Ste
     those known before plus those fetched): pass it back next time to leave mail on the
     server. `max_messages` caps how many are fetched per session. `hold` keeps the session open
     until that many seconds after CONNECT began, before QUIT (a slow client's session time).
+    With `tls` (implicit) a `TLS` step follows CONNECT (the handshake inside it); with STLS,
+    the STLS and TLS steps follow it. The password and the AUTH string never reach an error.
     """
     result = CheckResult()
     known = set(known_uids or ())
     fetched: set[str] = set()
-    pop = Pop3Client(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout)
+    pop = Pop3Client(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout,
+                     tls=tls)
     began = time.monotonic()
+    method = auth or ("apop" if use_apop else "user")
+    if password:
+        plain = auth_plain(user, password)
+        rec.secrets = (*rec.secrets, password, plain, plain.rstrip("="))
     try:
         await rec.step("CONNECT", pop.connect())
+        if pop.handshake is not None:
+            rec.record("TLS", *pop.handshake)
+        if tls is not None and tls.mode == "starttls":
+            await rec.step("STLS", pop.stls())
+            await rec.step("TLS", pop.tls_handshake(), info=True)
         if use_capa:
             await rec.step("CAPA", pop.capa())
-        if use_apop:
+        if method == "apop":
             await rec.step("APOP", pop.apop(user, password))
+        elif method == "plain":
+            await rec.step("AUTH", pop.auth_plain(user, password))
         else:
             await rec.step("USER", pop.user(user))
             await rec.step("PASS", pop.pass_(password))
@@ -514,5 +578,8 @@ async def check_mail(host: str, port: int, user: str, password: str, *, rec: Ste
         result.error = exc
         result.known_uids = known | fetched  # no DELE applied without QUIT; fetched is fetched
     finally:
+        if tls is not None:
+            tls.remember(pop.transport)
         pop.close()
     return result
+

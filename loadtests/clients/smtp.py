@@ -5,6 +5,15 @@ QUITs, recording CONNECT, EHLO, MAIL, RCPT, DATA and QUIT as steps. The first fa
 session: it is recorded with aiosmtplib's error (which carries the server's `.code` and
 `.message`) and nothing is raised to the caller.
 
+TLS (`SmtpOptions.tls`, a `TlsConfig`): with `starttls`, EHLO is followed by STARTTLS (its
+220), the TLS handshake (step `TLS`) and EHLO again; with `implicit`, the handshake follows the
+TCP connect before the greeting — CONNECT then covers connect, handshake and greeting, and the
+`TLS` step (recorded right after it) the handshake alone. A handshake that fails (certificate,
+name, expiry) is a `TlsError` with a readable cause. `auth` (`SmtpAuth`) adds an `AUTH` step
+(PLAIN or LOGIN, RFC 4954) after the last EHLO; over a connection without TLS it is refused
+unless the endpoint allows plaintext AUTH. Passwords and AUTH strings are blanked out of any
+error text before a step records it (`StepRecorder.secrets`).
+
 It drives `aiosmtplib.protocol.SMTPProtocol` (reply parsing, disconnect detection) directly
 rather than the `SMTP` client class, whose per-call option handling, EHLO parsing, command lock
 and timer per reply a load generator pays for on every session without needing them.
@@ -21,11 +30,12 @@ import re
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import cast
+from typing import Any, Literal, cast
 
 import aiosmtplib
+from aiosmtplib.auth import auth_login_encode, auth_plain_encode
 from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import (
     COMMAND_INJECTION_REGEX,
@@ -34,15 +44,21 @@ from aiosmtplib.protocol import (
     normalize_message_line_endings,
 )
 
+from loadtests.clients import source
+from loadtests.clients.errors import TlsError, tls_error
 from loadtests.clients.message import build_message, new_message_id
 from loadtests.clients.steps import StepRecorder
+from loadtests.clients.tls import TlsConfig, tls_info
 
-__all__ = ["Envelope", "SmtpOptions", "data_payload", "send_session"]
+__all__ = ["AuthNotAllowed", "Envelope", "SmtpAuth", "SmtpOptions", "auth_secrets",
+           "data_payload", "send_session"]
 
 _READ_SIZE = 4096  # replies are small; asyncio's default read size is 256 KiB (see _Protocol)
 _OK = (aiosmtplib.SMTPStatus.completed,)
 _RCPT_OK = (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward)
 _BYE = (aiosmtplib.SMTPStatus.closing,)
+_CONTINUE = aiosmtplib.SMTPStatus.auth_continue
+_AUTH_OK = aiosmtplib.SMTPStatus.auth_successful
 _ATOM = r"[A-Za-z0-9_+-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
@@ -59,18 +75,59 @@ class SmtpOptions:
     connect_timeout: float = 10.0
     command_timeout: float = 30.0
     local_hostname: str = "mailswarm.test"  # never let aiosmtplib look up our own name
+    tls: TlsConfig | None = None  # STARTTLS or implicit TLS, per the endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpAuth:
+    """Credentials of an authenticated (submission) session and the SASL mechanism."""
+
+    user: str
+    password: str = field(repr=False)
+    mechanism: Literal["plain", "login"] = "plain"
+    allow_plaintext: bool = False  # AUTH over a connection without TLS
+
+
+class AuthNotAllowed(aiosmtplib.SMTPException):
+    """AUTH was due on a connection without TLS, and the endpoint does not allow that."""
+
+
+def auth_secrets(user: str, password: str) -> tuple[str, ...]:
+    """Every form of a password an AUTH exchange sends (PLAIN, LOGIN) and the password."""
+    if not password:
+        return ()
+    plain = auth_plain_encode(user, password).decode()
+    return (password, plain, plain.rstrip("="), *(p.decode() for p in
+                                                   auth_login_encode(user, password)[1:]))
 
 
 async def send_session(host: str, port: int, envelopes: Sequence[Envelope], options: SmtpOptions,
-                       rec: StepRecorder) -> int:
+                       rec: StepRecorder, auth: SmtpAuth | None = None) -> int:
     """Send `envelopes` in one session; returns how many messages the server accepted."""
     accepted = 0
     session = _Session(options)
     sender = options.sender
+    tls = options.tls
+    if auth is not None:
+        rec.secrets = (*rec.secrets, *auth_secrets(auth.user, auth.password))
     try:
-        await rec.step("CONNECT", session.connect(host, port))
-        await rec.step("EHLO", session.command(
+        implicit = tls is not None and tls.mode == "implicit"
+        await rec.step("CONNECT", session.connect(host, port, tls if implicit else None))
+        if session.handshake is not None:
+            rec.record("TLS", *session.handshake)
+        ehlo = await rec.step("EHLO", session.command(
             b"EHLO ", options.local_hostname, aiosmtplib.SMTPHeloError))
+        if tls is not None and tls.mode == "starttls":
+            if "STARTTLS" not in ehlo.message.upper():
+                await rec.step("STARTTLS", session.refuse(aiosmtplib.SMTPNotSupported(
+                    "the server does not offer STARTTLS")))
+            await rec.step("STARTTLS", session.command(
+                b"STARTTLS", "", aiosmtplib.SMTPResponseException, (220,)))
+            await rec.step("TLS", session.starttls(tls, host), info=True)
+            ehlo = await rec.step("EHLO", session.command(
+                b"EHLO ", options.local_hostname, aiosmtplib.SMTPHeloError))
+        if auth is not None:
+            await rec.step("AUTH", session.auth(auth))
         for env in envelopes:
             await rec.step("MAIL", session.command(
                 b"MAIL FROM:", sender, aiosmtplib.SMTPSenderRefused, address=True))
@@ -86,8 +143,11 @@ async def send_session(host: str, port: int, envelopes: Sequence[Envelope], opti
     except Exception:
         pass  # recorded by the failing step; the session ends here
     finally:
+        if tls is not None:
+            tls.remember(session.transport)
         session.close()
     return accepted
+
 
 
 class _Protocol(SMTPProtocol, asyncio.BufferedProtocol):
@@ -135,6 +195,11 @@ class _Session:
         self._timer: asyncio.TimerHandle | None = None
         self._due = 0.0
         self._expired = False
+        self.handshake: tuple[float, float, dict[str, Any] | None] | None = None
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._transport
 
     # -- the timer -------------------------------------------------------------------------
     def _arm(self, timeout: float) -> int:
@@ -164,8 +229,10 @@ class _Session:
         return self._expired and self._task.uncancel() <= cancelling
 
     # -- the steps -------------------------------------------------------------------------
-    async def connect(self, host: str, port: int) -> aiosmtplib.SMTPResponse:
-        """TCP connect and the server's greeting, within `connect_timeout`."""
+    async def connect(self, host: str, port: int,
+                      tls: TlsConfig | None = None) -> aiosmtplib.SMTPResponse:
+        """TCP connect, the TLS handshake (with `tls`: implicit TLS; timed into `handshake`)
+        and the server's greeting, within `connect_timeout`."""
         cancelling = self._arm(self._options.connect_timeout)
         try:
             self._transport = await self._open(host, port)
@@ -177,6 +244,10 @@ class _Session:
         except OSError as exc:
             raise aiosmtplib.SMTPConnectError(
                 f"Error connecting to {host} on port {port}: {exc}") from exc
+        if tls is not None:
+            started, t0 = time.time(), time.perf_counter()
+            info = await self._handshake(tls, host, cancelling, self._options.connect_timeout)
+            self.handshake = (started, (time.perf_counter() - t0) * 1000, info)
         try:
             response = await self._protocol.read_response()
         except asyncio.CancelledError:
@@ -194,6 +265,61 @@ class _Session:
             raise aiosmtplib.SMTPConnectResponseError(response.code, response.message)
         return response
 
+    async def starttls(self, tls: TlsConfig, host: str) -> dict[str, Any] | None:
+        """The TLS handshake after STARTTLS's 220, within `command_timeout`."""
+        timeout = self._options.command_timeout
+        return await self._handshake(tls, host, self._arm(timeout), timeout)
+
+    async def _handshake(self, tls: TlsConfig, host: str, cancelling: int,
+                         timeout: float) -> dict[str, Any] | None:
+        """Upgrade the transport to TLS; failures become a readable `TlsError`."""
+        assert self._transport is not None
+        try:
+            transport = await self._loop.start_tls(
+                self._transport, self._protocol, tls.context, server_side=False,
+                server_hostname=tls.server_hostname(host), ssl_handshake_timeout=timeout)
+        except asyncio.CancelledError:
+            if not self._timed_out(cancelling):
+                raise
+            raise TlsError(f"TLS handshake not done within {timeout:g} s",
+                           code="TIMEOUT") from None
+        except (OSError, EOFError) as exc:
+            if self._expired:
+                raise TlsError(f"TLS handshake not done within {timeout:g} s",
+                               code="TIMEOUT") from None
+            raise tls_error(exc) from None
+        if transport is None:
+            raise TlsError("the connection closed during the TLS handshake", code="HANDSHAKE")
+        self._transport = transport
+        self._protocol.transport = transport
+        self._protocol._over_ssl = True
+        return tls_info(transport)
+
+    async def refuse(self, error: Exception) -> Any:
+        """A step that fails at once with `error` (a check the client makes itself)."""
+        raise error
+
+    async def auth(self, auth: SmtpAuth) -> aiosmtplib.SMTPResponse:
+        """AUTH PLAIN (one line) or LOGIN (user, then password, each after a 334).
+
+        The lines are built here, never through the command cache: they hold the password."""
+        if not (self._protocol._over_ssl or auth.allow_plaintext):
+            raise AuthNotAllowed("AUTH refused: the connection is not encrypted (set "
+                                 "allow_plaintext_auth: true on the endpoint to allow it)")
+        if auth.mechanism == "plain":
+            response = await self._exchange(
+                b"AUTH PLAIN " + auth_plain_encode(auth.user, auth.password) + b"\r\n")
+        else:
+            user, password = auth_login_encode(auth.user, auth.password)
+            response = await self._exchange(b"AUTH LOGIN\r\n")
+            for line in (user, password):
+                if response.code != _CONTINUE:
+                    break
+                response = await self._exchange(line + b"\r\n")
+        if response.code != _AUTH_OK:
+            raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+        return response
+
     async def _open(self, host: str, port: int) -> asyncio.Transport:
         """The transport; for an IP literal over a plain C-level socket.
 
@@ -204,13 +330,16 @@ class _Session:
         selector round for writability is skipped. Names go through asyncio's own connect.
         """
         family = _literal_family(host)
+        local = source.local_addr(host, port)
         if family is None:
             transport, _ = await self._loop.create_connection(
-                lambda: self._protocol, host, port)
+                lambda: self._protocol, host, port, local_addr=local)
             return transport
         # asyncio only calls the C-level socket's methods; its stubs ask for socket.socket
         self._sock = sock = cast(socket.socket,
                                  _socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK))
+        if local is not None:
+            sock.bind(local)
         address = (host.strip("[]"), port)
         err = sock.connect_ex(address)
         if err == errno.EINPROGRESS:

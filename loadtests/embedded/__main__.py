@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings-json", help=argparse.SUPPRESS)
     parser.add_argument("--die-with-parent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--stats-file", type=Path, help="rewrite this JSON file every second")
+    parser.add_argument("--tls-dir", type=Path,
+                        help="write the test CA (ca.pem) and server certificate here "
+                             "(default: a temporary folder)")
+    parser.add_argument("--no-tls", action="store_true",
+                        help="offer no STARTTLS and no TLS ports")
 
 
 def settings_from_args(args: argparse.Namespace) -> EmbeddedSettings:
@@ -56,6 +61,7 @@ def settings_from_args(args: argparse.Namespace) -> EmbeddedSettings:
         nofile_limit=args.nofile,
         users=args.users, command_delay=args.command_delay, dns_delay=args.dns_delay,
         fault=args.fault, fault_ratio=args.fault_ratio, fault_after=args.fault_after,
+        tls=not args.no_tls,
     )
 
 
@@ -66,7 +72,7 @@ def run_foreground(args: argparse.Namespace) -> int:
     if args.die_with_parent:
         die_with_parent()
     try:
-        asyncio.run(serve(settings, args.stats_file))
+        asyncio.run(serve(settings, args.stats_file, args.tls_dir))
     except OSError as exc:
         print(f"mailswarm target: cannot listen: {exc}", file=sys.stderr)
         return 1

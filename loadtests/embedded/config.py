@@ -6,6 +6,7 @@ its flags, so a profile can carry the server model it wants to emulate.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Literal, get_args
 
 from pydantic import Field
@@ -27,26 +28,44 @@ class EmbeddedSettings(StrictModel):
     pop3_port: int = Field(default=0, ge=0, le=65535)
     imap_port: int = Field(default=0, ge=0, le=65535)
     http_port: int = Field(default=0, ge=0, le=65535)
+    tls: bool = Field(default=True, description="offer STARTTLS and the implicit-TLS ports "
+                                                "(SMTPS, submission, IMAPS, POP3S, HTTPS)")
+    submission_port: int = Field(default=0, ge=0, le=65535)
+    smtps_port: int = Field(default=0, ge=0, le=65535)
+    imaps_port: int = Field(default=0, ge=0, le=65535)
+    pop3s_port: int = Field(default=0, ge=0, le=65535)
+    https_port: int = Field(default=0, ge=0, le=65535)
+    tls_certificate: Literal["valid", "wrong-name", "expired", "untrusted"] = Field(
+        default="valid", description="the certificate the servers show (the others make the "
+                                     "run's verification fail, for tests)")
+    auth_fault: Literal["none", "echo"] = Field(
+        default="none", description="echo: every SMTP AUTH is refused with a reply repeating "
+                                    "the client's AUTH line")
     web_session_timeout: Duration = Field(
         default=1800.0, gt=0, description="webmail sessions expire after this long idle")
     web_keepalive_timeout: Duration = Field(
         default=75.0, gt=0,
         description="idle keep-alive connections are closed after this (> poll interval)")
     domain: str = "example.test"
+    mail_address: IPv4Address = Field(
+        default=IPv4Address("127.0.0.1"),
+        description="the A answer for mail.<domain>: an address off loopback tests that the "
+                    "generator refuses to follow an MX off this machine (nothing listens there)")
     users: int = Field(default=1000, ge=1, le=1_000_000)
     messages_per_user: int = Field(default=5, ge=0, le=10000)
-    message_size: ByteSize = Field(default=2048, ge=100)
+    message_size: ByteSize = Field(default=2048, ge=100, le=64 * 1024**2)
     mode: Literal["event", "thread"] = Field(
         default="event",
         description="POP3/IMAP server model: one event loop, or one OS thread per connection",
     )
     max_connections: int = Field(
-        default=0, ge=0, description="event mode: connections held per protocol (0: no cap)")
+        default=0, ge=0, le=10_000_000,
+        description="event mode: connections held per protocol (0: no cap)")
     thread_limit: int = Field(default=256, ge=1, le=30000,
                               description="thread mode: threads (connections) at most")
-    thread_stack_size: ByteSize = Field(default=0, ge=0,
+    thread_stack_size: ByteSize = Field(default=0, ge=0, le=256 * 1024**2,
                                         description="thread mode: stack per thread (0: default)")
-    nofile_limit: int = Field(default=0, ge=0,
+    nofile_limit: int = Field(default=0, ge=0, le=2**30,
                               description="RLIMIT_NOFILE of the target process (0: unchanged)")
     backlog: int = Field(default=1024, ge=1, le=65535, description="listen queue length")
     command_delay: Duration = Field(default=0.0, description="added before every SMTP reply")
@@ -59,10 +78,10 @@ class EmbeddedSettings(StrictModel):
         default=0.0, description="the fault starts this long after the target starts"
     )
     pop3_fault: Literal["none", "stall", "reset", "garbage", "reply-err", "stall-retr",
-                        "close-mid-retr"] = "none"
-    imap_fault: Literal["none", "stall", "reset", "garbage", "bye", "drop-idle"] = "none"
+                        "close-mid-retr", "echo"] = "none"
+    imap_fault: Literal["none", "stall", "reset", "garbage", "bye", "drop-idle", "echo"] = "none"
     imap_max_user_connections: int | None = Field(
-        default=None, ge=1,
+        default=None, ge=1, le=1_000_000,
         description="IMAP connections per user (like Dovecot's mail_max_userip_connections)")
     imap_keepalive: Duration = Field(default=120.0, gt=0,
                                      description="`* OK Still here` interval during IDLE")

@@ -1,11 +1,14 @@
-"""The embedded DNS server: MX for the test domain -> mail.<domain> -> 127.0.0.1 (and ::1),
-NXDOMAIN for other names in the domain, REFUSED outside it; over UDP and TCP."""
+"""The embedded DNS server: MX for the test domain -> mail.<domain> -> 127.0.0.1 (and ::1; the
+A answer is `mail_address`, to test a client's loopback rule), NXDOMAIN for other names in the
+domain, REFUSED outside it; over UDP and TCP. A datagram that is not a query (not DNS, or a
+response: QR set) is dropped, as servers do — answering responses would let two servers loop."""
 
 from __future__ import annotations
 
 import asyncio
 import struct
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -23,17 +26,18 @@ __all__ = ["DnsZone", "serve_dns"]
 class DnsZone:
     """The answers, as a pure function of the query bytes."""
 
-    def __init__(self, domain: str, ttl: int = 300) -> None:
+    def __init__(self, domain: str, ttl: int = 300, mail_address: str = "127.0.0.1") -> None:
         self.origin = dns.name.from_text(domain)
         self.mail = dns.name.from_text(f"mail.{domain}")
         self.ttl = ttl
+        self.mail_address = mail_address
 
     def answer(self, wire: bytes) -> bytes | None:
         try:
             query = dns.message.from_wire(wire)
-        except Exception:
-            return None  # not DNS: drop it, as servers do
-        response = dns.message.make_response(query)
+            response = dns.message.make_response(query)  # FormError for a response (QR set)
+        except (dns.exception.DNSException, ValueError, EOFError):
+            return None  # not a DNS query: drop it, as servers do
         response.flags |= dns.flags.AA
         if not query.question:
             response.set_rcode(dns.rcode.FORMERR)
@@ -44,7 +48,7 @@ class DnsZone:
         if name == self.origin and rdtype == dns.rdatatype.MX:
             records = [f"10 {self.mail}"]
         elif name == self.mail and rdtype == dns.rdatatype.A:
-            records = ["127.0.0.1"]
+            records = [self.mail_address]
         elif name == self.mail and rdtype == dns.rdatatype.AAAA:
             records = ["::1"]
         elif not name.is_subdomain(self.origin):
@@ -102,7 +106,7 @@ async def serve_dns(settings: EmbeddedSettings, stats: TargetStats,
                     ) -> tuple[int, asyncio.DatagramTransport, asyncio.Server]:
     """Start UDP and TCP on the same port; returns (port, udp transport, tcp server)."""
     loop = asyncio.get_running_loop()
-    zone = DnsZone(settings.domain)
+    zone = DnsZone(settings.domain, mail_address=str(settings.mail_address))
     delay = settings.dns_delay
     port = settings.dns_port
     # bind UDP first (port 0 -> any), then TCP on the same number; retry if TCP's is taken

@@ -14,20 +14,25 @@ Knobs: `command_delay` before every tagged reply, `autologout` (RFC 3501: at lea
 client must re-arm IDLE before it), `max_user_connections` (like Dovecot's
 mail_max_userip_connections: `NO [LIMIT] ...` then close) and `fault`: "stall" (never greet),
 "reset" (TCP reset), "garbage" (non-IMAP greeting), "bye" (`* BYE Connection queue full`),
-"drop-idle" (close the connection as soon as IDLE starts).
+"drop-idle" (close the connection as soon as IDLE starts), "echo" (LOGIN fails with a NO that
+echoes the command, password included, as a careless server might).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from loadtests.counts import SessionCounts
 from loadtests.embedded.imap_proto import (
@@ -49,7 +54,7 @@ __all__ = ["CAPABILITIES", "IMAP_CONNECTION_FIELDS", "IMAP_FAULTS", "ImapServer"
            "ImapServerStats"]
 
 CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE UIDPLUS"
-IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle")
+IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle", "echo")
 IMAP_CONNECTION_FIELDS = {"opened": "connections", "open": "open", "peak": "peak_open"}
 """The server's connections as the target's stats file names them."""
 _MAX_LITERAL = 1 << 20
@@ -78,7 +83,8 @@ class ImapServer:
 
     def __init__(self, store: MailStore, *, command_delay: float = 0.0,
                  keepalive_interval: float = 120.0, autologout: float = 1800.0,
-                 max_user_connections: int | None = None, fault: str | None = None) -> None:
+                 max_user_connections: int | None = None, fault: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         if fault not in (None, "none", *IMAP_FAULTS):
             raise ValueError(f"unknown IMAP fault {fault!r}; known: {', '.join(IMAP_FAULTS)}")
         self.store = store
@@ -87,6 +93,7 @@ class ImapServer:
         self.autologout = autologout
         self.max_user_connections = max_user_connections
         self.fault = None if fault == "none" else fault
+        self.ssl_context = ssl_context  # offers STARTTLS (RFC 3501 6.2.1) when given
         self.stats = ImapServerStats()
         self._lock = threading.Lock()
         self._per_user: Counter[str] = Counter()
@@ -167,9 +174,12 @@ class _Session:
         self.wake = asyncio.Event()
         self.current = ""  # the command being served
         self.loop = asyncio.get_running_loop()
+        self.tls = writer.get_extra_info("sslcontext") is not None  # an implicit-TLS port
         self.handlers: dict[str, tuple[str, Handler]] = {
             "CAPABILITY": ("any", self.cmd_capability), "NOOP": ("any", self.cmd_noop),
             "LOGOUT": ("any", self.cmd_logout), "LOGIN": ("nonauth", self.cmd_login),
+            "STARTTLS": ("nonauth", self.cmd_starttls),
+            "AUTHENTICATE": ("nonauth", self.cmd_authenticate),
             "SELECT": ("auth", self.cmd_select), "EXAMINE": ("auth", self.cmd_select),
             "STATUS": ("auth", self.cmd_status), "LIST": ("auth", self.cmd_list),
             "LSUB": ("auth", self.cmd_list), "CHECK": ("selected", self.cmd_noop),
@@ -189,10 +199,32 @@ class _Session:
             await asyncio.sleep(self.server.command_delay)
         await self.send(f"{tag} {status} {text}\r\n".encode())
 
+    async def readline(self) -> bytes:
+        """One line (b"" at EOF). A line longer than the reader's limit (64 KiB) is answered
+        `* BAD [TOOBIG] Line too long` and the connection closed, as servers do."""
+        try:
+            return await self.reader.readline()
+        except ValueError:  # asyncio's LimitOverrunError, as readline raises it
+            await self.refuse(b"* BAD [TOOBIG] Line too long\r\n")
+
+    async def refuse(self, reply: bytes, linger: float = 2.0) -> NoReturn:
+        """Send `reply`, our EOF, then drop what the client still sends (at most `linger`
+        seconds) before closing: closed with unread input, the socket would send a reset that
+        can destroy the reply before the client reads it. Raises _Closed."""
+        await self.send(reply)
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            deadline = time.monotonic() + linger
+            while await asyncio.wait_for(self.reader.read(1 << 16),
+                                         max(0.0, deadline - time.monotonic())):
+                pass
+        raise _Closed
+
     async def read_command(self) -> bytes:
         """One whole command line with its literals inline; raises _Closed at EOF/autologout."""
         try:
-            line = await asyncio.wait_for(self.reader.readline(), self.server.autologout)
+            line = await asyncio.wait_for(self.readline(), self.server.autologout)
         except TimeoutError:
             await self.send(b"* BYE Autologout; idle for too long\r\n")
             raise _Closed from None
@@ -200,11 +232,11 @@ class _Session:
         while line and (lit := literal_size(line.rstrip(b"\r\n"))) is not None:
             size, sync = lit
             if size > _MAX_LITERAL:
-                raise _Closed
+                await self.refuse(b"* BAD [TOOBIG] Literal too large\r\n")
             if sync:
                 await self.send(b"+ Ready for literal data\r\n")
             data += await self.reader.readexactly(size)
-            line = await self.reader.readline()
+            line = await self.readline()
             data += line
         if not line:
             raise _Closed
@@ -249,7 +281,8 @@ class _Session:
 
     # ---- the loop ------------------------------------------------------------------------
     async def run(self) -> None:
-        await self.send(f"* OK [CAPABILITY {CAPABILITIES}] mailswarm IMAP ready.\r\n".encode())
+        await self.send(f"* OK [CAPABILITY {self.capabilities()}] mailswarm IMAP ready.\r\n"
+                        .encode())
         while True:
             data = await self.read_command()
             try:
@@ -281,8 +314,42 @@ class _Session:
                     await self.tagged(tag, "BAD", f"Error in IMAP command {name}: {exc}")
 
     # ---- commands ------------------------------------------------------------------------
+    def capabilities(self) -> str:
+        """What this connection offers now: STARTTLS before TLS, AUTH=PLAIN before login."""
+        caps = CAPABILITIES
+        if self.user is None:
+            if self.server.ssl_context is not None and not self.tls:
+                caps += " STARTTLS"
+            caps += " AUTH=PLAIN SASL-IR"
+        return caps
+
+    async def cmd_starttls(self, tag: str, args: list[Token], uid: bool) -> None:
+        if self.server.ssl_context is None or self.tls:
+            await self.tagged(tag, "BAD", "STARTTLS not available.")
+            return
+        await self.tagged(tag, "OK", "Begin TLS negotiation now.")
+        await self.writer.start_tls(self.server.ssl_context)
+        self.tls = True
+
+    async def cmd_authenticate(self, tag: str, args: list[Token], uid: bool) -> None:
+        """AUTHENTICATE PLAIN, with the initial response (SASL-IR) or after a `+`."""
+        if not args or not isinstance(args[0], str) or args[0].upper() != "PLAIN":
+            await self.tagged(tag, "NO", "Unsupported authentication mechanism.")
+            return
+        if len(args) > 1:
+            response = str(args[1])
+        else:
+            await self.send(b"+ \r\n")
+            response = (await self.reader.readline()).decode("ascii", "replace").strip()
+        try:
+            _, login, password = base64.b64decode(response, validate=True).decode().split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            await self.tagged(tag, "BAD", "Invalid base64 data in continued response.")
+            return
+        await self._log_in(tag, login, password)
+
     async def cmd_capability(self, tag: str, args: list[Token], uid: bool) -> None:
-        await self.send(f"* CAPABILITY {CAPABILITIES}\r\n".encode())
+        await self.send(f"* CAPABILITY {self.capabilities()}\r\n".encode())
         await self.tagged(tag, "OK", "Capability completed.")
 
     async def cmd_noop(self, tag: str, args: list[Token], uid: bool) -> None:
@@ -299,6 +366,13 @@ class _Session:
         if len(args) != 2 or not all(isinstance(a, str) for a in args):
             raise ImapSyntaxError("LOGIN needs a user and a password")
         login, password = str(args[0]), str(args[1])
+        if self.server.fault == "echo":
+            quoted = password.replace("\\", "\\\\").replace('"', '\\"')
+            await self.tagged(tag, "NO", f'you said: LOGIN {login} "{quoted}"')
+            return
+        await self._log_in(tag, login, password)
+
+    async def _log_in(self, tag: str, login: str, password: str) -> None:
         box = self.server.store.authenticate(login, password)
         if box is None:
             with self.server._lock:
@@ -500,7 +574,7 @@ class _Session:
 
     async def _idle(self, tag: str) -> None:
         started = time.monotonic()
-        read = asyncio.ensure_future(self.reader.readline())
+        read = asyncio.ensure_future(self.readline())
         try:
             while True:
                 self.wake.clear()

@@ -1,4 +1,10 @@
-"""Starting the embedded target as a child process and stopping it again, by its PID only."""
+"""Starting the embedded target as a child process and stopping it again, by its PID only.
+
+Its test CA and server certificate go into the run folder (`<workdir>/tls`); the target it
+hands the run names the TLS endpoints with that CA file, so the run verifies them:
+`smtp-starttls`, `submission` (STARTTLS + AUTH), `smtps`, `imap-starttls`, `imaps`,
+`pop3-starttls`, `pop3s`, `https`, next to the plain `smtp`, `dns`, `pop3`, `imap` and `http`.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +20,26 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from loadtests.clients.tls import TlsMode
 from loadtests.embedded.config import EmbeddedSettings
 from loadtests.embedded.mailstore import password_for
 from loadtests.embedded.stats import TargetStats
 from loadtests.targets import PROTOCOLS, Endpoint, ProcessRef, Target, UserPattern
 
 __all__ = ["EmbeddedTarget", "TargetStartError"]
+
+
+_TLS_ENDPOINTS: dict[str, tuple[str, str, TlsMode]] = {
+    "smtp-starttls": ("smtp", "smtp_port", "starttls"),
+    "submission": ("smtp", "submission_port", "starttls"),
+    "smtps": ("smtp", "smtps_port", "implicit"),
+    "imap-starttls": ("imap", "imap_port", "starttls"),
+    "imaps": ("imap", "imaps_port", "implicit"),
+    "pop3-starttls": ("pop3", "pop3_port", "starttls"),
+    "pop3s": ("pop3", "pop3s_port", "implicit"),
+    "https": ("http", "https_port", "implicit"),
+}
+"""The embedded target's TLS endpoints: name -> (protocol, its port in the ready line, mode)."""
 
 
 class TargetStartError(RuntimeError):
@@ -42,7 +62,7 @@ class EmbeddedTarget:
         log = self.log_file.open("ab")
         cmd = [sys.executable, "-m", "loadtests.embedded", "--settings-json",
                self.settings.model_dump_json(), "--stats-file", str(self.stats_file),
-               "--die-with-parent"]
+               "--tls-dir", str(self.workdir / "tls"), "--die-with-parent"]
         # own session: a Ctrl-C in the terminal reaches the runner, which stops us in order
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log,
                                         start_new_session=True)
@@ -77,6 +97,13 @@ class EmbeddedTarget:
             proto: Endpoint(protocol=proto, host=host, port=self.ready[f"{proto}_port"],
                             monitor=watch)
             for proto in PROTOCOLS if f"{proto}_port" in self.ready}
+        ca_file = self.ready.get("ca_file")
+        if ca_file:
+            for name, (proto, port_key, mode) in _TLS_ENDPOINTS.items():
+                if port_key in self.ready:
+                    endpoints[name] = Endpoint(protocol=proto, host=host,
+                                               port=self.ready[port_key], tls=mode,
+                                               ca_file=Path(ca_file))
         return Target(name="embedded", domain=self.ready["domain"],
                       users=UserPattern(count=self.ready["users"]),
                       password=SecretStr(password_for("")), endpoints=endpoints)

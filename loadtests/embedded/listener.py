@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import selectors
 import socket
+import ssl as ssl_module
 import threading
 from collections.abc import Awaitable, Callable
 
@@ -50,9 +51,14 @@ class Listener:
 async def start_listener(name: str, handler: Handler, host: str, port: int, *,
                          refusal: bytes, mode: str = "event", max_connections: int = 0,
                          thread_limit: int = 256, thread_stack_size: int = 0,
-                         backlog: int = 128) -> Listener:
+                         backlog: int = 128, ssl: ssl_module.SSLContext | None = None
+                         ) -> Listener:
+    """Listen on host:port; with `ssl`, every connection is TLS from its start (event mode
+    only: the thread model serves plain TCP)."""
     counters = SessionCounts()
     if mode == "thread":
+        if ssl is not None:
+            raise ValueError("implicit TLS ports need the event mode")
         return _start_threaded(name, handler, host, port, counters, thread_limit,
                                thread_stack_size, backlog)
 
@@ -71,7 +77,7 @@ async def start_listener(name: str, handler: Handler, host: str, port: int, *,
             counters.closed()
             writer.close()
 
-    server = await asyncio.start_server(serve, host, port, backlog=backlog)
+    server = await asyncio.start_server(serve, host, port, backlog=backlog, ssl=ssl)
     return Listener(name, server.sockets[0].getsockname()[1], counters, server.close)
 
 

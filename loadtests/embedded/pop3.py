@@ -14,6 +14,8 @@ failed login's -ERR (real servers' penalty), `ssl_context` to offer STLS, and `f
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import itertools
 import os
@@ -43,6 +45,7 @@ POP3_FAULTS: tuple[str, ...] = (
     "reply-err",       # every login fails with -ERR [SYS/TEMP]
     "stall-retr",      # RETR and TOP never answer
     "close-mid-retr",  # close the connection halfway through a RETR/TOP body
+    "echo",            # every PASS fails with -ERR echoing the command, password included
 )
 """Faults `Pop3Server(fault=...)` can inject, on every connection it serves."""
 
@@ -174,7 +177,8 @@ class Pop3Server:
             if await self._fault_at_connect(reader, writer):
                 return
         timestamp = f"<{os.getpid()}.{next(_ids)}.{int(time.time())}@{self.hostname}>"
-        session = _Session(reader, writer, timestamp)
+        session = _Session(reader, writer, timestamp,
+                           tls=writer.get_extra_info("sslcontext") is not None)
         await self._reply(session, f"+OK mailswarm POP3 server ready {timestamp}")
         while True:
             line = await self._read_command(session)
@@ -233,7 +237,7 @@ class Pop3Server:
     def _capabilities(self, session: _Session) -> list[str]:
         caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
         if session.mailbox is None:
-            caps.append("USER")
+            caps += ["USER", "SASL PLAIN"]
             if self.ssl_context is not None and not session.tls:
                 caps.append("STLS")
         caps.append("IMPLEMENTATION mailswarm")
@@ -255,7 +259,26 @@ class Pop3Server:
             await self._reply(session, "-ERR USER first")
             return
         user, session.user = session.user, None
+        if self.fault == "echo":  # a careless server: the client must not record this as is
+            await self._reply(session, f"-ERR you said: PASS {arg}")
+            return
         await self._login(session, self.store.authenticate(user, arg))
+
+    async def _auth(self, session: _Session, arg: str) -> None:
+        """AUTH PLAIN (RFC 5034), with the initial response or after a `+ `."""
+        mechanism, _, initial = arg.partition(" ")
+        if mechanism.upper() != "PLAIN":
+            await self._reply(session, "-ERR unsupported authentication mechanism")
+            return
+        if not initial:
+            await self._reply(session, "+ ")
+            initial = await self._read_command(session)
+        try:
+            _, login, password = base64.b64decode(initial, validate=True).decode().split("\0")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            await self._reply(session, "-ERR malformed AUTH PLAIN response")
+            return
+        await self._login(session, self.store.authenticate(login, password))
 
     async def _apop(self, session: _Session, arg: str) -> None:
         user, _, digest = arg.partition(" ")
@@ -374,7 +397,8 @@ class Pop3Server:
 
 _AUTHORIZATION = {
     "CAPA": Pop3Server._capa, "USER": Pop3Server._user, "PASS": Pop3Server._pass,
-    "APOP": Pop3Server._apop, "STLS": Pop3Server._stls, "QUIT": Pop3Server._quit_auth,
+    "APOP": Pop3Server._apop, "AUTH": Pop3Server._auth, "STLS": Pop3Server._stls,
+    "QUIT": Pop3Server._quit_auth,
 }
 _TRANSACTION = {
     "CAPA": Pop3Server._capa, "STAT": Pop3Server._stat, "LIST": Pop3Server._list,

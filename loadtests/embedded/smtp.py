@@ -1,5 +1,11 @@
 """The embedded SMTP server (aiosmtpd): accepts and counts mail for the test domain's users,
-with per-reply delay and injected faults per connection."""
+with per-reply delay and injected faults per connection.
+
+One factory per listening port and `role`: `mx` (port 25's job: STARTTLS offered when there is
+a TLS context, no AUTH), `submission` (STARTTLS required before AUTH, AUTH required before
+MAIL), `smtps` (implicit TLS: the socket is TLS already; AUTH required). `auth_fault: echo`
+answers every AUTH with a 535 that repeats the client's AUTH line (a server that leaks
+credentials into its error text, for the redaction tests)."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import asyncio
 import random
 import re
 import socket
+import ssl
 import struct
 import time
 from typing import Any, AnyStr
@@ -16,6 +23,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from loadtests.embedded.config import EmbeddedSettings
 from loadtests.embedded.mailstore import MailStore
 from loadtests.embedded.stats import TargetStats
+from loadtests.embedded.tls import SmtpAuthenticator
 
 __all__ = ["SmtpServerFactory"]
 
@@ -79,6 +87,13 @@ class _DelayedSMTP(SMTP):
         await super().push(status)
 
 
+class _EchoAuthSMTP(_DelayedSMTP):
+    """Refuses every AUTH with a reply that repeats what the client sent."""
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        await self.push(f"535 5.7.8 authentication failed for: AUTH {arg}")
+
+
 class _Stall(asyncio.Protocol):
     """Accepts the connection and never says a word."""
 
@@ -110,13 +125,25 @@ class SmtpServerFactory:
     """Protocol factory for `loop.create_server`: a healthy or a faulty server per connection."""
 
     def __init__(self, settings: EmbeddedSettings, stats: TargetStats,
-                 store: MailStore | None = None) -> None:
+                 store: MailStore | None = None, *, role: str = "mx",
+                 tls_context: ssl.SSLContext | None = None,
+                 authenticator: SmtpAuthenticator | None = None) -> None:
         self.settings = settings
+        self.role = role
         self.stats = stats
         self.started = time.monotonic()
         self._rng = random.Random()
         self._healthy = _CountingHandler(settings, stats, "none", store)
         self._faulty = _CountingHandler(settings, stats, settings.fault, store)
+        self._tls_kwargs: dict[str, Any] = {}
+        if role == "mx" and tls_context is not None:
+            self._tls_kwargs = {"tls_context": tls_context}
+        elif role == "submission":
+            self._tls_kwargs = {"tls_context": tls_context, "require_starttls": True,
+                                "auth_required": True, "authenticator": authenticator}
+        elif role == "smtps":  # the connection is TLS from its start
+            self._tls_kwargs = {"auth_required": True, "auth_require_tls": False,
+                                "authenticator": authenticator}
 
     def _fault_now(self) -> bool:
         s = self.settings
@@ -136,7 +163,10 @@ class SmtpServerFactory:
             if fault == "garbage":
                 return _Garbage()
             handler = self._faulty
-        kwargs: dict[str, Any] = {"hostname": f"mail.{self.settings.domain}", "ident": "mailswarm"}
+        kwargs: dict[str, Any] = {**self._tls_kwargs,
+                                  "hostname": f"mail.{self.settings.domain}", "ident": "mailswarm"}
+        if self.role != "mx" and self.settings.auth_fault == "echo":
+            return _EchoAuthSMTP(handler, delay=self.settings.command_delay, **kwargs)
         if self.settings.command_delay > 0:
             return _DelayedSMTP(handler, delay=self.settings.command_delay, **kwargs)
         return SMTP(handler, **kwargs)

@@ -34,6 +34,7 @@ import resource
 import secrets
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -300,6 +301,7 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
                     counters: dict[str, int] | None = None,
                     session_timeout: float | None = None,
                     keepalive_timeout: float | None = None,
+                    ssl_context: ssl.SSLContext | None = None,
                     ) -> tuple[int, Callable[[], Awaitable[None]]]:
     """Serve the webmail on host:port (0: any free port) on the running loop.
 
@@ -307,7 +309,7 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
     keeps its counters in (updated in place; copy it into the target's stats).
     `session_timeout` / `keepalive_timeout` default to the settings' `web_session_timeout` /
     `web_keepalive_timeout` when it has them, else 1800 s and 75 s. The listen backlog is
-    `settings.backlog`.
+    `settings.backlog`. With `ssl_context` it serves HTTPS.
     """
     if session_timeout is None:
         session_timeout = float(getattr(settings, "web_session_timeout", DEFAULT_SESSION_TIMEOUT))
@@ -328,7 +330,7 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
         sock.close()
         await runner.cleanup()
         raise
-    site = web.SockSite(runner, sock, backlog=settings.backlog)
+    site = web.SockSite(runner, sock, backlog=settings.backlog, ssl_context=ssl_context)
     await site.start()
     bound = sock.getsockname()[1]
     keeper = asyncio.get_running_loop().create_task(_housekeeping(server, runner))

@@ -91,6 +91,8 @@ PROTOCOLS: dict[str, ProtocolSpec] = {p.name: p for p in (
 USER_KINDS: dict[str, UserKind] = {k.name: k for k in (
     UserKind("smtp", "smtp", "smtp", "loadtests.users.smtp:SmtpUser", ("smtp",),
              needs_dns_when="mx_lookup"),
+    UserKind("submission", "smtp", "smtp", "loadtests.users.submission:SubmissionUser",
+             ("smtp",)),
     UserKind("pop3", "pop3", "pop3", "loadtests.users.pop3:Pop3CheckMailUser", ("pop3",)),
     UserKind("imap-idle", "imap", "imap", "loadtests.users.imap:ImapIdleUser", ("imap",)),
     UserKind("imap-active", "imap", "imap", "loadtests.users.imap:ImapActiveUser", ("imap",)),

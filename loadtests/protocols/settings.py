@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 from loadtests.configfile import ByteSize, Duration, StrictModel
 
 __all__ = [
+    "MAX_MESSAGE_SIZE",
     "Backoff",
     "DnsSettings",
     "ImapSettings",
@@ -22,15 +23,19 @@ __all__ = [
 ]
 
 
+MAX_MESSAGE_SIZE = 64 * 1024**2
+"""The largest message a profile may ask for: 64 MiB (real servers' limits are 10-50 MB)."""
+
+
 class SizeChoice(StrictModel):
-    size: ByteSize = Field(ge=0)
-    weight: float = Field(gt=0)
+    size: ByteSize = Field(ge=0, le=MAX_MESSAGE_SIZE)
+    weight: float = Field(gt=0, le=1_000_000)
 
 
 class MessageSize(StrictModel):
     """`fixed: 2KiB`, or `choices: [{size: 2KiB, weight: 8}, {size: 40KiB, weight: 2}]`."""
 
-    fixed: ByteSize | None = Field(default=None, ge=0)
+    fixed: ByteSize | None = Field(default=None, ge=0, le=MAX_MESSAGE_SIZE)
     choices: list[SizeChoice] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
@@ -58,6 +63,10 @@ class SmtpSettings(StrictModel):
     )
     connect_timeout: Duration = Field(default=10.0, gt=0)
     command_timeout: Duration = Field(default=30.0, gt=0)
+    auth: Literal["plain", "login"] = Field(
+        default="plain", description="submission: the SASL mechanism of AUTH")
+    tls_resume: bool = Field(
+        default=False, description="resume TLS sessions (as real clients do) on TLS endpoints")
 
 
 class DnsSettings(StrictModel):
@@ -73,6 +82,11 @@ class Pop3Settings(StrictModel):
     retrieve: Literal["new", "all", "none"] = "new"
     delete: bool = Field(default=False, description="DELE what was retrieved (else leave mail)")
     apop: bool = False
+    auth: Literal["user", "apop", "plain"] | None = Field(
+        default=None, description="USER/PASS, APOP or AUTH PLAIN (RFC 5034); default: "
+                                  "apop when `apop: true`, else user")
+    tls_resume: bool = Field(
+        default=False, description="resume TLS sessions (as real clients do) on TLS endpoints")
     session_time: Duration | None = Field(
         default=None, ge=0,
         description="hold each session about this long before QUIT, like a slow real client "
@@ -99,6 +113,10 @@ class ImapSettings(StrictModel):
     search: bool = True
     flag_changes: bool = True
     expunge: bool = False
+    auth: Literal["login", "plain"] = Field(
+        default="login", description="LOGIN, or AUTHENTICATE PLAIN (SASL-IR)")
+    tls_resume: bool = Field(
+        default=False, description="resume TLS sessions (as real clients do) on TLS endpoints")
     connect_timeout: Duration = Field(default=10.0, gt=0)
     read_timeout: Duration = Field(default=30.0, gt=0)
 

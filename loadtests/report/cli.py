@@ -61,7 +61,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         from loadtests.report.compare_page import render_compare
 
         args.html.write_text(render_compare(result, a, b), encoding="utf-8")
-    print(json.dumps(result, indent=2) if args.json else format_compare(result))
+    from loadtests.report.printable import printable
+
+    # causes are servers' words: no control character reaches the terminal
+    print(json.dumps(result, indent=2) if args.json
+          else printable(format_compare(result), keep_newlines=True))
     if args.html is not None and not args.json:
         print(f"page: {args.html}")
     return 0 if result["comparable"] else 2

@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Figure", "Headline", "headline", "headline_lines"]
+__all__ = ["Figure", "Headline", "headline", "headline_lines", "tls_verify_off"]
 
 _GENERATOR_CPU_WARN = 85.0  # % of one core: above it the generator may set the pace
 _GENERATOR_FD_WARN = 0.8  # share of its open-files limit
@@ -209,6 +209,13 @@ def _closed_figures(summary: dict[str, Any]) -> list[Figure]:
     return figures
 
 
+def tls_verify_off(summary: dict[str, Any]) -> list[str]:
+    """Endpoints of the run's target that spoke TLS without verifying certificates."""
+    endpoints = (summary.get("target") or {}).get("endpoints") or {}
+    return [name for name, e in endpoints.items()
+            if isinstance(e, dict) and e.get("tls") and e.get("verify") is False]
+
+
 def _warnings(summary: dict[str, Any], kind: str) -> list[str]:
     out = []
     end = str(summary.get("end") or "")
@@ -239,6 +246,14 @@ def _warnings(summary: dict[str, Any], kind: str) -> list[str]:
             intended, achieved = a.get("intended_per_s"), a.get("achieved_per_s") or 0
             if intended and achieved < 0.95 * float(intended):
                 out.append(f"{name}: achieved {achieved:g}/s of the intended {intended:g}/s")
+    for lost in (summary.get("workers") or {}).get("lost") or []:
+        out.append(f"worker {lost.get('index')} of {lost.get('of')} was lost at "
+                   f"{lost.get('at_s')} s ({lost.get('cause')}): its part of the load after "
+                   "that was not sent")
+    off = tls_verify_off(summary)
+    if off:
+        out.append(f"TLS verification off for {', '.join(off)}: the servers' certificates "
+                   "were not checked (verify: false or --insecure)")
     escaped = sum(e.get("count", 0) for e in summary.get("user_errors") or [])
     if escaped:
         out.append(f"{escaped} exceptions escaped the users (bugs, see the table)")

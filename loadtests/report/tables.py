@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadtests.monitor.resources import resources_with
+from loadtests.report.printable import printable
 from loadtests.report.series import failure_cause
 from loadtests.stream import Req
 
@@ -89,8 +90,15 @@ def qos_groups(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return groups
 
 
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return printable(value) if isinstance(value, str) else value
+
+
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """Rows as CSV text (columns: the keys of the first row, then any others in order)."""
+    """Rows as CSV text (columns: the keys of the first row, then any others in order); control
+    characters in text cells (servers' words) are escaped, so each row is one line."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -98,5 +106,5 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
     return buf.getvalue()

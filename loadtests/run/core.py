@@ -27,14 +27,17 @@ from loadtests import __version__, bridge
 from loadtests.clients.errors import describe
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
+from loadtests.protocols import request_type
 from loadtests.report.finish import finish_run
-from loadtests.run.options import RunOptions, RunResult
+from loadtests.run.options import RunOptions, RunResult, worker_count
 from loadtests.run.pacers import Pacers
 from loadtests.run.progress import Progress
+from loadtests.run.sources import use_source_addresses
 from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.sessions import gauge
 from loadtests.stream import RESULTS_FILE, End, Header, Phase, StreamWriter, Tick, user_error_record
+from loadtests.stream.redact import Redactor
 from loadtests.targets import Target
 
 __all__ = ["Counters", "Driver", "Run", "RunParts"]
@@ -120,7 +123,7 @@ def _header(writer: StreamWriter, profile: Profile, target: Target, options: Run
     writer.write(Header(
         time.time(), version=__version__, profile=profile.model_dump(mode="json"),
         profile_file=options.profile_file, target=target.public(), monitor=monitor.describe(),
-        duration=duration, workers=options.workers,
+        duration=duration, workers=worker_count(options),
         rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
                if isinstance(sc.schedule, ArrivalSchedule)}))
     writer.flush()
@@ -138,8 +141,10 @@ class Run:
         self.duration = options.duration if options.duration is not None else profile.duration
         bridge.start()
         gauge.reset()
+        use_source_addresses(target)
         self.classes, pacers = build_load(profile, target, allow_remote=options.allow_remote)
-        writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE)
+        writer = self.writer = StreamWriter(options.out_dir / RESULTS_FILE,
+                                            Redactor([target.secret()]))
         ramp = next((sc for sc in profile.scenarios if isinstance(sc.schedule, RampSchedule)),
                     None)
         judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]
@@ -155,7 +160,7 @@ class Run:
             assert isinstance(ramp.schedule, RampSchedule)
             self.shape = CeilingShape(
                 ramp.schedule, judge, on_step=writer.write,
-                held=lambda: self.driver.sessions().get(ramp.protocol.upper(), {}).get("open", 0))
+                held=lambda: self.driver.sessions().get(request_type(ramp.user), {}).get("open", 0))
         env = Environment(user_classes=self.classes, events=events, shape_class=self.shape)
         self.driver = driver_for(RunParts(profile, target, options, env, events, writer, counters,
                                           Pacers(pacers)))
@@ -248,16 +253,22 @@ class Run:
             self._spawn()
             reason = self._load()
             load_end = self._drain()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, still closing the stream
+            reason = "interrupted"
+            raise
         except BaseException:
             reason = "crashed"
             raise
         finally:
-            self.monitor.stop()
-            with contextlib.suppress(Exception):
-                self.runner.quit()
-            self.driver.close()
-            extra = options.extra_end() if options.extra_end is not None else {}
-            writer.write(End(time.time(), reason, load_end or time.time(), **extra))
-            writer.close()
+            extra: dict[str, Any] = {}
+            try:
+                self.monitor.stop()
+                with contextlib.suppress(Exception):
+                    self.runner.quit()
+                self.driver.close()
+                extra = options.extra_end() if options.extra_end is not None else {}
+            finally:  # a second Ctrl-C can cut the above short: the stream still gets its end
+                writer.write(End(time.time(), reason, load_end or time.time(), **extra))
+                writer.close()
         summary = finish_run(options.out_dir, self.profile.qos)
         return RunResult(options.out_dir, summary, reason)

@@ -1,86 +1,74 @@
-"""A run whose users run in N local worker processes, this process being their Locust master.
+"""A run whose users run in N worker processes, this process being their Locust master.
 
-Each worker (`python -m loadtests.run.worker`) runs 1/N of the users and of every arrival rate;
+The workers are started here (`--workers N`: `python -m loadtests.run.worker`, their job on
+stdin) or by hand anywhere (`--expect-workers N`: `mailswarm worker --master HOST:PORT`, sent
+their job once they join; more than N are turned away). The run starts when all N have joined.
+Each worker runs its part of the users (Locust divides them)
+and every N-th session of each open-model schedule (the parts add up to the schedule exactly);
 its records reach this process's stream through Locust's messaging (one process holds at most
-~19,000 sockets here, so large runs need several).
+~19,000 sockets here, so large runs need several). A worker that dies or falls silent before
+its final report is lost: recorded, its unsent part counted (loadtests.run.workers), and the
+run fails.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import secrets
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
 from locust.env import Environment
-from locust.runners import STATE_RUNNING, MasterRunner
+from locust.rpc import Message
+from locust.runners import HEARTBEAT_LIVENESS, STATE_MISSING, STATE_RUNNING, MasterRunner
 
 from loadtests.profiles import Profile
-from loadtests.run.core import Counters, RunParts
-from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START, job_for_worker
-from loadtests.run.options import RunError, RunOptions
-from loadtests.stream import Req, StreamWriter, decode
+from loadtests.run.core import RunParts
+from loadtests.run.messages import (
+    FINAL,
+    FINISH,
+    HELLO,
+    JOB,
+    READY,
+    REFUSED,
+    REPORT_KEY,
+    START,
+    job_for_worker,
+)
+from loadtests.run.options import RunError, RunOptions, worker_count
+from loadtests.run.workers import WorkerBook, WorkerState
+from loadtests.schedule.loadplan import build_load
 from loadtests.targets import Target
 
-__all__ = ["MasterDriver", "WorkerFeed"]
+__all__ = ["MasterDriver", "exit_text"]
 
-CONNECT_TIMEOUT = 60.0  # seconds for every worker process to connect
+CONNECT_TIMEOUT = 60.0  # seconds for every local worker process to connect
+JOIN_TIMEOUT = 600.0  # seconds for every worker started by hand to join
 FINAL_GRACE = 10.0  # seconds beyond the drain for every worker's final report
+WATCH_EVERY = 0.25  # seconds between two looks at the workers
+# a local worker sees its master die by its parent pid at once; the heartbeat timeout is only
+# for a master that hangs, and generous (a busy master answers late)
+LOCAL_MASTER_TIMEOUT = 30.0
+
+log = logging.getLogger(__name__)
 
 
-class WorkerFeed:
-    """Master side: records and counters arriving from the worker processes."""
-
-    def __init__(self, writer: StreamWriter, counters: Counters) -> None:
-        self.writer = writer
-        self.counters = counters
-        self.pacers: dict[str, dict[str, dict[str, int]]] = {}
-        self.sessions_by_worker: dict[str, dict[str, dict[str, int]]] = {}
-        self.finished: set[str] = set()
-        self._peaks: dict[str, int] = defaultdict(int)
-
-    def _take(self, worker: str, data: dict[str, Any] | None) -> None:
-        if not data:
-            return
-        for shipped in data["records"]:
-            shipped["worker"] = worker
-            record = decode(shipped)
-            if record is None:
-                continue
-            self.writer.write(record)
-            if type(record) is Req:
-                self.counters.count(record.name, record.ok, record.ms, record.err, record.code)
-        self.pacers[worker] = data["pacers"]
-        self.sessions_by_worker[worker] = data["sessions"]
-
-    def on_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
-        self._take(client_id, data.get(REPORT_KEY))
-
-    def on_final(self, environment: Environment, msg: Any, **_: Any) -> None:
-        self._take(msg.node_id, msg.data)
-        self.finished.add(msg.node_id)
-
-    def pacer_snapshots(self) -> dict[str, dict[str, int]]:
-        total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for per_worker in self.pacers.values():
-            for name, counts in per_worker.items():
-                for key, value in counts.items():
-                    total[name][key] += value  # in_flight_max: sum of the workers' maxima
-        return {name: dict(c) for name, c in total.items()}
-
-    def sessions(self) -> dict[str, dict[str, int]]:
-        total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for per_worker in self.sessions_by_worker.values():
-            for proto, counts in per_worker.items():
-                for key in ("open", "opened", "dropped"):
-                    total[proto][key] += counts[key]
-        for proto, counts in total.items():  # peak of the sum, as sampled each second
-            self._peaks[proto] = max(self._peaks[proto], counts["open"])
-            counts["peak"] = self._peaks[proto]
-        return {proto: dict(c) for proto, c in total.items()}
+def exit_text(code: int) -> str:
+    """A process's exit status in words."""
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def _free_port() -> int:
@@ -89,17 +77,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_workers(profile: Profile, target: Target, options: RunOptions,
-                   port: int) -> list[subprocess.Popen[bytes]]:
+def _start_workers(profile: Profile, target: Target, options: RunOptions, port: int,
+                   arrival_seed: str) -> list[subprocess.Popen[bytes]]:
     procs = []
     for index in range(options.workers):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.run.worker", "--master-port", str(port)],
+            [sys.executable, "-m", "loadtests.run.worker", "--master", f"127.0.0.1:{port}",
+             "--job-stdin", "--parent-pid", str(os.getpid()),
+             "--master-timeout", str(LOCAL_MASTER_TIMEOUT)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=(options.out_dir / f"worker{index}.log").open("ab"))
         assert proc.stdin is not None
-        proc.stdin.write(job_for_worker(profile, target, allow_remote=options.allow_remote,
-                                        workers=options.workers, index=index).encode())
+        proc.stdin.write(json.dumps(job_for_worker(
+            profile, target, allow_remote=options.allow_remote, workers=options.workers,
+            index=index, arrival_seed=arrival_seed)).encode())
         proc.stdin.close()
         procs.append(proc)
     return procs
@@ -116,54 +107,172 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -
 
 
 class MasterDriver:
-    """Starts the worker processes, sends them the load's start and finish, and merges their
-    reports; this process's own pacers stay unused (the workers pace)."""
+    """Starts the worker processes, sends them the load's start and finish, merges their
+    reports and watches that none is lost; this process's own pacers stay unused (the workers
+    pace)."""
 
     def __init__(self, parts: RunParts) -> None:
         self.profile, self.target, self.options = parts.profile, parts.target, parts.options
-        self.port = _free_port()
-        self.runner: MasterRunner = parts.env.create_master_runner("127.0.0.1", self.port)
-        self.feed = WorkerFeed(parts.writer, parts.counters)
-        parts.events.worker_report.add_listener(self.feed.on_report)
-        self.runner.register_message(FINAL, self.feed.on_final)
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.expected = worker_count(self.options)
+        host, self.port = self.options.master_bind or ("127.0.0.1", _free_port())
+        self.runner: MasterRunner = parts.env.create_master_runner(host, self.port)
+        # every worker walks the same arrival schedule, taking its own part of it
+        self.arrival_seed = (str(self.profile.seed) if self.profile.seed is not None
+                             else secrets.token_hex(8))
+        self.book = WorkerBook(parts.writer, parts.counters)
+        parts.events.worker_report.add_listener(
+            lambda client_id, data, **_: self.book.take(client_id, data.get(REPORT_KEY)))
+        self.runner.register_message(
+            FINAL, lambda environment, msg, **_: self.book.take(msg.node_id, msg.data, True))
+        self.runner.register_message(HELLO, self._hello)
+        self.runner.register_message(READY, self._ready)
+        self.offered: dict[str, tuple[int, dict[str, Any]]] = {}  # sent a job: (index, hello)
+        self.closed = False  # all workers joined: no one else may (Locust would move users)
+        listen = self.runner.handle_message
 
+        def handle_message(client_id: str, msg: Any) -> None:
+            if msg.type == "client_ready" and self.closed and client_id not in self.book.workers:
+                # acknowledged, but kept off Locust's list; its HELLO is then refused
+                self.runner.server.send_to_client(Message("ack", {"index": -1}, client_id))
+                return
+            listen(client_id, msg)
+
+        self.runner.handle_message = handle_message  # type: ignore[method-assign]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.load_started: float | None = None  # monotonic
+        self.load_stopped: float | None = None
+        self.duration = 0.0
+        self._watcher: gevent.Greenlet | None = None
+
+    def _hello(self, environment: Environment, msg: Any, **_: Any) -> None:
+        """A worker connected: one of ours with its job joins; one started by hand is sent a
+        job while the run needs workers, else turned away."""
+        data, worker_id = msg.data, msg.node_id
+        if self.closed:
+            self.runner.send_message(REFUSED, {"reason": "the run has started"},
+                                     client_id=worker_id)
+            return
+        if "index" in data and not self.options.expect_workers:
+            self._join(worker_id, data["index"], data["of"], data)
+            return
+        taken = {index for index, _ in self.offered.values()}
+        free = [i for i in range(self.expected) if i not in taken]
+        if not self.options.expect_workers or not free:
+            why = (f"the run has its {self.expected} workers" if self.options.expect_workers
+                   else "this run starts its own workers")
+            self.runner.send_message(REFUSED, {"reason": why}, client_id=worker_id)
+            return
+        self.offered[worker_id] = (free[0], data)
+        self.runner.send_message(JOB, job_for_worker(
+            self.profile, self.target, allow_remote=self.options.allow_remote,
+            workers=self.expected, index=free[0], arrival_seed=self.arrival_seed),
+            client_id=worker_id)
+
+    def _ready(self, environment: Environment, msg: Any, **_: Any) -> None:
+        """A worker started by hand has built its part of the load."""
+        offer = self.offered.get(msg.node_id)
+        if offer is not None:
+            self._join(msg.node_id, msg.data["index"], msg.data["of"], offer[1])
+
+    def _join(self, worker_id: str, index: int, of: int, hello: dict[str, Any]) -> None:
+        self.book.join(WorkerState(worker_id, index, of, hello["host"], hello["pid"]))
+
+    # -- losing a worker ------------------------------------------------------------------
+    def _schedule(self, worker: WorkerState) -> dict[str, Iterator[float]]:
+        """The offsets of `worker`'s part of every open-model schedule."""
+        _, pacers = build_load(self.profile, self.target, allow_remote=self.options.allow_remote,
+                               part=(worker.index, worker.of), arrival_seed=self.arrival_seed)
+        return {name: pacer.offsets() for name, pacer in pacers.items()}
+
+    def _why_lost(self, worker: WorkerState) -> str | None:
+        proc = self.procs.get(worker.pid)
+        code = proc.poll() if proc is not None else None
+        if code is not None:
+            return f"its process exited ({exit_text(code)})"
+        node = self.runner.clients.get(worker.id)
+        if node is None:
+            return "it left the run before its final report"
+        if node.state == STATE_MISSING:
+            return f"no heartbeat for {HEARTBEAT_LIVENESS + 1} s"
+        return None
+
+    def check_workers(self) -> None:
+        """Record every worker lost since the last look."""
+        for worker in self.book.running():
+            cause = self._why_lost(worker)
+            if cause is not None:
+                self._lose(worker, cause)
+
+    def _lose(self, worker: WorkerState, cause: str) -> None:
+        self.book.lose(worker.id, cause, self._schedule)
+        log.warning("WORKER LOST: %s (part %d of %d, %s pid %d): %s; its part of the load is "
+                    "not sent", worker.id, worker.index + 1, worker.of, worker.host, worker.pid,
+                    cause)
+
+    def _watch(self) -> None:
+        while True:
+            self.check_workers()
+            gevent.sleep(WATCH_EVERY)
+
+    def _elapsed(self) -> float:
+        """Seconds of the schedule run so far."""
+        if self.load_started is None:
+            return 0.0
+        end = self.load_stopped if self.load_stopped is not None else time.monotonic()
+        return min(end - self.load_started, self.duration)
+
+    # -- the driver -----------------------------------------------------------------------
     def pacer_snapshots(self) -> dict[str, dict[str, int]]:
-        return self.feed.pacer_snapshots()
+        return self.book.pacer_snapshots(self._elapsed())
 
     def sessions(self) -> dict[str, dict[str, int]]:
-        return self.feed.sessions()
+        return self.book.sessions()
 
     def connect(self) -> None:
+        """Start the local workers (if any) and wait until every worker has joined (and any
+        turned away has left Locust's list, which the users are divided over)."""
         options = self.options
-        self.procs = _start_workers(self.profile, self.target, options, self.port)
-        deadline = time.monotonic() + CONNECT_TIMEOUT
-        while self.runner.worker_count < options.workers:
-            if time.monotonic() > deadline or options.stop.wait(timeout=0.2):
-                raise RunError(f"only {self.runner.worker_count} of {options.workers} worker "
-                               f"processes connected; see {options.out_dir}/worker*.log")
+        procs = _start_workers(self.profile, self.target, options, self.port, self.arrival_seed)
+        self.procs = {proc.pid: proc for proc in procs}
+        deadline = time.monotonic() + (CONNECT_TIMEOUT if procs else JOIN_TIMEOUT)
+        where = (f"see {options.out_dir}/worker*.log" if procs else
+                 f"start them with `mailswarm worker --master HOST:{self.port}`")
+        while (len(self.book.workers) < self.expected
+               or self.runner.worker_count > len(self.book.workers)):
+            exited = [p for p in procs if p.poll() is not None]
+            if exited or time.monotonic() > deadline or options.stop.wait(timeout=0.2):
+                raise RunError(f"only {len(self.book.workers)} of {self.expected} workers "
+                               f"joined; {where}")
+        self.closed = True
+        self._watcher = gevent.spawn(self._watch)
 
     def spawning(self) -> bool:
         return not (self.runner.state == STATE_RUNNING
                     and getattr(self.runner, "spawning_completed", False))
 
     def start_load(self, duration: float) -> None:
+        self.duration = duration
+        self.load_started = time.monotonic()
         self.runner.send_message(START, {"duration": duration})
 
     def stop_arrivals(self) -> None:
-        pass  # each worker stops its own on FINISH
+        self.load_stopped = time.monotonic()  # each worker stops its own on FINISH
 
     def drain(self, seconds: float) -> None:
-        """Each worker drains its sessions, then sends its final report; wait for them all."""
+        """Each worker drains its sessions, then sends its final report; wait for them all
+        (a worker lost meanwhile is not waited for; one silent past the grace is lost)."""
         self.runner.send_message(FINISH, {"drain": seconds})
         wait_until = time.monotonic() + seconds + FINAL_GRACE
-        # a worker that died (no heartbeat) is no longer counted: don't wait for it
-        while (len(self.feed.finished) < min(self.options.workers, self.runner.worker_count)
-               and time.monotonic() < wait_until):
+        while self.book.running() and time.monotonic() < wait_until:
             gevent.sleep(0.1)
+        self.check_workers()
+        for worker in self.book.running():
+            self._lose(worker, f"no final report within {seconds + FINAL_GRACE:g} s")
 
     def after_stop(self) -> None:
         pass
 
     def close(self) -> None:
-        _stop_workers(self.procs)
+        if self._watcher is not None:
+            self._watcher.kill()
+        _stop_workers(list(self.procs.values()))

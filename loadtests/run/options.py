@@ -11,11 +11,12 @@ from gevent.event import Event
 
 from loadtests.run.progress import Progress
 
-__all__ = ["RunError", "RunOptions", "RunResult"]
+__all__ = ["RunError", "RunOptions", "RunResult", "worker_count"]
 
 
 class RunError(RuntimeError):
     """The run could not start (e.g. worker processes did not connect)."""
+
 
 
 @dataclass
@@ -23,7 +24,9 @@ class RunOptions:
     out_dir: Path
     duration: float | None = None  # overrides the profile's
     allow_remote: bool = False
-    workers: int = 0  # 0: run the users in this process
+    workers: int = 0  # 0: run the users in this process; N: in N local worker processes
+    expect_workers: int = 0  # N: be the master of N workers started by hand (mailswarm worker)
+    master_bind: tuple[str, int] | None = None  # where the master listens (local: a free port)
     profile_file: str | None = None
     on_progress: Callable[[Progress], None] | None = None
     stop: Event = field(default_factory=Event)  # set it (e.g. from a SIGINT handler) to end early
@@ -36,3 +39,8 @@ class RunResult:
     out_dir: Path
     summary: dict[str, Any]
     reason: str
+
+
+def worker_count(options: RunOptions) -> int:
+    """The worker processes the run's load is split across (0: it runs in this process)."""
+    return options.workers or options.expect_workers

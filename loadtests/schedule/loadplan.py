@@ -15,17 +15,22 @@ from loadtests.users import user_class_for
 __all__ = ["build_load", "spawn_rate"]
 
 
-def build_load(profile: Profile, target: Target, *, allow_remote: bool, rate_share: float = 1.0,
-               seed_salt: str = "") -> tuple[list[type[User]], dict[str, ArrivalPacer]]:
+def build_load(profile: Profile, target: Target, *, allow_remote: bool,
+               part: tuple[int, int] = (0, 1), arrival_seed: str | None = None
+               ) -> tuple[list[type[User]], dict[str, ArrivalPacer]]:
     """User classes (one per scenario, counts fixed by the schedule; typed as Locust's
-    Environment takes them) and pacers by scenario."""
-    master_rng = random.Random(f"{profile.seed}{seed_salt}" if profile.seed is not None else None)
+    Environment takes them) and pacers by scenario, each taking `part` of its schedule.
+    `arrival_seed` (default: the profile's seed) seeds the arrival processes: the processes
+    sharing a schedule must share it."""
+    if arrival_seed is None and profile.seed is not None:
+        arrival_seed = str(profile.seed)
+    master_rng = random.Random(arrival_seed)
     pacers: dict[str, ArrivalPacer] = {}
     classes: list[type[User]] = []
     for sc in profile.scenarios:
         pacer = None
         if isinstance(sc.schedule, ArrivalSchedule):
-            pacer = ArrivalPacer(sc.schedule, random.Random(master_rng.random()), rate_share)
+            pacer = ArrivalPacer(sc.schedule, random.Random(master_rng.random()), part)
             pacers[sc.name] = pacer
         classes.append(user_class_for(sc, target, pacer=pacer, allow_remote=allow_remote,
                                       seed=profile.seed))

@@ -10,9 +10,11 @@ time (coordinated omission).
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import gevent
@@ -22,6 +24,8 @@ from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule.arrivals import arrival_offsets
 
 __all__ = ["ArrivalPacer", "Token"]
+
+_YIELD_EVERY = 256  # tokens issued back to back (when behind) between two yields to the hub
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +38,12 @@ class Token:
 
 
 class ArrivalPacer:
-    def __init__(self, schedule: ArrivalSchedule, rng: random.Random, share: float = 1.0) -> None:
-        """`share`: this process's part of the schedule's rate (1/N with N worker processes)."""
+    def __init__(self, schedule: ArrivalSchedule, rng: random.Random,
+                 part: tuple[int, int] = (0, 1)) -> None:
+        """`part` (index, count): this process takes every count-th session of the schedule,
+        from the index-th (N worker processes with the same `rng` seed share it exactly)."""
         self.schedule = schedule
-        self.share = share
+        self.part = part
         self._rng = rng
         self._queue: deque[tuple[float, float]] = deque()  # (wall, monotonic) intended starts
         # idle channels, longest idle first; each is handed a (wall, monotonic) intended start
@@ -64,18 +70,14 @@ class ArrivalPacer:
         mono0, wall0 = time.monotonic(), time.time()
         self.started_at = wall0
         try:
-            bursts = self.schedule.bursts
-            offsets = arrival_offsets(
-                self.schedule.sessions_per_s * self.share, self.schedule.process, self._rng,
-                burst_share=bursts.share if bursts else 0.0,
-                burst_every=bursts.every if bursts else 60.0,
-                burst_spread=bursts.spread if bursts else 1.0)
-            for offset in offsets:
+            for offset in self.offsets():
                 if offset >= duration:
                     break
                 delay = mono0 + offset - time.monotonic()
                 if delay > 0:
                     gevent.sleep(delay)
+                elif self.intended % _YIELD_EVERY == 0:
+                    gevent.sleep(0)  # behind schedule: still let signals, ticks and users run
                 self.intended += 1
                 self._offer((wall0 + offset, mono0 + offset))
             remaining = mono0 + duration - time.monotonic()
@@ -83,6 +85,19 @@ class ArrivalPacer:
                 gevent.sleep(remaining)
         finally:
             self.stopped_at = time.time()
+
+    def offsets(self) -> Iterator[float]:
+        """This part's intended start offsets (s from the start), from a copy of the rng."""
+        rng = random.Random()
+        rng.setstate(self._rng.getstate())
+        bursts = self.schedule.bursts
+        offsets = arrival_offsets(
+            self.schedule.sessions_per_s, self.schedule.process, rng,
+            burst_share=bursts.share if bursts else 0.0,
+            burst_every=bursts.every if bursts else 60.0,
+            burst_spread=bursts.spread if bursts else 1.0)
+        index, count = self.part
+        return itertools.islice(offsets, index, None, count)
 
     def stop(self) -> None:
         """Stop issuing tokens (tokens already queued are still served)."""

@@ -1,7 +1,7 @@
 """The results stream, `OUT/results.jsonl`: one typed definition of every record kind.
 
 - `records`: the kinds (`run` header, `req`, `tick`, `phase`, `sample`, `step`, `error`,
-  `end`) as frozen dataclasses, with the schema version;
+  `worker`, `end`) as frozen dataclasses, with the schema version;
 - `codec`: one encoder and one decoder per kind, in one table (`req` hand-formatted: hot path);
 - `writer`: `StreamWriter` (numbering, buffering, flushing) and Locust's request listener;
 - `reader`: `read_stream`, typed records in order (a cut-off last line skipped);
@@ -21,6 +21,7 @@ from loadtests.stream.records import (
     Step,
     Tick,
     UserError,
+    WorkerEvent,
 )
 from loadtests.stream.writer import (
     RESULTS_FILE,
@@ -32,5 +33,5 @@ from loadtests.stream.writer import (
 
 __all__ = ["CODECS", "RECORD_TYPES", "RESULTS_FILE", "SCHEMA", "End", "Header", "Phase",
            "Record", "Req", "Sample", "Step", "StreamError", "StreamVersionError",
-           "StreamWriter", "Tick", "UserError", "decode", "read_stream", "req_dict", "req_record",
-           "to_dict", "user_error_record"]
+           "StreamWriter", "Tick", "UserError", "WorkerEvent", "decode", "read_stream",
+           "req_dict", "req_record", "to_dict", "user_error_record"]

@@ -25,13 +25,14 @@ from loadtests.stream.records import (
     Step,
     Tick,
     UserError,
+    WorkerEvent,
 )
 
 __all__ = ["CODECS", "RECORD_TYPES", "Codec", "decode", "encode", "generic_codec", "req_line",
            "to_dict"]
 
 RECORD_TYPES: tuple[type[Record], ...] = (Header, Req, Tick, Phase, Sample, Step, UserError,
-                                          End)
+                                          WorkerEvent, End)
 """Every kind, in the order a stream usually shows them first."""
 
 _COMMON = ("seq", "worker")

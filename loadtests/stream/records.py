@@ -24,6 +24,7 @@ __all__ = [
     "Step",
     "Tick",
     "UserError",
+    "WorkerEvent",
 ]
 
 SCHEMA = 2
@@ -85,6 +86,18 @@ class Header(Record):
         default_factory=dict,
         metadata=_doc("sessions/s per open-model scenario (after --workers split)"),
     )
+    tls_verify_off: list[str] = field(
+        default_factory=list,
+        metadata=_doc("endpoints speaking TLS without checking the server's certificate "
+                      "(`verify: false` or --insecure); default: read from `target`"),
+    )
+
+    def __post_init__(self) -> None:
+        if not self.tls_verify_off:
+            endpoints = (self.target or {}).get("endpoints") or {}
+            off = [name for name, e in endpoints.items()
+                   if isinstance(e, dict) and e.get("tls") and e.get("verify") is False]
+            object.__setattr__(self, "tls_verify_off", off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,3 +238,23 @@ class End(Record):
     embedded_target: dict[str, Any] | None = field(
         default=None, metadata=_doc("the embedded target's final counters", omit_none=True)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvent(Record):
+    """`worker`: a worker process of a distributed run joined it or was lost (its `worker`)."""
+
+    KIND: ClassVar[str] = "worker"
+
+    ts: float = field(metadata=_doc("when"))
+    event: str = field(metadata=_doc("joined, or lost (died or went silent before its end)"))
+    index: int = field(default=0, metadata=_doc("its part of the load (0, 1, ... `of` - 1)"))
+    of: int = field(default=1, metadata=_doc("the parts the load is split into"))
+    host: str = field(default="", metadata=_doc("its host name"))
+    pid: int = field(default=0, metadata=_doc("its process id on that host"))
+    users: int = field(default=0, metadata=_doc("Locust users it ran (lost: at its last report)"))
+    sent: dict[str, dict[str, int]] | None = field(
+        default=None, metadata=_doc("lost: its pacer counters at its last report, per scenario",
+                                    omit_none=True))
+    cause: str | None = field(default=None, metadata=_doc("lost: why it counts as lost",
+                                                          omit_none=True))

@@ -6,6 +6,9 @@ there): it formats the `req` line directly from the event's arguments, without b
 record; `req_dict` gives the same record as the dict of its line (a worker ships these, several
 per session, so it skips the record object too); `req_record` builds the typed record from the
 same arguments; `user_error_record` the `error` record of Locust's `events.user_error`.
+
+The writer is where secrets are kept out: with a `Redactor` (the run's passwords), every error
+text is redacted on its way in, whether from `on_request` or `write` (a worker's records too).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import IO, Any
 from loadtests.clients.errors import describe
 from loadtests.stream.codec import encode, req_line
 from loadtests.stream.records import Record, Req, UserError
+from loadtests.stream.redact import Redactor
 
 __all__ = ["RESULTS_FILE", "StreamWriter", "req_dict", "req_record", "user_error_record"]
 
@@ -67,10 +71,12 @@ def user_error_record(user: object, exception: BaseException) -> UserError:
 
 
 class StreamWriter:
-    """Appends records to `path`; `flush()` pushes them to the file (and the OS page cache)."""
+    """Appends records to `path`; `flush()` pushes them to the file (and the OS page cache).
+    `redactor` hides the run's secrets in every error text written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redactor: Redactor | None = None) -> None:
         self.path = path
+        self.redactor = redactor or Redactor()
         self._file: IO[str] | None = path.open("a", encoding="utf-8")
         self._buffer: list[str] = []
         self._seq = 0
@@ -78,7 +84,7 @@ class StreamWriter:
     def write(self, record: Record) -> None:
         """Any record, numbered in this stream's order (a worker's too: it keeps `worker`)."""
         self._seq += 1
-        self._buffer.append(encode(record, self._seq))
+        self._buffer.append(encode(self.redactor.record(record), self._seq))
 
     def on_request(self, request_type: str, name: str, response_time: float,
                    response_length: int | None, exception: BaseException | None = None,
@@ -90,7 +96,8 @@ class StreamWriter:
         err, code = _failure(exception, ctx) if exception is not None else (None, None)
         self._buffer.append(req_line(
             self._seq, start_time or time.time(), request_type, name, round(response_time, 3),
-            int(response_length or 0), exception is None, err, code, ctx.get("scenario"),
+            int(response_length or 0), exception is None, self.redactor.optional(err), code,
+            ctx.get("scenario"),
             ctx.get("lag_ms")))
 
     def flush(self) -> None:

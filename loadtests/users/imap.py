@@ -24,6 +24,7 @@ from loadtests.clients.imap import (
     read_mail,
 )
 from loadtests.clients.steps import StepRecorder
+from loadtests.clients.tls import TlsConfig, endpoint_tls
 from loadtests.schedule.pacing import Token
 from loadtests.schedule.sessions import gauge
 from loadtests.users.base import ScenarioUser
@@ -40,6 +41,12 @@ class _ImapUser(ScenarioUser):
         user = self.target.users.name(self.number % self.target.users.count)
         return endpoint.host, endpoint.port, user, self.target.secret() or ""
 
+    def tls(self) -> TlsConfig | None:
+        endpoint = self.target.endpoint(self.scenario.endpoint or "imap")
+        assert endpoint is not None, "checked against the profile before the run"
+        return endpoint_tls(endpoint.host, endpoint.port, endpoint.tls_options(),
+                            resume=self.scenario.imap.tls_resume)
+
     def recorder(self) -> StepRecorder:
         """Steps go to the stream as they happen and only failed ones are kept: an idle
         session may last hours (a step per IDLE re-arm or NOOP)."""
@@ -55,7 +62,7 @@ class _ImapUser(ScenarioUser):
         rec = self.recorder()
         result = self.run_session("IMAP", client_session(
             host, port, user, password, rec=rec, connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout, **options))
+            read_timeout=settings.read_timeout, tls=self.tls(), auth=settings.auth, **options))
         if result.dropped:
             gauge.dropped("IMAP")
         error = next((s.error for s in rec.steps if s.error is not None), None)

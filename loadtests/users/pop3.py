@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from loadtests.clients.pop3 import check_mail
 from loadtests.clients.steps import StepRecorder
+from loadtests.clients.tls import endpoint_tls
 from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule.pacing import Token
 from loadtests.users.base import ScenarioUser
@@ -49,7 +50,9 @@ class Pop3CheckMailUser(ScenarioUser):
         result = self.run_session("POP3", check_mail(
             endpoint.host, endpoint.port, user, self.target.secret() or "", rec=rec,
             retrieve=settings.retrieve, delete=settings.delete,
-            known_uids=self._known.get(user), use_apop=settings.apop,
+            known_uids=self._known.get(user), use_apop=settings.apop, auth=settings.auth,
+            tls=endpoint_tls(endpoint.host, endpoint.port, endpoint.tls_options(),
+                             resume=settings.tls_resume),
             connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
             hold=self.hold()))
         if settings.retrieve == "new":

@@ -1,20 +1,25 @@
 """`SmtpUser`: one iteration is one SMTP session, preceded by the MX lookup a mail server does.
 
-Records: DNS `MX` and `A` steps, SMTP `CONNECT`, `EHLO`, `MAIL`, `RCPT`, `DATA`, `QUIT` steps,
-and one `SMTP session` record timed from the intended start (open model) or the actual start.
+Records: DNS `MX` and `A` steps, SMTP `CONNECT`, `EHLO`, `MAIL`, `RCPT`, `DATA`, `QUIT` steps
+(and `STARTTLS`, `TLS` on a TLS endpoint; `AUTH` for a submission user), and one `SMTP session`
+record timed from the intended start (open model) or the actual start. An MX answer off loopback
+(without --allow-remote) is a failed `CONNECT` (RemoteAddressRefused) and a failed session,
+after the DNS steps that led there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import lru_cache
 from typing import Any, ClassVar
 
 from loadtests.clients.dns import MxResolver
-from loadtests.clients.smtp import Envelope, SmtpOptions, send_session
+from loadtests.clients.smtp import Envelope, SmtpAuth, SmtpOptions, send_session
 from loadtests.clients.steps import StepRecorder
+from loadtests.clients.tls import endpoint_tls
 from loadtests.schedule.pacing import Token
-from loadtests.targets import is_loopback
+from loadtests.targets import Endpoint, is_loopback
 from loadtests.users.base import ScenarioUser
 
 __all__ = ["RemoteAddressRefused", "SmtpUser"]
@@ -31,6 +36,7 @@ class SmtpUser(ScenarioUser):
     kind = "smtp"
     _resolver: ClassVar[MxResolver | None] = None
     _options: ClassVar[SmtpOptions | None] = None
+    mx_lookups: ClassVar[bool] = True  # a mail server looks the domain's MX up; a client not
 
     @classmethod
     def resolver(cls) -> MxResolver:
@@ -52,10 +58,23 @@ class SmtpUser(ScenarioUser):
         options = cls.__dict__.get("_options")
         if options is None:
             smtp = cls.scenario.smtp
+            endpoint = cls.endpoint()
             options = cls._options = SmtpOptions(
                 sender=cls.target.sender, connect_timeout=smtp.connect_timeout,
-                command_timeout=smtp.command_timeout)
+                command_timeout=smtp.command_timeout,
+                tls=endpoint_tls(endpoint.host, endpoint.port, endpoint.tls_options(),
+                                 resume=smtp.tls_resume))
         return options
+
+    @classmethod
+    def endpoint(cls) -> Endpoint:
+        endpoint = cls.target.endpoint(cls.scenario.endpoint or "smtp")
+        assert endpoint is not None, "checked against the profile before the run"
+        return endpoint
+
+    def auth(self) -> SmtpAuth | None:
+        """The credentials a session authenticates with (None: an unauthenticated MTA)."""
+        return None
 
     def envelopes(self) -> list[Envelope]:
         smtp, users, domain = self.scenario.smtp, self.target.users, self.target.domain
@@ -70,11 +89,10 @@ class SmtpUser(ScenarioUser):
 
     async def _session(self, envelopes: list[Envelope]) -> tuple[StepRecorder, StepRecorder]:
         smtp = self.scenario.smtp
-        endpoint = self.target.endpoint(self.scenario.endpoint or "smtp")
-        assert endpoint is not None, "checked against the profile before the run"
+        endpoint = self.endpoint()
         dns_rec, smtp_rec = StepRecorder("DNS"), StepRecorder("SMTP")
         host = endpoint.host
-        if smtp.mx_lookup:
+        if smtp.mx_lookup and self.mx_lookups:
             try:
                 _name, addresses = await self.resolver().resolve_mail_host(
                     self.target.domain, dns_rec)
@@ -83,9 +101,12 @@ class SmtpUser(ScenarioUser):
             if smtp.connect_to == "mx":
                 host = addresses[0]
         if not (self.allow_remote or _is_loopback(host)):
-            await smtp_rec.step("CONNECT", _refuse(host))
+            # a failed CONNECT step (the session fails with this cause), DNS steps kept
+            with contextlib.suppress(RemoteAddressRefused):
+                await smtp_rec.step("CONNECT", _refuse(host))
         else:
-            await send_session(host, endpoint.port, envelopes, self.smtp_options(), smtp_rec)
+            await send_session(host, endpoint.port, envelopes, self.smtp_options(), smtp_rec,
+                               self.auth())
         return dns_rec, smtp_rec
 
     def iteration(self, token: Token | None) -> None:
@@ -103,4 +124,5 @@ class SmtpUser(ScenarioUser):
 
 
 async def _refuse(host: str) -> Any:
-    raise RemoteAddressRefused(f"{host} is not a loopback address; pass --allow-remote to use it")
+    raise RemoteAddressRefused(f"the MX answer {host} is not a loopback address; pass "
+                               "--allow-remote to use it")

@@ -6,6 +6,9 @@ message with probability `open_message_ratio` and sending one with `send_ratio` 
 out. The requests go through Locust's FastHttpUser client (geventhttpclient); what to send and
 how to judge each reply is in `loadtests.clients.webmail` (embedded webmail or Roundcube).
 
+An endpoint with `tls: implicit` is spoken to over HTTPS with the endpoint's TLS context (its
+CA file, server name, minimum version; `verify: false` or --insecure turn checking off).
+
 `connection: keep-alive` keeps one persistent connection per session (a pool of one connection,
 closed at the end of the session); `close` sends `Connection: close`, so every request is a new
 TCP connection, as the seed's WebUser clients. An endpoint given as an IP address is looked up
@@ -21,7 +24,9 @@ to its logout (or the server dropping it).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import ssl
 import time
 from typing import Any, ClassVar
 
@@ -31,6 +36,7 @@ from geventhttpclient.url import URL
 from locust import FastHttpUser
 
 from loadtests.clients.steps import Step
+from loadtests.clients.tls import TlsOptions, make_context
 from loadtests.clients.webmail import HttpRequest, Judge, Reply, WebmailApp, make_app
 from loadtests.schedule.pacing import Token
 from loadtests.schedule.sessions import gauge
@@ -61,6 +67,13 @@ class _Clients(HTTPClientPool):
         return client
 
 
+def _https_context(options: TlsOptions, cafile: str | None = None,
+                   **_: Any) -> ssl.SSLContext:
+    """geventhttpclient's context factory: the endpoint's context (it passes its own CA
+    bundle as `cafile`, which the endpoint's `ca_file` replaces)."""
+    return make_context(options)
+
+
 def _resolve_once(client: HTTPClient) -> None:
     try:
         ipaddress.ip_address(client.host)
@@ -85,7 +98,13 @@ class WebUser(FastHttpUser, ScenarioUser):
         endpoint = cls.target.endpoint(cls.scenario.endpoint or "http")
         assert endpoint is not None, "checked against the profile before the run"
         web = cls.scenario.web
-        self.host = f"http://{endpoint.address}"
+        if endpoint.tls == "none":
+            self.host = f"http://{endpoint.address}"
+        else:  # HTTPS: the endpoint's context (its CA, name, minimum version) on every connect
+            self.host = f"https://{endpoint.address}"
+            options = endpoint.tls_options()
+            self.insecure = not options.verify
+            self.ssl_context_factory = functools.partial(_https_context, options)
         self.network_timeout = self.connection_timeout = web.request_timeout
         super().__init__(environment)
         agent = self.client.client
