@@ -1,7 +1,9 @@
 """mailswarm from plain Locust: the example locustfiles run with the venv's `locust` against the
 embedded target (`mailswarm target` on free ports, named by a `--mailswarm-target` file, stopped
 by its PID), locally and as --master with two --worker processes; Locust's CSV and mailswarm's
-stream both hold the requests. Also: a subclass overriding one IMAP step, and host parsing."""
+stream both hold the requests; a worker killed mid-run is recorded as lost. Also: a subclass
+overriding one IMAP step, host parsing (implicit-TLS schemes), a class for every user kind, and
+a worker's records redacted and its part of each schedule."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from argparse import Namespace
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,15 +105,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _workers(locustfile: str, port: int, count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` Locust workers of `locustfile` for a master on `port`."""
+    return [subprocess.Popen(
+        [str(LOCUST), "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
+         "--master-port", str(port)], cwd=ROOT, env={**os.environ, "MAILSWARM_PASSWORD": PASSWORD},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(count)]
+
+
 def test_master_with_two_workers_has_every_record_in_its_stream(
         target_file: Path, tmp_path: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "MAILSWARM_PASSWORD": PASSWORD}
-    locustfile = str(EXAMPLES / "smtp_50mps.py")
-    workers = [subprocess.Popen(
-        [str(LOCUST), "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
-         "--master-port", str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL) for _ in range(2)]
+    workers = _workers(str(EXAMPLES / "smtp_50mps.py"), port, 2)
     try:
         done = _locust(EXAMPLES / "smtp_50mps.py", tmp_path, target_file, "--master",
                        "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
@@ -128,7 +135,39 @@ def test_master_with_two_workers_has_every_record_in_its_stream(
     assert dict(streamed) == rows  # every request Locust counted is in the master's stream
     assert len({r.get("worker") for r in records if r["kind"] == "req"}) == 2
     summary = json.loads((tmp_path / "ms" / "summary.json").read_text())
-    assert abs(summary["arrival"]["Smtp50"]["achieved_per_s"] - 50) <= 3
+    assert abs(summary["arrival"]["Smtp50"]["achieved_per_s"] - 50) <= 3  # each took its half
+    joined = [(r["index"], r["of"]) for r in records if r["kind"] == "worker"]
+    assert sorted(joined) == [(0, 2), (1, 2)], joined
+
+
+def test_a_worker_killed_mid_run_is_recorded_as_lost(target_file: Path, tmp_path: Path) -> None:
+    port = _free_port()
+    locustfile = str(EXAMPLES / "smtp_50mps.py")
+    workers = _workers(locustfile, port, 2)
+    master = subprocess.Popen(
+        [str(LOCUST), "-f", locustfile, "--headless", "--mailswarm-out", str(tmp_path / "ms"),
+         "--mailswarm-target", str(target_file), "--master", "--master-bind-host", "127.0.0.1",
+         "--master-bind-port", str(port), "--expect-workers", "2", "-t", "10s",
+         "--mailswarm-drain", "1"], cwd=ROOT, env={**os.environ, "MAILSWARM_PASSWORD": PASSWORD},
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(5)  # joined, started, reported its pacers
+        workers[0].kill()
+        out, _ = master.communicate(timeout=60)
+    finally:
+        for proc in [*workers, master]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    events = [r for r in _stream(tmp_path) if r["kind"] == "worker"]
+    assert [r["event"] for r in events].count("joined") == 2, events
+    lost = [r for r in events if r["event"] == "lost"]
+    assert len(lost) == 1 and lost[0]["cause"], events
+    assert "WORKER LOST" in out
+    summary = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    workers = summary["workers"]
+    assert workers["joined"] == 2 and len(workers["lost"]) == 1, workers
+    assert workers["not_sent"]["Smtp50"] > 0, workers  # its part of the schedule, unsent
 
 
 @pytest.mark.parametrize(("example", "args", "expected"), [
@@ -184,10 +223,51 @@ def test_host_urls_are_read_through_the_protocol_registry() -> None:
     ep = endpoint_from_url("imap://127.0.0.1:20143")
     assert (ep.protocol, ep.host, ep.port) == ("imap", "127.0.0.1", 20143)
     assert endpoint_from_url("smtp://127.0.0.1").port == 25  # the registry's port
-    with pytest.raises(ConfigurationError, match="TLS"):
-        endpoint_from_url("imaps://127.0.0.1:993")
+    assert ep.tls == "none"
+    secure = endpoint_from_url("imaps://127.0.0.1:20993")
+    assert (secure.protocol, secure.port, secure.tls) == ("imap", 20993, "implicit")
+    assert [(e.protocol, e.port, e.tls) for e in map(endpoint_from_url, (
+        "smtps://127.0.0.1", "pop3s://127.0.0.1", "https://127.0.0.1"))] == [
+        ("smtp", 465, "implicit"), ("pop3", 995, "implicit"), ("http", 443, "implicit")]
+    with pytest.raises(ConfigurationError, match="scheme"):
+        endpoint_from_url("dnss://127.0.0.1:853")
     with pytest.raises(ConfigurationError, match="scheme"):
         endpoint_from_url("gopher://127.0.0.1:70")
+
+
+def test_every_user_kind_has_a_locustfile_class() -> None:
+    import loadtests.locust
+    from loadtests.locust.export import CLASS_NAMES
+    from loadtests.protocols import USER_KINDS
+
+    assert set(CLASS_NAMES) == set(USER_KINDS)
+    for kind, name in CLASS_NAMES.items():
+        assert getattr(loadtests.locust, name).kind == kind
+
+
+def test_a_worker_redacts_its_classes_password_and_takes_its_part(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from locust.env import Environment
+
+    from loadtests.locust import Pop3CheckMailUser
+    from loadtests.locust.shipping import LocustfileLoad, worker_part
+
+    monkeypatch.setenv("ECHO_PASSWORD", "s3cret-pw")
+
+    class Checker(Pop3CheckMailUser):
+        host = "pop3://127.0.0.1:20110"
+        password_env = "ECHO_PASSWORD"
+
+    env = Environment(user_classes=[Checker], parsed_options=Namespace(
+        mailswarm_parts={"w1": [1, 3]}))
+    env.runner = Namespace(client_id="w1")  # type: ignore[assignment]
+    load = LocustfileLoad(env)
+    Checker.configure(env)
+    load.keep({"kind": "req", "err": "-ERR you said: PASS s3cret-pw"})
+    assert load.buffer == [{"kind": "req", "err": "-ERR you said: PASS [REDACTED]"}]
+    assert worker_part(env) == (1, 3)
+    env.runner = Namespace(client_id="other")  # type: ignore[assignment]
+    assert worker_part(env) == (0, 1)
 
 
 def test_a_host_of_the_wrong_protocol_is_refused_before_anything_is_sent(
@@ -252,7 +332,7 @@ def test_an_exported_profile_is_the_same_scenarios_in_a_locustfile(profile: Path
     for cls in classes:
         got = scenario_for(cls, None)
         assert got == by_name[got.name].model_copy(update={"endpoint": None}), cls
-        assert cls.seed == wanted.seed and cls.endpoint == by_name[got.name].endpoint
+        assert cls.seed == wanted.seed and cls.target_endpoint == by_name[got.name].endpoint
     shapes = [v for v in vars(module).values() if isinstance(v, type)
               and issubclass(v, CeilingShape) and not v.abstract]
     ramps = [sc.schedule for sc in wanted.scenarios if isinstance(sc.schedule, RampSchedule)]

@@ -3,7 +3,8 @@ and, with `import loadtests.locust.plugin`, mailswarm's measurements in a plain 
 (results stream, target monitor, open-model pacers, ceiling shape, summary and report);
 `export` writes a profile as an equivalent locustfile (`mailswarm locustfile`).
 
-    from loadtests.locust import SmtpUser, Pop3CheckMailUser, ImapIdleUser, ImapActiveUser, WebUser
+    from loadtests.locust import SmtpUser, SubmissionUser, Pop3CheckMailUser, ImapIdleUser, \
+        ImapActiveUser, WebUser
 
 The classes are imported on first use, so `export` (and the CLI) load without Locust.
 """
@@ -20,11 +21,12 @@ if TYPE_CHECKING:
         LocustfileUser,
         Pop3CheckMailUser,
         SmtpUser,
+        SubmissionUser,
         WebUser,
     )
 
 __all__ = ["ImapActiveUser", "ImapIdleUser", "LocustfileUser", "Pop3CheckMailUser", "SmtpUser",
-           "WebUser"]
+           "SubmissionUser", "WebUser"]
 
 
 def __getattr__(name: str) -> Any:

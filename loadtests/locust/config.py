@@ -17,12 +17,13 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from loadtests.clients.tls import TlsMode
 from loadtests.profiles import ArrivalSchedule, ClosedSchedule, Scenario, load_profile
 from loadtests.protocols import PROTOCOLS, SECTIONS, user_kind
 from loadtests.targets import Endpoint, ProcessRef, Target, UserPattern, check_loopback, load_target
 
-__all__ = ["ConfigurationError", "add_arguments", "endpoint_from_url", "locust_schedules",
-           "scenario_for", "target_for"]
+__all__ = ["IMPLICIT_TLS", "ConfigurationError", "add_arguments", "endpoint_from_url",
+           "locust_schedules", "scenario_for", "target_for"]
 
 PASSWORD_ENV = "MAILSWARM_PASSWORD"
 """The environment variable the password is read from unless the class or option names
@@ -53,24 +54,33 @@ def add_arguments(parser: Any) -> None:
                        help="allow endpoints off 127.0.0.0/8 and ::1")
 
 
+IMPLICIT_TLS = {"smtps": ("smtp", 465), "imaps": ("imap", 993), "pop3s": ("pop3", 995),
+                "https": ("http", 443)}
+"""URL schemes of a protocol over TLS from the first byte (`tls: implicit`), default ports."""
+
+
 def endpoint_from_url(url: str, monitor: bool = True) -> Endpoint:
-    """`smtp://127.0.0.1:20025` as an Endpoint; the scheme is a protocol of the registry
-    (`imaps://` and the like wait for TLS support). A loopback endpoint's listener is
-    monitored (found by its port) unless `monitor` is False."""
+    """`smtp://127.0.0.1:20025` as an Endpoint; the scheme is a protocol of the registry, or
+    one of IMPLICIT_TLS (`imaps://`: IMAP with `tls: implicit`, verified against the system's
+    CAs; other TLS options, STARTTLS included, need a --mailswarm-target file). A loopback
+    endpoint's listener is monitored (found by its port) unless `monitor` is False."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in PROTOCOLS:
-        plain = scheme[:-1] if scheme.endswith("s") else ""
-        if plain in PROTOCOLS:
-            raise ConfigurationError(f"{url}: {scheme}:// (TLS) is not supported yet")
-        raise ConfigurationError(f"{url}: the scheme must be one of {', '.join(PROTOCOLS)}")
+    tls: TlsMode = "none"
+    if scheme in IMPLICIT_TLS:
+        (protocol, default_port), tls = IMPLICIT_TLS[scheme], "implicit"
+    elif scheme in PROTOCOLS:
+        protocol, default_port = scheme, PROTOCOLS[scheme].port
+    else:
+        schemes = [*PROTOCOLS, *IMPLICIT_TLS]
+        raise ConfigurationError(f"{url}: the scheme must be one of {', '.join(schemes)}")
     try:
-        port = parts.port or PROTOCOLS[scheme].port
+        port = parts.port or default_port
     except ValueError as exc:
         raise ConfigurationError(f"{url}: {exc}") from None
     host = parts.hostname or "127.0.0.1"
     refs = [ProcessRef(listen_port=port)] if monitor else []
-    return Endpoint(protocol=scheme, host=host, port=port, monitor=refs)
+    return Endpoint(protocol=protocol, host=host, port=port, monitor=refs, tls=tls)
 
 
 def _option(options: argparse.Namespace | None, name: str) -> Any:
@@ -165,7 +175,7 @@ def target_for(cls: type[Any], host: str | None, scenario: Scenario,
     if host:
         endpoints[kind.protocol] = _endpoint_for(cls, host)
     elif base is not None and (found := base.endpoint(
-            getattr(cls, "endpoint", None) or kind.protocol)) is not None:
+            getattr(cls, "target_endpoint", None) or kind.protocol)) is not None:
         endpoints[kind.protocol] = found
     elif cls.host:
         endpoints[kind.protocol] = _endpoint_for(cls, cls.host)

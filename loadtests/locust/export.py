@@ -21,8 +21,8 @@ from loadtests.protocols import user_kind
 
 __all__ = ["locustfile_for", "register"]
 
-CLASS_NAMES = {"smtp": "SmtpUser", "pop3": "Pop3CheckMailUser", "imap-idle": "ImapIdleUser",
-               "imap-active": "ImapActiveUser", "webuser": "WebUser"}
+CLASS_NAMES = {"smtp": "SmtpUser", "submission": "SubmissionUser", "pop3": "Pop3CheckMailUser",
+               "imap-idle": "ImapIdleUser", "imap-active": "ImapActiveUser", "webuser": "WebUser"}
 """The loadtests.locust class of each user kind."""
 
 
@@ -53,7 +53,7 @@ def _class(sc: Scenario, seed: int | None, ports: dict[str, int]) -> list[str]:
              f"    scenario_name = {sc.name!r}",
              f"    host = \"{kind.protocol}://127.0.0.1:{ports[kind.protocol]}\""]
     if sc.endpoint:
-        lines.append(f"    endpoint = {sc.endpoint!r}  # of a --mailswarm-target file")
+        lines.append(f"    target_endpoint = {sc.endpoint!r}  # of a --mailswarm-target file")
     sections = [kind.section]
     if kind.needs_dns(sc.settings):
         lines.append(f"    dns_host = \"dns://127.0.0.1:{ports['dns']}\"")

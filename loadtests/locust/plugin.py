@@ -10,25 +10,29 @@ locustfile adds
 - `CeilingShape`: mailswarm's ceiling search as the locustfile's LoadTestShape;
 
 locally and with `--master`/`--worker`: workers ship their records to the master as
-`mailswarm run --workers` does (loadtests.locust.shipping, loadtests.run.distributed). Locust's
-own stats, charts, `--csv` and `--html` see the same request events.
+`mailswarm run --workers` does (loadtests.locust.shipping), each taking every N-th session of
+each open-model schedule; the master merges their reports and records a worker that leaves or
+falls silent before its final report as lost (loadtests.run.workers). Locust's own stats,
+charts, `--csv` and `--html` see the same request events.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import gevent
+import locust.runners
 from locust import events
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadtests import __version__
-from loadtests.locust.shipping import WorkerShipper
-from loadtests.locust.users import LocustfileUser, configure_all
+from loadtests.locust.shipping import LocustfileLoad
+from loadtests.locust.users import LocustfileUser, arrival_rng, configure_all
 from loadtests.monitor.run import RunMonitor
 from loadtests.profiles import (
     ArrivalSchedule,
@@ -38,10 +42,12 @@ from loadtests.profiles import (
     load_profile,
 )
 from loadtests.run.core import Counters
-from loadtests.run.distributed import FINAL_GRACE, WorkerFeed
-from loadtests.run.messages import FINAL, FINISH, START
+from loadtests.run.distributed import FINAL_GRACE, WATCH_EVERY, missing_cause
+from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START
 from loadtests.run.pacers import Pacers
+from loadtests.run.workers import WorkerBook, WorkerState
 from loadtests.schedule import ceiling
+from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.schedule.sessions import gauge
 from loadtests.stream import (
     RESULTS_FILE,
@@ -53,11 +59,13 @@ from loadtests.stream import (
     Tick,
     user_error_record,
 )
+from loadtests.stream.redact import Redactor
 from loadtests.targets import Endpoint, Target
+from loadtests.units import MAX_DURATION
 
 __all__ = ["CeilingShape", "LocustRun", "profile_of", "settings", "target_of"]
 
-FOREVER = 365 * 86400.0  # the pacers' duration when the run has no -t
+FOREVER = MAX_DURATION  # the pacers' (and the header's) duration when the run has no -t
 
 
 class CeilingShape(ceiling.CeilingShape):
@@ -143,7 +151,7 @@ class _Discard:
 
 class LocustRun:
     """The plugin in a local or master process: the stream, the monitor, the ticks, the
-    pacers (local) or the workers' feed (master), and the end-of-run pass."""
+    pacers (local) or the workers' book (master), and the end-of-run pass."""
 
     def __init__(self, environment: Environment, runner: Any) -> None:
         self.env = environment
@@ -162,17 +170,23 @@ class LocustRun:
             environment.shape_class, CeilingShape) else None
         self.writer: StreamWriter | _Discard = _Discard()
         self.counters = Counters(self.shape.judge.record if self.shape is not None else None)
-        self.feed = WorkerFeed(self.writer, self.counters)  # type: ignore[arg-type]
+        self.book = WorkerBook(self.writer, self.counters)  # type: ignore[arg-type]
+        self.watcher: gevent.Greenlet | None = None
         self.monitor: RunMonitor | None = None
         self.ticker: gevent.Greenlet | None = None
         self.started = 0.0
         self.load_started = False
+        self.load_began = 0.0  # monotonic; 0: the load has not begun
         self.phase = "spawning"
         self.tests = 0
         ev = environment.events
         if self.distributed:
-            ev.worker_report.add_listener(self.feed.on_report)
-            runner.register_message(FINAL, self.feed.on_final)
+            # every worker walks the same arrival schedules, taking its own part of them
+            options.mailswarm_arrival_seed = secrets.token_hex(8)
+            ev.worker_report.add_listener(
+                lambda client_id, data, **_: self.book.take(client_id, data.get(REPORT_KEY)))
+            runner.register_message(
+                FINAL, lambda environment, msg, **_: self.book.take(msg.node_id, msg.data, True))
         else:
             ev.request.add_listener(self._on_request)
             ev.user_error.add_listener(lambda user_instance, exception, tb, **_: self.writer.write(
@@ -188,10 +202,13 @@ class LocustRun:
 
     # -- what a tick holds -----------------------------------------------------------------
     def sessions(self) -> dict[str, dict[str, int]]:
-        return self.feed.sessions() if self.distributed else gauge.snapshot()
+        return self.book.sessions() if self.distributed else gauge.snapshot()
 
     def pacer_snapshots(self) -> dict[str, dict[str, int]]:
-        return self.feed.pacer_snapshots() if self.distributed else self.pacers.snapshots()
+        if not self.distributed:
+            return self.pacers.snapshots()
+        elapsed = time.monotonic() - self.load_began if self.load_began else 0.0
+        return self.book.pacer_snapshots(elapsed)
 
     def _on_request(self, **kw: Any) -> None:
         self.writer.on_request(**kw)
@@ -214,20 +231,58 @@ class LocustRun:
             return None
         return self.out if self.tests == 1 else self.out.with_name(f"{self.out.name}-{self.tests}")
 
+    # -- the workers (master) --------------------------------------------------------------
+    def _join_workers(self) -> None:
+        """This test's workers, each given its part of every open-model schedule (the workers
+        read `mailswarm_parts` from the options of the master's spawn message)."""
+        self.book = WorkerBook(self.writer, self.counters)  # type: ignore[arg-type]
+        nodes = sorted((n for n in self.runner.clients.values() if n.state != STATE_MISSING),
+                       key=lambda n: n.id)
+        options = self.env.parsed_options
+        assert options is not None, "Locust parses its options before init"
+        options.mailswarm_parts = {n.id: [i, len(nodes)] for i, n in enumerate(nodes)}
+        for index, node in enumerate(nodes):
+            self.book.join(WorkerState(node.id, index, len(nodes)))
+        self.watcher = gevent.spawn(self._watch)
+
+    def _schedule(self, worker: WorkerState) -> dict[str, Iterator[float]]:
+        """The offsets of `worker`'s part of every open-model schedule."""
+        options = self.env.parsed_options
+        return {c.scenario.name: ArrivalPacer(
+            c.scenario.schedule, arrival_rng(c, c.scenario.name, options),
+            (worker.index, worker.of)).offsets()
+            for c in self.classes if isinstance(c.scenario.schedule, ArrivalSchedule)}
+
+    def _lose(self, worker: WorkerState, cause: str) -> None:
+        self.book.lose(worker.id, cause, self._schedule)
+        print(f"mailswarm: WORKER LOST: {worker.id} (part {worker.index + 1} of {worker.of}): "
+              f"{cause}; its part of the load is not sent", flush=True)
+
+    def _check_workers(self) -> None:
+        for worker in self.book.running():
+            cause = missing_cause(self.runner, worker.id)
+            if cause is not None:
+                self._lose(worker, cause)
+
+    def _watch(self) -> None:
+        while True:
+            self._check_workers()
+            gevent.sleep(WATCH_EVERY)
+
     # -- the test's events -----------------------------------------------------------------
     def on_test_start(self, environment: Environment, **_: Any) -> None:
         self.tests += 1
         out = self._out_dir()
         gauge.reset()
-        self.phase, self.load_started = "spawning", False
+        self.phase, self.load_started, self.load_began = "spawning", False, 0.0
         profile = profile_of(self.classes, Path(self.locustfile).stem, self.run_time,
                              getattr(environment.parsed_options, "mailswarm_profile", None),
                              self.drain)
         target = target_of(self.classes)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            self.writer = StreamWriter(out / RESULTS_FILE)
-        self.feed.writer = self.writer  # type: ignore[assignment]
+            self.writer = StreamWriter(out / RESULTS_FILE,
+                                       Redactor(c.target.secret() for c in self.classes))
         self.monitor = RunMonitor(target, self.writer)  # type: ignore[arg-type]
         workers = self.runner.worker_count if self.distributed else 0
         self.writer.write(Header(
@@ -236,6 +291,8 @@ class LocustRun:
             monitor=self.monitor.describe(), duration=self.run_time, workers=workers,
             rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
                    if isinstance(sc.schedule, ArrivalSchedule)}))
+        if self.distributed:
+            self._join_workers()
         self.writer.flush()
         self.started = time.monotonic()
         if out is not None:
@@ -249,9 +306,9 @@ class LocustRun:
         self.load_started, self.phase = True, "running"
         self.writer.write(Phase(time.time(), "load_start", "*"))
         duration = max(0.0, self.run_time - (time.monotonic() - self.started)) or FOREVER
+        self.load_began = time.monotonic()
         if self.distributed:
-            workers = max(1, self.runner.worker_count)
-            self.runner.send_message(START, {"duration": duration, "share": 1 / workers})
+            self.runner.send_message(START, {"duration": duration})
         else:
             self.pacers.start(duration)
         for name in self.arrival_scenarios():
@@ -268,9 +325,11 @@ class LocustRun:
         if self.distributed:
             self.runner.send_message(FINISH, {"drain": self.drain})
             wait_until = time.monotonic() + self.drain + FINAL_GRACE
-            while (len(self.feed.finished) < self.runner.worker_count
-                   and time.monotonic() < wait_until):
+            while self.book.running() and time.monotonic() < wait_until:
                 gevent.sleep(0.1)
+            self._check_workers()
+            for worker in self.book.running():
+                self._lose(worker, f"no final report within {self.drain + FINAL_GRACE:g} s")
         else:
             self.pacers.stop()
             self.pacers.drain(self.drain)
@@ -281,16 +340,16 @@ class LocustRun:
         """The users are stopped: the last tick, the end record, the summary and report."""
         if not self.distributed:
             self.pacers.close()
-        if self.ticker is not None:
-            self.ticker.kill()
+        for greenlet in (self.ticker, self.watcher):
+            if greenlet is not None:
+                greenlet.kill()
         self._tick()
         if self.monitor is not None:
             self.monitor.stop()
         self.writer.write(End(time.time(), "completed", time.time()))
         self.writer.close()
         writer, self.writer = self.writer, _Discard()
-        self.feed.writer = self.writer  # type: ignore[assignment]
-        self.feed.finished.clear()
+        self.book.writer = self.writer  # type: ignore[assignment]
         out = self._out_dir()
         if out is not None and isinstance(writer, StreamWriter):
             from loadtests.console import format_summary
@@ -314,9 +373,7 @@ def _on_parser(parser: Any, **_: Any) -> None:
 def _on_init(environment: Environment, runner: Any = None, **_: Any) -> None:
     global _run
     if isinstance(runner, WorkerRunner):
-        WorkerShipper(environment, runner, lambda: Pacers(
-            {c.scenario.name: c.pacer for c in environment.user_classes
-             if issubclass(c, LocustfileUser) and "scenario" in c.__dict__
-             and c.pacer is not None}))
+        locust.runners.WORKER_REPORT_INTERVAL = 1.0  # ship records every second, not every 3
+        LocustfileLoad(environment).ship(environment.events, runner)
     elif runner is not None:
         _run = LocustRun(environment, runner)

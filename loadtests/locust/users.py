@@ -16,10 +16,11 @@ Class attributes: the settings sections of a profile scenario (`smtp`, `dns`, `p
 schedule as a dict: arrival, closed or ramp; without either, Locust's users, `wait_time` and
 weights decide); `domain`, `mailboxes` (`{"pattern": "user{n:04d}", "count": 1000}`),
 `password_env` (the environment variable holding the mailboxes' password), `scenario_name`,
-`seed`. The `--mailswarm-*` options (loadtests.locust.config) add a target file, a profile
-scenario and the DNS server. Each class is configured once per process: on Locust's `init`
-event (local and master), on its first user in a worker (which gets the master's options with
-its spawn message). The bridge starts itself on `init`.
+`seed`, `target_endpoint` (the name of a `--mailswarm-target` file's endpoint to use). The
+`--mailswarm-*` options (loadtests.locust.config) add a target file, a profile scenario and
+the DNS server. Each class is configured once per process: on Locust's `init` event (local and
+master), on its first user in a worker (which gets the master's options with its spawn
+message). The bridge starts itself on `init`.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.users import imap as imap_users
 from loadtests.users import pop3 as pop3_users
 from loadtests.users import smtp as smtp_users
+from loadtests.users import submission as submission_users
 from loadtests.users import webuser as web_users
 from loadtests.users.base import ScenarioUser, scenario_attrs
 
 __all__ = ["ImapActiveUser", "ImapIdleUser", "LocustfileUser", "Pop3CheckMailUser", "SmtpUser",
-           "WebUser", "configure_all"]
+           "SubmissionUser", "WebUser", "arrival_rng", "configure_all"]
 
 PLUGIN_MODULE = "loadtests.locust.plugin"
 
@@ -68,7 +70,7 @@ class LocustfileUser(ScenarioUser):
     arrival_max_wait: ClassVar[float] = 1.0  # an arrival waiting longer for a channel: dropped
     arrival_late_after: ClassVar[float] = 0.05  # picked up later than this: counted late
     dns_host: ClassVar[str | None] = None
-    endpoint: ClassVar[str | None] = None  # the endpoint of a --mailswarm-target file to use
+    target_endpoint: ClassVar[str | None] = None  # the --mailswarm-target file's endpoint to use
     domain: ClassVar[str] = "example.test"
     mailboxes: ClassVar[dict[str, Any] | None] = None
     password_env: ClassVar[str | None] = None
@@ -97,7 +99,7 @@ class LocustfileUser(ScenarioUser):
             if PLUGIN_MODULE not in sys.modules:
                 raise ConfigurationError(f"{cls.__name__}: an open-model class (arrival_rate) "
                                          f"needs its pacer: add `import {PLUGIN_MODULE}`")
-            pacer = ArrivalPacer(schedule, random.Random(cls.seed))
+            pacer = ArrivalPacer(schedule, arrival_rng(cls, scenario.name, options))
         attrs = scenario_attrs(scenario, target, pacer=pacer, allow_remote=bool(
             getattr(options, "mailswarm_allow_remote", False)), seed=cls.seed)
         if locust_schedules(cls, options):
@@ -107,8 +109,24 @@ class LocustfileUser(ScenarioUser):
         cls._configured_by = environment
 
 
+def arrival_rng(cls: type[LocustfileUser], name: str, options: Any) -> random.Random:
+    """The arrival process's random source of scenario `name`: the class's `seed`, else the
+    run's `mailswarm_arrival_seed` (which a master gives its workers, so that they share one
+    schedule and each takes its part of it), else fresh."""
+    if cls.seed is not None:
+        return random.Random(cls.seed)
+    seed = getattr(options, "mailswarm_arrival_seed", None)
+    return random.Random(f"{seed}/{name}") if seed else random.Random()
+
+
 class SmtpUser(LocustfileUser, smtp_users.SmtpUser):
     """One SMTP session per iteration (MX lookup first when `smtp.mx_lookup`)."""
+
+    abstract = True
+
+
+class SubmissionUser(LocustfileUser, submission_users.SubmissionUser):
+    """One authenticated SMTP submission per iteration (TLS per the endpoint, AUTH, no MX)."""
 
     abstract = True
 
