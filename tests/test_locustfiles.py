@@ -140,6 +140,19 @@ def test_master_with_two_workers_has_every_record_in_its_stream(
     assert sorted(joined) == [(0, 2), (1, 2)], joined
 
 
+def _wait_for_reports_of(count: int, stream: Path, timeout: float = 30) -> None:
+    """Until `count` workers' requests are in the master's stream: each has reported its
+    pacers since the load started (a worker lost before that leaves no pacer counters)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if stream.exists():
+            lines = [json.loads(line) for line in stream.read_text().split("\n")[:-1]]
+            if len({r.get("worker") for r in lines if r["kind"] == "req"}) >= count:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no requests of {count} workers in {stream} within {timeout:g} s")
+
+
 def test_a_worker_killed_mid_run_is_recorded_as_lost(target_file: Path, tmp_path: Path) -> None:
     port = _free_port()
     locustfile = str(EXAMPLES / "smtp_50mps.py")
@@ -151,7 +164,7 @@ def test_a_worker_killed_mid_run_is_recorded_as_lost(target_file: Path, tmp_path
          "--mailswarm-drain", "1"], cwd=ROOT, env={**os.environ, "MAILSWARM_PASSWORD": PASSWORD},
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        time.sleep(5)  # joined, started, reported its pacers
+        _wait_for_reports_of(2, tmp_path / "ms" / "results.jsonl")
         workers[0].kill()
         out, _ = master.communicate(timeout=60)
     finally:
