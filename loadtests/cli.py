@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_target_arguments(target)
     target.set_defaults(func=_cmd_target)
 
+    from loadtests.locust.export import register as register_locustfile
     from loadtests.monitor.cli import register as register_monitor
     from loadtests.report.cli import register as register_compare
     from loadtests.run.cli import register as register_worker
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_compare(sub)
     register_monitor(sub)  # agent, doctor
+    register_locustfile(sub)
     register_stack(sub)
     register_worker(sub)
     return parser

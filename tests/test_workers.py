@@ -21,7 +21,7 @@ from cli import ROOT, run_cli, start_cli
 from loadtests.cli import EXIT_WORKER_LOST
 from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule.pacing import ArrivalPacer
-from loadtests.stream import Req, Tick, WorkerEvent, read_stream
+from loadtests.stream import Req, StreamError, Tick, WorkerEvent, read_stream
 
 
 def _workers_of(proc, count: int, timeout: float = 60) -> list[psutil.Process]:
@@ -128,6 +128,14 @@ def _worker_elsewhere(port: int, cwd: Path) -> subprocess.Popen[str]:
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+def _joined_yet(path: Path) -> bool:
+    """A worker's `joined` record is in the stream (which may not have its first line yet)."""
+    try:
+        return path.exists() and any(type(r) is WorkerEvent for r in read_stream(path))
+    except StreamError:
+        return False
+
+
 def test_a_master_and_workers_started_by_hand(tmp_path):
     """`run --master --expect-workers 2` and two `mailswarm worker` started elsewhere (another
     folder, no profile there): the load is split in two exact parts, a third worker is turned
@@ -141,8 +149,7 @@ def test_a_master_and_workers_started_by_hand(tmp_path):
     workers = [_worker_elsewhere(port, elsewhere) for _ in range(2)]
     try:
         deadline = time.monotonic() + 60
-        while not (out / "results.jsonl").exists() or not any(
-                type(r) is WorkerEvent for r in read_stream(out / "results.jsonl")):
+        while not _joined_yet(out / "results.jsonl"):
             assert time.monotonic() < deadline and master.poll() is None
             time.sleep(0.2)
         extra = _worker_elsewhere(port, elsewhere)

@@ -20,7 +20,7 @@ import base64
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -43,6 +43,7 @@ from loadtests.clients.tls import TlsConfig
 
 __all__ = [
     "ActiveResult",
+    "AfterSelect",
     "FetchedMessage",
     "IdleResult",
     "ImapByeError",
@@ -59,6 +60,7 @@ __all__ = [
     "SessionEnd",
     "active_session",
     "idle_session",
+    "read_mail",
 ]
 
 T = TypeVar("T")
@@ -101,6 +103,11 @@ class ActiveResult(SessionEnd):
     found: int = 0
     stored: int = 0
     expunged: int = 0
+
+
+AfterSelect = Callable[[ImapClient, StepRecorder, MailboxInfo, ActiveResult], Awaitable[None]]
+"""What an active session does between SELECT and LOGOUT: (client, recorder, SELECT reply,
+result to fill)."""
 
 
 async def _recorded(rec: StepRecorder, name: str, action: Awaitable[T]) -> T:
@@ -220,28 +227,45 @@ async def active_session(host: str, port: int, user: str, password: str, *,
                          headers: int = 10, searches: tuple[str, ...] = SEARCHES,
                          think: float = 0.0, connect_timeout: float = 10.0,
                          read_timeout: float = 30.0, stop_timeout: float = 1.0,
-                         tls: TlsConfig | None = None, auth: Auth = "login") -> ActiveResult:
+                         tls: TlsConfig | None = None, auth: Auth = "login",
+                         after_select: AfterSelect | None = None) -> ActiveResult:
     """A mail-reading session: LOGIN, SELECT INBOX, then `actions` rounds of (FETCH the
     headers of the `headers` newest messages, FETCH one whole message, UID SEARCH, UID STORE
     +FLAGS \\Seen or \\Flagged), `think` seconds apart; with `expunge`, one message is marked
-    \\Deleted and EXPUNGEd; LOGOUT."""
+    \\Deleted and EXPUNGEd; LOGOUT. `after_select`, when given, replaces what happens between
+    SELECT and LOGOUT (`read_mail`): it gets the logged-in client, the recorder, the SELECT
+    reply and the result to fill."""
     result = ActiveResult()
     client = ImapClient(host, port, connect_timeout=connect_timeout, read_timeout=read_timeout,
                         tls=tls)
     async with _ending(client, result, stop_timeout):
         info = await _open(client, rec, user, password, result, auth)
-        for n in range(actions):
-            if n and think > 0:
-                await _recorded(rec, "NOOP", _sleep_watching(client, think))
-            await _read_round(client, rec, rng, info, result, headers=headers,
-                              search=search, flag_changes=flag_changes, searches=searches)
-        if expunge and info.exists:
-            uid = await _random_uid(client, rec, rng, info)
-            if uid is not None:
-                await rec.step("STORE", client.store(str(uid), "+FLAGS.SILENT", "(\\Deleted)"))
-                result.expunged += len(await rec.step("EXPUNGE", client.expunge()))
+        if after_select is not None:
+            await after_select(client, rec, info, result)
+        else:
+            await read_mail(client, rec, rng, info, result, actions=actions, search=search,
+                            flag_changes=flag_changes, expunge=expunge, headers=headers,
+                            searches=searches, think=think)
         await rec.step("LOGOUT", client.logout())
     return result
+
+
+async def read_mail(client: ImapClient, rec: StepRecorder, rng: random.Random,
+                    info: MailboxInfo, result: ActiveResult, *, actions: int = 3,
+                    search: bool = True, flag_changes: bool = True, expunge: bool = False,
+                    headers: int = 10, searches: tuple[str, ...] = SEARCHES,
+                    think: float = 0.0) -> None:
+    """What an active session does between SELECT and LOGOUT (see `active_session`)."""
+    for n in range(actions):
+        if n and think > 0:
+            await _recorded(rec, "NOOP", _sleep_watching(client, think))
+        await _read_round(client, rec, rng, info, result, headers=headers,
+                          search=search, flag_changes=flag_changes, searches=searches)
+    if expunge and info.exists:
+        uid = await _random_uid(client, rec, rng, info)
+        if uid is not None:
+            await rec.step("STORE", client.store(str(uid), "+FLAGS.SILENT", "(\\Deleted)"))
+            result.expunged += len(await rec.step("EXPUNGE", client.expunge()))
 
 
 async def _random_uid(client: ImapClient, rec: StepRecorder, rng: random.Random,

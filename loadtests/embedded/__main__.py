@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DNS port, UDP and TCP (20053; 0 = any)")
     parser.add_argument("--pop3-port", type=int, default=20110, help="POP3 port (20110; 0 = any)")
     parser.add_argument("--imap-port", type=int, default=20143, help="IMAP port (20143; 0 = any)")
+    parser.add_argument("--http-port", type=int, default=20080,
+                        help="webmail HTTP port (20080; 0 = any)")
     parser.add_argument("--domain", default="example.test", help="mail domain (example.test)")
     parser.add_argument("--users", type=int, default=1000,
                         help="mailboxes user0001..userNNNN (1000)")
@@ -53,7 +55,8 @@ def settings_from_args(args: argparse.Namespace) -> EmbeddedSettings:
         return EmbeddedSettings.model_validate_json(args.settings_json)
     return EmbeddedSettings(
         host=args.host, smtp_port=args.smtp_port, dns_port=args.dns_port,
-        pop3_port=args.pop3_port, imap_port=args.imap_port, domain=args.domain, mode=args.mode,
+        pop3_port=args.pop3_port, imap_port=args.imap_port, http_port=args.http_port,
+        domain=args.domain, mode=args.mode,
         max_connections=args.max_connections, thread_limit=args.thread_limit,
         nofile_limit=args.nofile,
         users=args.users, command_delay=args.command_delay, dns_delay=args.dns_delay,

@@ -48,7 +48,7 @@ from loadtests.run.workers import WorkerBook, WorkerState
 from loadtests.schedule.loadplan import build_load
 from loadtests.targets import Target
 
-__all__ = ["MasterDriver", "exit_text"]
+__all__ = ["MasterDriver", "exit_text", "missing_cause"]
 
 CONNECT_TIMEOUT = 60.0  # seconds for every local worker process to connect
 JOIN_TIMEOUT = 600.0  # seconds for every worker started by hand to join
@@ -69,6 +69,16 @@ def exit_text(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
+
+
+def missing_cause(runner: MasterRunner, worker_id: str) -> str | None:
+    """Why Locust no longer has `worker_id` in the run (left, or silent), else None."""
+    node = runner.clients.get(worker_id)
+    if node is None:
+        return "it left the run before its final report"
+    if node.state == STATE_MISSING:
+        return f"no heartbeat for {HEARTBEAT_LIVENESS + 1} s"
+    return None
 
 
 def _free_port() -> int:
@@ -189,12 +199,7 @@ class MasterDriver:
         code = proc.poll() if proc is not None else None
         if code is not None:
             return f"its process exited ({exit_text(code)})"
-        node = self.runner.clients.get(worker.id)
-        if node is None:
-            return "it left the run before its final report"
-        if node.state == STATE_MISSING:
-            return f"no heartbeat for {HEARTBEAT_LIVENESS + 1} s"
-        return None
+        return missing_cause(self.runner, worker.id)
 
     def check_workers(self) -> None:
         """Record every worker lost since the last look."""

@@ -37,22 +37,13 @@ from loadtests import bridge  # noqa: E402
 from loadtests.delivery.sent import sent_listener  # noqa: E402
 from loadtests.monitor.lag import LagProbe  # noqa: E402
 from loadtests.profiles import Profile  # noqa: E402
-from loadtests.run.messages import (  # noqa: E402
-    FINAL,
-    FINISH,
-    HELLO,
-    JOB,
-    READY,
-    REFUSED,
-    REPORT_KEY,
-    START,
-)
+from loadtests.run.messages import HELLO, JOB, READY, REFUSED  # noqa: E402
 from loadtests.run.pacers import Pacers  # noqa: E402
+from loadtests.run.shipping import WorkerLoad  # noqa: E402
 from loadtests.run.sources import use_source_addresses  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
-from loadtests.stream import Sent, req_dict, to_dict, user_error_record  # noqa: E402
-from loadtests.stream.redact import Redactor  # noqa: E402
+from loadtests.stream import Sent, to_dict  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 __all__ = ["EXIT_MASTER_LOST", "MASTER_TIMEOUT", "main", "run_worker", "watch_master"]
@@ -77,17 +68,19 @@ def watch_master(runner: locust.runners.WorkerRunner, parent_pid: int | None,
         os._exit(EXIT_MASTER_LOST)
 
 
-class _Load:
+class _Load(WorkerLoad):
     """This worker's part of the load, once its job is known."""
 
     def __init__(self, env: Environment) -> None:
+        super().__init__()
         self.env = env
-        self.pacers = Pacers({})
         self.part = (0, 1)
-        self.buffer: list[dict[str, Any]] = []
-        self.redactor = Redactor()  # the target's password never leaves this process
         self.tracked: frozenset[str] | None = None  # scenarios whose messages are tracked
         self.lag = LagProbe(lambda: self.pacers.by_name.values())  # shipped with each report
+
+    def payload(self, users: int) -> dict[str, Any]:
+        """The report to the master, with this process's event-loop lag."""
+        return {**super().payload(users), "lag": self.lag.take()}
 
     def take_job(self, job: dict[str, Any]) -> None:
         profile = Profile.model_validate(job["profile"])
@@ -107,12 +100,6 @@ class _Load:
         (for its scenarios, or all when it names none)."""
         if self.tracked is not None and (not self.tracked or record.sc in self.tracked):
             self.buffer.append(to_dict(record))
-
-    def payload(self, users: int) -> dict[str, Any]:
-        records = self.buffer[:]
-        self.buffer.clear()
-        return {"records": records, "pacers": self.pacers.snapshots(),
-                "sessions": gauge.snapshot(), "users": users, "lag": self.lag.take()}
 
 
 def _raise_fd_limit() -> None:
@@ -135,27 +122,15 @@ def run_worker(host: str, port: int, *, job: dict[str, Any] | None = None,
     load.lag.start()
     if job is not None:
         load.take_job(job)
-    events.request.add_listener(lambda **kw: load.buffer.append(
-        load.redactor.req_dict(req_dict(**kw))))
-    # accepted messages as `sent` records, for the master's delivery tracker (when tracked)
-    events.request.add_listener(sent_listener(lambda rec: load.track(rec)))
-    events.user_error.add_listener(lambda user_instance, exception, tb, **_: load.buffer.append(
-        load.redactor.req_dict(to_dict(user_error_record(user_instance, exception)))))
-    events.report_to_master.add_listener(lambda client_id, data, **_: data.__setitem__(
-        REPORT_KEY, load.payload(env.runner.user_count if env.runner is not None else 0)))
     try:
         runner = env.create_worker_runner(host, port)
     except ConnectionError:
         print(f"mailswarm worker: could not reach the master at {host}:{port}", file=sys.stderr)
         return 1
+    load.ship(events, runner)
+    # accepted messages as `sent` records, for the master's delivery tracker (when tracked)
+    events.request.add_listener(sent_listener(load.track))
     gevent.spawn(watch_master, runner, parent_pid, master_timeout)
-
-    def finish(drain: float) -> None:
-        load.pacers.stop()
-        load.pacers.drain(drain)
-        runner.stop()
-        load.pacers.close()
-        runner.send_message(FINAL, load.payload(runner.user_count))
 
     def on_job(environment: Environment, msg: Any, **_: Any) -> None:
         load.take_job(msg.data)
@@ -169,10 +144,6 @@ def run_worker(host: str, port: int, *, job: dict[str, Any] | None = None,
 
     runner.register_message(JOB, on_job)
     runner.register_message(REFUSED, on_refused)
-    runner.register_message(START, lambda environment, msg, **_: load.pacers.start(
-        msg.data["duration"]))
-    runner.register_message(FINISH, lambda environment, msg, **_: gevent.spawn(
-        finish, msg.data["drain"]))
     hello: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
     if job is not None:
         hello.update(index=load.part[0], of=load.part[1])

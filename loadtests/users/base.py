@@ -21,7 +21,7 @@ from loadtests.targets import Target
 
 T = TypeVar("T")
 
-__all__ = ["ScenarioUser", "user_class_for"]
+__all__ = ["ScenarioUser", "scenario_attrs", "user_class_for"]
 
 
 class ScenarioUser(User):
@@ -108,6 +108,17 @@ def user_class_for(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | 
     """A concrete Locust user class for one scenario, its count fixed by the schedule."""
     base = user_class(scenario.user)
     assert issubclass(base, ScenarioUser) and base.kind == scenario.user, base
+    attrs = {"abstract": False, "__module__": __name__,
+             **scenario_attrs(scenario, target, pacer=pacer, allow_remote=allow_remote,
+                              seed=seed)}
+    return type(f"{base.__name__}_{scenario.name}", (base,), attrs)
+
+
+def scenario_attrs(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | None,
+                   allow_remote: bool, seed: int | None) -> dict[str, Any]:
+    """The class attributes that make a `ScenarioUser` class run `scenario` against `target`:
+    what `user_class_for` builds a profile's class from and a locustfile's class is configured
+    with (loadtests.locust); the count is fixed by the schedule."""
     schedule = scenario.schedule
     if isinstance(schedule, ArrivalSchedule):
         count, wait = schedule.max_in_flight, constant(0)
@@ -115,9 +126,6 @@ def user_class_for(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | 
         count, wait = 0, constant(0)  # the ceiling shape sets the count, step by step
     else:
         count, wait = schedule.users, constant(schedule.think_time)
-    attrs = {
-        "abstract": False, "scenario": scenario, "target": target, "pacer": pacer,
-        "allow_remote": allow_remote, "seed": seed, "fixed_count": count, "wait_time": wait,
-        "_numbers": itertools.count(), "__module__": __name__,
-    }
-    return type(f"{base.__name__}_{scenario.name}", (base,), attrs)
+    return {"scenario": scenario, "target": target, "pacer": pacer,
+            "allow_remote": allow_remote, "seed": seed, "fixed_count": count,
+            "wait_time": wait, "_numbers": itertools.count()}

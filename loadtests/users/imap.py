@@ -15,7 +15,14 @@ from typing import Any
 
 import gevent
 
-from loadtests.clients.imap import active_session, idle_session
+from loadtests.clients.imap import (
+    ActiveResult,
+    ImapClient,
+    MailboxInfo,
+    active_session,
+    idle_session,
+    read_mail,
+)
 from loadtests.clients.steps import StepRecorder
 from loadtests.clients.tls import TlsConfig, endpoint_tls
 from loadtests.schedule.pacing import Token
@@ -89,7 +96,14 @@ class ImapActiveUser(_ImapUser):
     kind = "imap-active"
 
     def iteration(self, token: Token | None) -> None:
+        self.session(token, active_session, rng=self.rng, after_select=self.after_select)
+
+    async def after_select(self, client: ImapClient, rec: StepRecorder, info: MailboxInfo,
+                           result: ActiveResult) -> None:
+        """What the session does between SELECT INBOX and LOGOUT: the profile's `actions`
+        read rounds. Override it for other behaviour: time each command with
+        `await rec.step("NAME", client.command(...))` and fill `result` as it goes."""
         settings = self.scenario.imap
-        self.session(token, active_session, rng=self.rng, actions=settings.actions,
-                     search=settings.search, flag_changes=settings.flag_changes,
-                     expunge=settings.expunge)
+        await read_mail(client, rec, self.rng, info, result, actions=settings.actions,
+                        search=settings.search, flag_changes=settings.flag_changes,
+                        expunge=settings.expunge)

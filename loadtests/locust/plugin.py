@@ -1,0 +1,379 @@
+"""mailswarm's measurements in a plain `locust` run: `import loadtests.locust.plugin` in a
+locustfile adds
+
+- the results stream (`--mailswarm-out DIR`): every request event, a tick a second (users,
+  open sessions, pacer counters), the schedule's phases, and at `test_stop` the summary,
+  `report.html` and the CSV tables (loadtests.report.finish; `mailswarm report DIR` again);
+- the target monitor (loadtests.monitor.run) on the endpoints of the locustfile's classes;
+- the open-model pacer of each class with `arrival_rate` (started when the spawn completes,
+  stopped and drained, at most `--mailswarm-drain` s, when the test stops);
+- `CeilingShape`: mailswarm's ceiling search as the locustfile's LoadTestShape;
+
+locally and with `--master`/`--worker`: workers ship their records to the master as
+`mailswarm run --workers` does (loadtests.locust.shipping), each taking every N-th session of
+each open-model schedule; the master merges their reports and records a worker that leaves or
+falls silent before its final report as lost (loadtests.run.workers). Locust's own stats,
+charts, `--csv` and `--html` see the same request events.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gevent
+import locust.runners
+from locust import events
+from locust.env import Environment
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+
+from loadtests import __version__
+from loadtests.locust.shipping import LocustfileLoad
+from loadtests.locust.users import LocustfileUser, arrival_rng, configure_all
+from loadtests.monitor.run import RunMonitor
+from loadtests.profiles import (
+    ArrivalSchedule,
+    Profile,
+    QosSettings,
+    RampSchedule,
+    load_profile,
+)
+from loadtests.run.core import Counters
+from loadtests.run.distributed import FINAL_GRACE, WATCH_EVERY, missing_cause
+from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START
+from loadtests.run.pacers import Pacers
+from loadtests.run.workers import WorkerBook, WorkerState
+from loadtests.schedule import ceiling
+from loadtests.schedule.pacing import ArrivalPacer
+from loadtests.schedule.sessions import gauge
+from loadtests.stream import (
+    RESULTS_FILE,
+    End,
+    Header,
+    Phase,
+    Record,
+    StreamWriter,
+    Tick,
+    user_error_record,
+)
+from loadtests.stream.redact import Redactor
+from loadtests.targets import Endpoint, Target
+from loadtests.units import MAX_DURATION
+
+__all__ = ["CeilingShape", "LocustRun", "profile_of", "settings", "target_of"]
+
+FOREVER = MAX_DURATION  # the pacers' (and the header's) duration when the run has no -t
+
+
+class CeilingShape(ceiling.CeilingShape):
+    """The ceiling search for a locustfile: subclass it and set `ramp` (a profile's ramp
+    schedule: `start`, `step`, `max`, `hold`, `spawn_rate`, `stop_when`)::
+
+        class Ceiling(CeilingShape):
+            ramp = {"start": 10, "step": 10, "max": 200, "hold": 10}
+
+    Each finished step goes to the stream as a `step` record; the run stops at the first bad
+    one. Needs this plugin (it judges the requests the plugin sees)."""
+
+    abstract = True
+    ramp: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self) -> None:
+        schedule = RampSchedule.model_validate({"kind": "ramp", **self.ramp})
+        self.sink: Callable[[Record], None] = lambda record: None
+        self.open_sessions: Callable[[], int] = lambda: 0
+        super().__init__(schedule, ceiling.StepJudge(schedule.stop_when),
+                         on_step=lambda record: self.sink(record),
+                         held=lambda: self.open_sessions())
+
+
+def _add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("mailswarm measurements")
+    group.add_argument("--mailswarm-out", metavar="DIR", default=None,
+                       help="write mailswarm's results stream, summary and report here")
+    group.add_argument("--mailswarm-drain", metavar="SECONDS", type=float, default=10.0,
+                       help="when the test stops, wait this long at most for open-model "
+                            "sessions in flight (10)")
+
+
+_settings: dict[str, Any] = {}
+
+
+def settings(*, qos: dict[str, Any] | None = None) -> None:
+    """Run settings a locustfile gives the plugin: `qos` (a profile's `qos:` section; default:
+    the `--mailswarm-profile`'s, else mailswarm's defaults)."""
+    if qos is not None:
+        _settings["qos"] = QosSettings.model_validate(qos)
+
+
+def profile_of(classes: list[type[LocustfileUser]], name: str, duration: float,
+               profile_file: str | None = None, drain: float = 0.0) -> Profile:
+    """The profile a locustfile amounts to: one scenario per configured class, the QoS of
+    `settings()`, else of the profile file, else the defaults."""
+    qos = _settings.get("qos")
+    if qos is None and profile_file:
+        qos = load_profile(Path(profile_file)).qos
+    return Profile(name=name, duration=duration or FOREVER, drain=drain,
+                   scenarios=[cls.scenario for cls in classes], qos=qos or QosSettings())
+
+
+def target_of(classes: list[type[LocustfileUser]]) -> Target:
+    """One target holding every class's endpoints (the header's and the monitor's)."""
+    endpoints: dict[str, Endpoint] = {}
+    for cls in classes:
+        for key, ep in cls.target.endpoints.items():
+            if ep in endpoints.values():
+                continue
+            endpoints[key if key not in endpoints else f"{key}-{cls.__name__}"] = ep
+    first = classes[0].target
+    return Target(name="locustfile", domain=first.domain, users=first.users,
+                  agent=first.agent, endpoints=endpoints)
+
+
+class _Discard:
+    """The stream when no --mailswarm-out is given."""
+
+    def write(self, record: Record) -> None:
+        pass
+
+    def on_request(self, **_: Any) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LocustRun:
+    """The plugin in a local or master process: the stream, the monitor, the ticks, the
+    pacers (local) or the workers' book (master), and the end-of-run pass."""
+
+    def __init__(self, environment: Environment, runner: Any) -> None:
+        self.env = environment
+        self.runner = runner
+        options = environment.parsed_options
+        assert options is not None, "Locust parses its options before init"
+        self.locustfile: str = options.locustfile or "locustfile"
+        self.out = Path(options.mailswarm_out) if getattr(options, "mailswarm_out", None) else None
+        self.drain = float(getattr(options, "mailswarm_drain", 10.0))
+        self.run_time = float(getattr(options, "run_time", 0) or 0)
+        self.classes = configure_all(environment)
+        self.pacers = Pacers({c.scenario.name: c.pacer for c in self.classes
+                              if c.pacer is not None})
+        self.distributed = isinstance(runner, MasterRunner)
+        self.shape = environment.shape_class if isinstance(
+            environment.shape_class, CeilingShape) else None
+        self.writer: StreamWriter | _Discard = _Discard()
+        self.counters = Counters(self.shape.judge.record if self.shape is not None else None)
+        self.book = WorkerBook(self.writer, self.counters)  # type: ignore[arg-type]
+        self.watcher: gevent.Greenlet | None = None
+        self.monitor: RunMonitor | None = None
+        self.ticker: gevent.Greenlet | None = None
+        self.started = 0.0
+        self.load_started = False
+        self.load_began = 0.0  # monotonic; 0: the load has not begun
+        self.phase = "spawning"
+        self.tests = 0
+        ev = environment.events
+        if self.distributed:
+            # every worker walks the same arrival schedules, taking its own part of them
+            options.mailswarm_arrival_seed = secrets.token_hex(8)
+            ev.worker_report.add_listener(
+                lambda client_id, data, **_: self.book.take(client_id, data.get(REPORT_KEY)))
+            runner.register_message(
+                FINAL, lambda environment, msg, **_: self.book.take(msg.node_id, msg.data, True))
+        else:
+            ev.request.add_listener(self._on_request)
+            ev.user_error.add_listener(lambda user_instance, exception, tb, **_: self.writer.write(
+                user_error_record(user_instance, exception)))
+        ev.test_start.add_listener(self.on_test_start)
+        ev.spawning_complete.add_listener(self.on_spawned)
+        ev.test_stopping.add_listener(self.on_stopping)
+        ev.test_stop.add_listener(self.on_test_stop)
+        if self.shape is not None:
+            self.shape.sink = lambda record: self.writer.write(record)
+            self.shape.open_sessions = lambda: sum(
+                c.get("open", 0) for c in self.sessions().values())
+
+    # -- what a tick holds -----------------------------------------------------------------
+    def sessions(self) -> dict[str, dict[str, int]]:
+        return self.book.sessions() if self.distributed else gauge.snapshot()
+
+    def pacer_snapshots(self) -> dict[str, dict[str, int]]:
+        if not self.distributed:
+            return self.pacers.snapshots()
+        elapsed = time.monotonic() - self.load_began if self.load_began else 0.0
+        return self.book.pacer_snapshots(elapsed)
+
+    def _on_request(self, **kw: Any) -> None:
+        self.writer.on_request(**kw)
+        self.counters.on_request(**kw)
+
+    def _tick(self) -> None:
+        self.writer.write(Tick(time.time(), round(time.monotonic() - self.started, 3),
+                               self.phase, self.runner.user_count, self.pacer_snapshots(),
+                               self.sessions()))
+        self.writer.flush()
+
+    def _ticking(self) -> None:
+        while True:
+            gevent.sleep(1.0)
+            self._tick()
+
+    def _out_dir(self) -> Path | None:
+        """The run's folder; a second test of the same process (web UI) gets its own."""
+        if self.out is None:
+            return None
+        return self.out if self.tests == 1 else self.out.with_name(f"{self.out.name}-{self.tests}")
+
+    # -- the workers (master) --------------------------------------------------------------
+    def _join_workers(self) -> None:
+        """This test's workers, each given its part of every open-model schedule (the workers
+        read `mailswarm_parts` from the options of the master's spawn message)."""
+        self.book = WorkerBook(self.writer, self.counters)  # type: ignore[arg-type]
+        nodes = sorted((n for n in self.runner.clients.values() if n.state != STATE_MISSING),
+                       key=lambda n: n.id)
+        options = self.env.parsed_options
+        assert options is not None, "Locust parses its options before init"
+        options.mailswarm_parts = {n.id: [i, len(nodes)] for i, n in enumerate(nodes)}
+        for index, node in enumerate(nodes):
+            self.book.join(WorkerState(node.id, index, len(nodes)))
+        self.watcher = gevent.spawn(self._watch)
+
+    def _schedule(self, worker: WorkerState) -> dict[str, Iterator[float]]:
+        """The offsets of `worker`'s part of every open-model schedule."""
+        options = self.env.parsed_options
+        return {c.scenario.name: ArrivalPacer(
+            c.scenario.schedule, arrival_rng(c, c.scenario.name, options),
+            (worker.index, worker.of)).offsets()
+            for c in self.classes if isinstance(c.scenario.schedule, ArrivalSchedule)}
+
+    def _lose(self, worker: WorkerState, cause: str) -> None:
+        self.book.lose(worker.id, cause, self._schedule)
+        print(f"mailswarm: WORKER LOST: {worker.id} (part {worker.index + 1} of {worker.of}): "
+              f"{cause}; its part of the load is not sent", flush=True)
+
+    def _check_workers(self) -> None:
+        for worker in self.book.running():
+            cause = missing_cause(self.runner, worker.id)
+            if cause is not None:
+                self._lose(worker, cause)
+
+    def _watch(self) -> None:
+        while True:
+            self._check_workers()
+            gevent.sleep(WATCH_EVERY)
+
+    # -- the test's events -----------------------------------------------------------------
+    def on_test_start(self, environment: Environment, **_: Any) -> None:
+        self.tests += 1
+        out = self._out_dir()
+        gauge.reset()
+        self.phase, self.load_started, self.load_began = "spawning", False, 0.0
+        profile = profile_of(self.classes, Path(self.locustfile).stem, self.run_time,
+                             getattr(environment.parsed_options, "mailswarm_profile", None),
+                             self.drain)
+        target = target_of(self.classes)
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            self.writer = StreamWriter(out / RESULTS_FILE,
+                                       Redactor(c.target.secret() for c in self.classes))
+        self.monitor = RunMonitor(target, self.writer)  # type: ignore[arg-type]
+        workers = self.runner.worker_count if self.distributed else 0
+        self.writer.write(Header(
+            time.time(), version=__version__, profile=profile.model_dump(mode="json"),
+            profile_file=self.locustfile, target=target.public(),
+            monitor=self.monitor.describe(), duration=self.run_time, workers=workers,
+            rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
+                   if isinstance(sc.schedule, ArrivalSchedule)}))
+        if self.distributed:
+            self._join_workers()
+        self.writer.flush()
+        self.started = time.monotonic()
+        if out is not None:
+            self.monitor.start()
+        self.ticker = gevent.spawn(self._ticking)
+
+    def on_spawned(self, user_count: int = 0, **_: Any) -> None:
+        """The users are there: the load starts (the open-model arrivals with it)."""
+        if self.load_started:
+            return  # a ceiling shape's later steps
+        self.load_started, self.phase = True, "running"
+        self.writer.write(Phase(time.time(), "load_start", "*"))
+        duration = max(0.0, self.run_time - (time.monotonic() - self.started)) or FOREVER
+        self.load_began = time.monotonic()
+        if self.distributed:
+            self.runner.send_message(START, {"duration": duration})
+        else:
+            self.pacers.start(duration)
+        for name in self.arrival_scenarios():
+            self.writer.write(Phase(time.time(), "arrival_start", name))
+
+    def arrival_scenarios(self) -> list[str]:
+        return [c.scenario.name for c in self.classes
+                if isinstance(c.scenario.schedule, ArrivalSchedule)]
+
+    def on_stopping(self, environment: Environment, **_: Any) -> None:
+        """No new arrivals; sessions in flight drain (workers: until each sent its final
+        report)."""
+        self.phase = "draining"
+        if self.distributed:
+            self.runner.send_message(FINISH, {"drain": self.drain})
+            wait_until = time.monotonic() + self.drain + FINAL_GRACE
+            while self.book.running() and time.monotonic() < wait_until:
+                gevent.sleep(0.1)
+            self._check_workers()
+            for worker in self.book.running():
+                self._lose(worker, f"no final report within {self.drain + FINAL_GRACE:g} s")
+        else:
+            self.pacers.stop()
+            self.pacers.drain(self.drain)
+        for name in self.arrival_scenarios():
+            self.writer.write(Phase(time.time(), "arrival_stop", name))
+
+    def on_test_stop(self, environment: Environment, **_: Any) -> None:
+        """The users are stopped: the last tick, the end record, the summary and report."""
+        if not self.distributed:
+            self.pacers.close()
+        for greenlet in (self.ticker, self.watcher):
+            if greenlet is not None:
+                greenlet.kill()
+        self._tick()
+        if self.monitor is not None:
+            self.monitor.stop()
+        self.writer.write(End(time.time(), "completed", time.time()))
+        self.writer.close()
+        writer, self.writer = self.writer, _Discard()
+        self.book.writer = self.writer  # type: ignore[assignment]
+        out = self._out_dir()
+        if out is not None and isinstance(writer, StreamWriter):
+            from loadtests.console import format_summary
+            from loadtests.report.finish import finish_run
+
+            summary = finish_run(out)
+            print(format_summary(summary), flush=True)
+            print(f"\nmailswarm results: {out / RESULTS_FILE}\nreport: {out / 'report.html'}",
+                  flush=True)
+
+
+_run: LocustRun | None = None
+
+
+@events.init_command_line_parser.add_listener
+def _on_parser(parser: Any, **_: Any) -> None:
+    _add_arguments(parser)
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, runner: Any = None, **_: Any) -> None:
+    global _run
+    if isinstance(runner, WorkerRunner):
+        locust.runners.WORKER_REPORT_INTERVAL = 1.0  # ship records every second, not every 3
+        LocustfileLoad(environment).ship(environment.events, runner)
+    elif runner is not None:
+        _run = LocustRun(environment, runner)
