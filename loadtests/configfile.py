@@ -118,6 +118,11 @@ def load_yaml_model(model: type[M], path: str | Path, tags: Iterable[str] = (),
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["not valid YAML: nested too deeply"]) from None
+    except (ValueError, LookupError, TypeError) as exc:  # an explicit tag (`!!float x`) that
+        # PyYAML's constructors cannot build raises these, not a YAMLError
+        raise ConfigError(source, [f"not valid YAML: bad tagged value ({exc})"]) from None
     if not isinstance(data, dict):
         raise ConfigError(source, ["the file must hold a mapping of fields (key: value)"])
     return validate_model(model, data, source, tags, checks)

@@ -1,5 +1,9 @@
 """Pure parsing of the replies aioimaplib hands back (`Response.lines`: untagged lines without
-their `* `, literals as bytearray, the tagged text last). No I/O, tested directly."""
+their `* `, literals as bytearray, the tagged text last). No I/O, tested directly.
+
+Whatever a server sends, these return a value (what they could make of it) and never raise:
+text that is not UTF-8 is decoded with replacement characters, a number too long for a
+sequence number or counter is skipped."""
 
 from __future__ import annotations
 
@@ -29,6 +33,21 @@ _FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
 _CODE_NUM = re.compile(rb"\[(UIDVALIDITY|UIDNEXT|UNSEEN) (\d+)\]")
 _COUNT = re.compile(rb"^(\d+) (EXISTS|RECENT)$")
 _STATUS = re.compile(rb"^(?:\* )?(?:STATUS )?[^(]*\((.*)\)\s*$", re.IGNORECASE)
+_MAX_DIGITS = 20  # more than any 64-bit counter; longer "numbers" are garbage (and int() of
+# more than 4300 digits raises ValueError)
+
+
+def _number(digits: bytes | str) -> int | None:
+    """An unsigned decimal of ASCII digits (as IMAP writes numbers), else None."""
+    if isinstance(digits, str):
+        digits = digits.encode("utf-8", "replace")
+    if not digits.isdigit() or len(digits) > _MAX_DIGITS:  # bytes.isdigit: ASCII digits only
+        return None
+    return int(digits)
+
+
+def _words(data: bytes) -> list[str]:
+    return data.decode("utf-8", "replace").split()
 
 
 def is_keepalive(line: Line) -> bool:
@@ -62,12 +81,14 @@ def parse_mailbox(lines: Sequence[Line]) -> MailboxInfo:
             continue
         line = raw.removeprefix(b"* ").strip()
         if m := _COUNT.match(line):
-            setattr(info, m[2].decode().lower(), int(m[1]))
+            if (count := _number(m[1])) is not None:
+                setattr(info, m[2].decode().lower(), count)
         elif line.upper().startswith(b"FLAGS ("):
-            info.flags = tuple(line[7:].rstrip(b")").decode().split())
+            info.flags = tuple(_words(line[7:].rstrip(b")")))
         elif m := _CODE_NUM.search(line):
             name = {b"UIDVALIDITY": "uid_validity", b"UIDNEXT": "uid_next", b"UNSEEN": "unseen"}
-            setattr(info, name[m[1]], int(m[2]))
+            if (value := _number(m[2])) is not None:
+                setattr(info, name[m[1]], value)
         if b"[READ-ONLY]" in line.upper():
             info.read_only = True
     return info
@@ -97,17 +118,19 @@ def parse_fetch(lines: Sequence[Line]) -> list[FetchedMessage]:
                 out[-1].literals.append(bytes(raw))
             continue
         m = _FETCH_START.match(raw)
-        if m:
-            out.append(FetchedMessage(int(m[1])))
+        if m and (seq := _number(m[1])) is not None:
+            out.append(FetchedMessage(seq))
+        elif m:
+            m = None  # a sequence number no mailbox has: not a FETCH answer we can use
         if not out or (not m and not raw.startswith((b")", b" "))):
             continue  # the tagged text, or a line that is not part of a FETCH answer
         item = out[-1]
         if u := _UID.search(raw):
-            item.uid = int(u[1])
+            item.uid = _number(u[1])
         if s := _SIZE.search(raw):
-            item.size = int(s[1])
+            item.size = _number(s[1])
         if f := _FLAGS.search(raw):
-            item.flags = tuple(f[1].decode().split())
+            item.flags = tuple(_words(f[1]))
     return out
 
 
@@ -119,19 +142,23 @@ def parse_search(lines: Sequence[Line]) -> list[int]:
         words = bytes(raw).removeprefix(b"* ").split()
         if words and words[0].upper() == b"SEARCH":
             words = words[1:]
-        if all(w.isdigit() for w in words):
-            found += [int(w) for w in words]
+        numbers = [_number(w) for w in words]
+        if all(n is not None for n in numbers):
+            found += numbers  # type: ignore[arg-type]  # all ints, checked above
     return found
 
 
 def parse_status(lines: Sequence[Line]) -> dict[str, int]:
     for raw in lines[:-1]:
         if isinstance(raw, bytes) and (m := _STATUS.match(raw)):
-            words = m[1].decode().split()
-            return {k.upper(): int(v) for k, v in zip(words[::2], words[1::2], strict=False)}
+            words = _words(m[1])
+            pairs = ((k.upper(), _number(v)) for k, v in zip(words[::2], words[1::2],
+                                                              strict=False))
+            return {k: v for k, v in pairs if v is not None}
     return {}
 
 
 def parse_expunge(lines: Sequence[Line]) -> list[int]:
-    return [int(m[1]) for raw in lines
-            if isinstance(raw, bytes) and (m := _PUSH.match(raw)) and m[2].upper() == b"EXPUNGE"]
+    return [n for raw in lines
+            if isinstance(raw, bytes) and (m := _PUSH.match(raw)) and m[2].upper() == b"EXPUNGE"
+            and (n := _number(m[1])) is not None]

@@ -153,17 +153,22 @@ def parse_capa(block: bytes) -> dict[str, list[str]]:
     return capabilities
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits, at most 20 ("²".isdigit() is true too, and int() takes at most 4300)."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
 def parse_scan_listing(text: str) -> tuple[int, str]:
     """One "n value" line of LIST/UIDL (or STAT's "count size") -> (n, value)."""
     parts = text.split()
-    if len(parts) < 2 or not parts[0].isdigit():
+    if len(parts) < 2 or not _is_number(parts[0]):
         raise Pop3ProtocolError(f"malformed listing line: {text[:80]!r}")
     return int(parts[0]), parts[1]
 
 
 def _int_listing(text: str) -> tuple[int, int]:
     n, value = parse_scan_listing(text)
-    if not value.isdigit():
+    if not _is_number(value):
         raise Pop3ProtocolError(f"malformed size in listing line: {text[:80]!r}")
     return n, int(value)
 

@@ -502,7 +502,10 @@ class _Session:
         action = action.removesuffix(".SILENT")
         if action not in ("FLAGS", "+FLAGS", "-FLAGS"):
             raise ImapSyntaxError(f"unknown store action {args[1]!r}")
-        flags = {str(f) for f in (args[2] if isinstance(args[2], list) else [args[2]])}
+        given = args[2] if isinstance(args[2], list) else [args[2]]
+        if not all(isinstance(f, str) and f.isascii() for f in given):  # flags are atoms
+            raise ImapSyntaxError("flags must be atoms")
+        flags = {str(f) for f in given}
         by_uid = self.messages()
         assert self.box is not None
         out = []

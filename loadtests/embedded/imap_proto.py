@@ -34,8 +34,9 @@ __all__ = [
 Token = str | list["Token"]
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 
-_LITERAL_AT_END = re.compile(rb"\{(\d+)(\+?)\}\r?\n?$")
-_LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n")
+# at most 10 digits: more than the largest literal accepted, and int() takes only 4300
+_LITERAL_AT_END = re.compile(rb"\{(\d{1,10})(\+?)\}\r?\n?$")
+_LITERAL = re.compile(rb"\{(\d{1,10})\+?\}\r\n")
 _TAG = re.compile(r"[^\s(){%*\"\\\]+]+")
 
 
@@ -189,6 +190,7 @@ def _header_value(data: bytes, name: str) -> bytes:
 # ---- SEARCH --------------------------------------------------------------------------------
 
 Predicate = Callable[[int, Message], bool]
+_MAX_NESTING = 50  # NOT / OR / parentheses in SEARCH criteria (each level is a recursion)
 _FLAG_KEYS = {"ANSWERED": "\\Answered", "DELETED": "\\Deleted", "FLAGGED": "\\Flagged",
               "SEEN": "\\Seen", "DRAFT": "\\Draft"}
 _MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG",
@@ -236,13 +238,18 @@ def _string(items: list[Token]) -> str:
     return head
 
 
-def _criterion(items: list[Token], largest_seq: int, largest_uid: int) -> Predicate:
+def _criterion(items: list[Token], largest_seq: int, largest_uid: int,
+               depth: int = 0) -> Predicate:
+    if depth > _MAX_NESTING:
+        raise ImapSyntaxError("search criteria nested too deeply")
+    if not items:
+        raise ImapSyntaxError("search key missing")
     tok = items.pop(0)
     if isinstance(tok, list):
         sub = list(tok)
         preds = []
         while sub:
-            preds.append(_criterion(sub, largest_seq, largest_uid))
+            preds.append(_criterion(sub, largest_seq, largest_uid, depth + 1))
         return lambda seq, msg: all(p(seq, msg) for p in preds)
     key = tok.upper()
     if key == "ALL":
@@ -290,11 +297,11 @@ def _criterion(items: list[Token], largest_seq: int, largest_uid: int) -> Predic
             return lambda seq, msg: get(msg) == day
         return lambda seq, msg: get(msg) >= day
     if key == "NOT":
-        inner = _criterion(items, largest_seq, largest_uid)
+        inner = _criterion(items, largest_seq, largest_uid, depth + 1)
         return lambda seq, msg: not inner(seq, msg)
     if key == "OR":
-        left = _criterion(items, largest_seq, largest_uid)
-        right = _criterion(items, largest_seq, largest_uid)
+        left = _criterion(items, largest_seq, largest_uid, depth + 1)
+        right = _criterion(items, largest_seq, largest_uid, depth + 1)
         return lambda seq, msg: left(seq, msg) or right(seq, msg)
     if key == "UID":
         uids = parse_seqset(_string(items), largest_uid)
@@ -324,7 +331,8 @@ _MACROS = {"ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
            "FAST": ["FLAGS", "INTERNALDATE", "RFC822.SIZE"],
            "FULL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"]}
 _SIMPLE = {"FLAGS", "UID", "RFC822.SIZE", "INTERNALDATE", "ENVELOPE", "BODYSTRUCTURE", "BODY"}
-_BODY = re.compile(r"(BODY(?:\.PEEK)?)\[([^\]]*)\](?:<(\d+)(?:\.(\d+))?>)?", re.IGNORECASE)
+_BODY = re.compile(r"(BODY(?:\.PEEK)?)\[([^\]]*)\](?:<([0-9]{1,10})(?:\.([0-9]{1,10}))?>)?",
+                   re.IGNORECASE)
 
 
 def parse_fetch_items(arg: Token) -> list[FetchItem]:
@@ -355,14 +363,17 @@ def _body_item(tok: str) -> FetchItem:
     if m is None:
         raise ImapSyntaxError(f"unknown fetch item {tok!r}")
     section_text = m[2].strip()
+    if not section_text.isascii():  # section and header field names are ASCII (RFC 5322)
+        raise ImapSyntaxError(f"bad section {section_text!r}")
     section, _, rest = section_text.partition(" ")
     section = section.upper()
     fields: tuple[str, ...] = ()
     if section in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
         inner = tokenize(rest.encode())
-        if len(inner) != 1 or not isinstance(inner[0], list):
-            raise ImapSyntaxError("HEADER.FIELDS needs a list")
-        fields = tuple(str(f).upper() for f in inner[0])
+        if (len(inner) != 1 or not isinstance(inner[0], list)
+                or not all(isinstance(f, str) for f in inner[0])):
+            raise ImapSyntaxError("HEADER.FIELDS needs a list of field names")
+        fields = tuple(f.upper() for f in inner[0] if isinstance(f, str))
     elif section not in ("", "HEADER", "TEXT", "1", "MIME"):
         raise ImapSyntaxError(f"unsupported section {section_text!r}")
     partial = None

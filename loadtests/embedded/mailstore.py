@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["MailStore", "Mailbox", "Message", "password_for"]
 
-_USER = re.compile(r"user(\d+)")
+_USER = re.compile(r"user([0-9]{1,9})")  # ASCII digits; int() takes at most 4300
 
 
 def password_for(user: str) -> str:

@@ -53,6 +53,11 @@ _MAX_LINE = 1024  # RFC 2449: commands are at most 255 octets; be lenient, not u
 _ids = itertools.count(1)
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits, not too many ("²".isdigit() is true too, and int() takes at most 4300)."""
+    return text.isascii() and text.isdigit() and len(text) <= 10
+
+
 def dot_stuff(data: bytes) -> bytes:
     """Message bytes -> a multi-line response body with its terminator: every line starting
     with "." gets one more, the data ends with CRLF, then ".\\r\\n"."""
@@ -69,7 +74,7 @@ def top_of(data: bytes, lines: int) -> bytes:
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
         return data
-    parts = body.split(b"\r\n")
+    parts = body.split(b"\r\n") if body else []
     if body.endswith(b"\r\n"):
         parts.pop()  # the empty piece after the last line end
     return head + sep + b"".join(line + b"\r\n" for line in parts[:max(lines, 0)])
@@ -125,7 +130,7 @@ class _Session:
 
     def message(self, arg: str) -> tuple[int, Message] | str:
         """(number, message) for a message-number argument, else the -ERR text."""
-        if not arg.isdigit():
+        if not _is_number(arg):
             return "invalid message number"
         n = int(arg)
         if not 1 <= n <= len(self.messages):
@@ -350,7 +355,7 @@ class Pop3Server:
     async def _top(self, session: _Session, arg: str) -> None:
         which, _, lines = arg.partition(" ")
         found = session.message(which)
-        if isinstance(found, str) or not lines.strip().isdigit():
+        if isinstance(found, str) or not _is_number(lines.strip()):
             await self._reply(session, f"-ERR {found if isinstance(found, str) else 'bad lines'}")
             return
         await self._send_message(session, found[1], top_of(found[1].data, int(lines)))
