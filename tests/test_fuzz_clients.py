@@ -19,6 +19,7 @@ import dns.name
 import dns.rdatatype
 import dns.rrset
 import pytest
+from aio import run_coro
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -112,7 +113,7 @@ async def _pop3_over(server: bytes, calls: Sequence[str], limit: int) -> list[An
     max_size=4), limit=st.sampled_from([16, 64, pop3.LINE_LIMIT]))
 def test_pop3_client_reads_anything(server: bytes, calls: list[str], limit: int) -> None:
     """A POP3 'server' sending arbitrary bytes gets results or Pop3Errors, in bounded time."""
-    asyncio.run(_pop3_over(server, calls, limit))
+    run_coro(_pop3_over(server, calls, limit))
 
 
 @FUZZ
@@ -124,7 +125,7 @@ def test_pop3_retr_dot_stuffing_round_trip(message: bytes, limit: int) -> None:
     """What the embedded server dot-stuffs, the client's RETR reads back unchanged (CRLF-ended),
     even when the reader's buffer is smaller than the message's lines."""
     sent = b"+OK\r\n" + dot_stuff(message)
-    (got,) = asyncio.run(_pop3_over(sent, ["retr"], limit))
+    (got,) = run_coro(_pop3_over(sent, ["retr"], limit))
     expected = message if not message or message.endswith(b"\r\n") else message + b"\r\n"
     assert got == expected
 
@@ -220,7 +221,7 @@ async def _smtp_replies(chunks: Sequence[bytes]) -> list[Any]:
 @FUZZ
 @given(chunks=st.lists(WIRE, min_size=1, max_size=6))
 def test_smtp_replies_from_anything(chunks: list[bytes]) -> None:
-    for reply in asyncio.run(_smtp_replies(chunks)):
+    for reply in run_coro(_smtp_replies(chunks)):
         assert isinstance(reply, aiosmtplib.SMTPResponse | aiosmtplib.SMTPException), reply
 
 
@@ -235,7 +236,7 @@ def test_smtp_multiline_reply(code: int, lines: list[str], cut: int) -> None:
     wire = b"".join(f"{code}{'-' if i < len(lines) - 1 else ' '}{text}\r\n".encode()
                     for i, text in enumerate(lines))
     chunks = [wire[i:i + cut] for i in range(0, len(wire), cut)]
-    first = asyncio.run(_smtp_replies(chunks))[0]
+    first = run_coro(_smtp_replies(chunks))[0]
     assert isinstance(first, aiosmtplib.SMTPResponse)
     assert first.code == code
     shown = [text.strip() for text in lines if text.strip()]
@@ -304,7 +305,7 @@ def test_dns_datagram_handling(wire: bytes) -> None:
         protocol.datagram_received(wire, ("127.0.0.1", 53))
         if future.done() and future.exception() is not None:
             assert isinstance(future.exception(), DnsLookupError)
-    asyncio.run(deliver())
+    run_coro(deliver())
 
 
 def test_dns_parse_keeps_valid_answers() -> None:

@@ -10,6 +10,7 @@ import contextlib
 from typing import Any
 
 import pytest
+from aio import run_coro
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -176,7 +177,7 @@ def test_pop3_server_session(lines: list[bytes], login: bool, tail: bytes) -> No
     """A POP3 client sending any commands (logged in or not) gets +OK/-ERR answers."""
     client = (POP3_LOGIN if login else b"") + b"".join(x + b"\r\n" for x in lines) + tail
     store = MailStore(users=3, messages_per_user=2, message_size=300)
-    answer = asyncio.run(_session(Pop3Server(store), client))
+    answer = run_coro(_session(Pop3Server(store), client))
     assert b"internal server error" not in answer, answer[-200:]
 
 
@@ -185,7 +186,7 @@ def test_pop3_server_session(lines: list[bytes], login: bool, tail: bytes) -> No
 def test_pop3_server_known_cases(command: bytes) -> None:
     """Message numbers the fuzzer found: digits that are not ASCII ("²".isdigit() is true)."""
     store = MailStore(users=3, messages_per_user=2, message_size=300)
-    answer = asyncio.run(_session(Pop3Server(store), POP3_LOGIN + command + b"\r\nQUIT\r\n"))
+    answer = run_coro(_session(Pop3Server(store), POP3_LOGIN + command + b"\r\nQUIT\r\n"))
     assert b"internal server error" not in answer
     assert answer.rstrip().endswith(b"+OK bye") or b"-ERR" in answer.splitlines()[-2]
 
@@ -201,7 +202,7 @@ def test_imap_server_session(lines: list[bytes], login: bool) -> None:
     client = (IMAP_LOGIN if login else b"") + b"".join(lines)
     store = MailStore(users=3, messages_per_user=3, message_size=300)
     server = ImapServer(store, autologout=HANG / 2)
-    answer = asyncio.run(_session(server, client))
+    answer = run_coro(_session(server, client))
     assert b"Internal server error" not in answer, answer[-300:]
 
 
@@ -213,6 +214,6 @@ def test_imap_server_session(lines: list[bytes], login: bool) -> None:
 ])
 def test_imap_server_known_cases(command: bytes) -> None:
     store = MailStore(users=3, messages_per_user=3, message_size=300)
-    answer = asyncio.run(_session(ImapServer(store, autologout=HANG / 2),
+    answer = run_coro(_session(ImapServer(store, autologout=HANG / 2),
                                   IMAP_LOGIN + command))
     assert b"Internal server error" not in answer, answer[-300:]
