@@ -14,8 +14,7 @@ from _project import HOST, find_tool, stop_pid
 
 __all__ = ["DOMAIN", "MAIL_HOST", "start_unbound"]
 
-DOMAIN = "example.test"
-MAIL_HOST = f"mail.{DOMAIN}"
+from loadtests.stack.settings import DOMAIN, MAIL_HOST
 
 
 def free_port_udp_tcp() -> int:
@@ -35,35 +34,13 @@ def free_port_udp_tcp() -> int:
 
 
 def unbound_conf(workdir: Path, port: int) -> Path:
+    """The stack's unbound configuration (loadtests.stack.services.unbound), on `port`."""
+    from loadtests.stack.services.unbound import unbound_conf as render
+
     conf = workdir / "unbound.conf"
-    conf.write_text(f"""\
-server:
-    interface: {HOST}@{port}
-    port: {port}
-    do-ip6: no
-    do-udp: yes
-    do-tcp: yes
-    access-control: 127.0.0.0/8 allow
-    chroot: ""
-    username: ""
-    directory: "{workdir}"
-    pidfile: "{workdir}/unbound.pid"
-    logfile: "{workdir}/unbound.log"
-    use-syslog: no
-    verbosity: 0
-    num-threads: 1
-    so-rcvbuf: 4m
-    auto-trust-anchor-file: ""
-    module-config: "iterator"
-    local-zone: "{DOMAIN}." static
-    local-data: "{DOMAIN}. 3600 IN SOA ns.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 60"
-    local-data: "{DOMAIN}. 3600 IN NS ns.{DOMAIN}."
-    local-data: "{DOMAIN}. 3600 IN MX 10 {MAIL_HOST}."
-    local-data: "{MAIL_HOST}. 3600 IN A 127.0.0.1"
-    local-data: "ns.{DOMAIN}. 3600 IN A 127.0.0.1"
-remote-control:
-    control-enable: no
-""")
+    conf.write_text(render(interface=HOST, port=port, directory=workdir,
+                           logfile=workdir / "unbound.log", access="127.0.0.0/8", verbosity=0,
+                           rcvbuf="4m"))
     return conf
 
 

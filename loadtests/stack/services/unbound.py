@@ -2,37 +2,36 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from loadtests.stack.services.base import Daemon, Service
 from loadtests.stack.settings import DOMAIN, MAIL_HOST, PORTS, StackConfig
 
-__all__ = ["Unbound"]
+__all__ = ["Unbound", "unbound_conf"]
 
 
-class Unbound(Service):
-    name = "unbound"
-    summary = f"DNS on port {PORTS['dns']} (UDP+TCP): {DOMAIN} MX 10 {MAIL_HOST} -> 127.0.0.1"
-    packages = ("unbound",)
-    endpoints = ("dns",)
-
-    def files(self, cfg: StackConfig) -> dict[str, str]:
-        base = cfg.run_dir / "unbound"
-        conf = f"""\
+def unbound_conf(*, interface: str, port: int, directory: Path, logfile: Path,
+                 access: str = "0.0.0.0/0", verbosity: int = 1, rcvbuf: str | None = None) -> str:
+    """unbound's configuration: authoritative for the test domain, in the foreground, one thread
+    (the stack's service, and the benches' private unbound)."""
+    buffer = f"    so-rcvbuf: {rcvbuf}\n" if rcvbuf else ""
+    return f"""\
 server:
-    interface: {cfg.listen}@{PORTS['dns']}
-    port: {PORTS['dns']}
+    interface: {interface}@{port}
+    port: {port}
     do-ip6: no
     do-udp: yes
     do-tcp: yes
-    access-control: 0.0.0.0/0 allow
+    access-control: {access} allow
     chroot: ""
     username: ""
-    directory: "{base}"
-    pidfile: "{base}/unbound.pid"
-    logfile: "{self.log_file(cfg)}"
+    directory: "{directory}"
+    pidfile: "{directory}/unbound.pid"
+    logfile: "{logfile}"
     use-syslog: no
-    verbosity: 1
+    verbosity: {verbosity}
     num-threads: 1
-    auto-trust-anchor-file: ""
+{buffer}    auto-trust-anchor-file: ""
     module-config: "iterator"
     local-zone: "{DOMAIN}." static
     local-data: "{DOMAIN}. 3600 IN SOA ns.{DOMAIN}. hostmaster.{DOMAIN}. 1 3600 600 86400 60"
@@ -44,6 +43,18 @@ server:
 remote-control:
     control-enable: no
 """
+
+
+class Unbound(Service):
+    name = "unbound"
+    summary = f"DNS on port {PORTS['dns']} (UDP+TCP): {DOMAIN} MX 10 {MAIL_HOST} -> 127.0.0.1"
+    packages = ("unbound",)
+    endpoints = ("dns",)
+
+    def files(self, cfg: StackConfig) -> dict[str, str]:
+        base = cfg.run_dir / "unbound"
+        conf = unbound_conf(interface=cfg.listen, port=PORTS["dns"], directory=base,
+                            logfile=self.log_file(cfg))
         return {"unbound/unbound.conf": conf}
 
     def daemons(self, cfg: StackConfig) -> list[Daemon]:
