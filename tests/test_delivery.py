@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from aio import run_coro
 from cli import ROOT, run_cli
@@ -76,9 +77,13 @@ def test_summary_and_qos_checks() -> None:
     assert delivery_summary(RunRecords()) is None and delivery_checks({}) == []
 
 
-def test_a_run_reports_exactly_the_injected_faults(tmp_path: Path) -> None:
+@pytest.mark.parametrize("find", ["pop3", "imap-idle"])
+def test_a_run_reports_exactly_the_injected_faults(tmp_path: Path, find: str) -> None:
+    """POP3 polling, or IDLE sessions on all 200 users' INBOX (every copy watched)."""
     data = yaml.safe_load((ROOT / "profiles" / "smtp-delivery.yaml").read_text())
     data["embedded"]["duplicate_one_in"] = 300
+    if find == "imap-idle":
+        data["delivery"] = {"find": "imap-idle", "watch": 200, "deadline": "5s"}
     profile = tmp_path / "delivery.yaml"
     profile.write_text(yaml.safe_dump(data))
     out = tmp_path / "run"

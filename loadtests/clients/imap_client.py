@@ -457,6 +457,15 @@ class ImapClient:
             message_set, parts, by_uid=by_uid))
         return parse_fetch(response.lines)
 
+    async def fetch_changes(self, message_set: str, parts: str, *, by_uid: bool = False
+                            ) -> tuple[list[FetchedMessage], list[bytes]]:
+        """`fetch`, and the mailbox changes (`N EXISTS`, `N EXPUNGE`) the server reported with
+        its reply: a change reported there is not pushed again at the next IDLE."""
+        response = await self._command("FETCH", self.imap.protocol.fetch(
+            message_set, parts, by_uid=by_uid))
+        changes = [x for x in pushes_in(response.lines) if b" FETCH" not in x.upper()]
+        return parse_fetch(response.lines), changes
+
     async def fetch_headers(self, message_set: str, *,
                             by_uid: bool = False) -> list[FetchedMessage]:
         return await self.fetch(message_set, "(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER])",

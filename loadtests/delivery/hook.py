@@ -17,12 +17,14 @@ import gevent
 from gevent.event import Event
 
 from loadtests import bridge
+from loadtests.clients.tls import endpoint_tls
+from loadtests.delivery.imap_idle import ImapIdleFinder
 from loadtests.delivery.maildir import MaildirFinder
 from loadtests.delivery.pop3 import Pop3Finder
 from loadtests.delivery.queue import postfix_queue_counts
 from loadtests.delivery.sent import sent_listener
 from loadtests.delivery.settings import DeliverySettings
-from loadtests.delivery.tracker import Finder, Tracker
+from loadtests.delivery.tracker import Finder, Tracker, Watcher
 from loadtests.profiles import Profile
 from loadtests.stream.records import Queue, Record, Sent
 from loadtests.stream.writer import StreamWriter
@@ -31,15 +33,29 @@ from loadtests.targets import Target
 __all__ = ["DeliveryHook"]
 
 
-def _finder(settings: DeliverySettings, target: Target) -> Finder:
+def _finder(settings: DeliverySettings, target: Target) -> Finder | Watcher:
     if settings.find == "maildir":
         assert settings.maildir is not None, "checked by the settings model"
         return MaildirFinder(settings.maildir)
-    endpoint = target.endpoint(settings.endpoint)
+    name = settings.endpoint_name or settings.find
+    endpoint = target.endpoint(name)
     if endpoint is None:
-        raise ValueError(f"delivery.endpoint: the target has no endpoint {settings.endpoint!r}")
-    return Pop3Finder(endpoint.host, endpoint.port, target.secret() or "",
-                      login=lambda box: box.partition("@")[0], delete=settings.delete)
+        raise ValueError(f"delivery.endpoint: the target has no endpoint {name!r}")
+
+    def login(box: str) -> str:
+        return box.partition("@")[0]
+
+    if settings.find == "imap-idle":
+        users = target.users
+        watched = [f"{users.name(i)}@{target.domain}".lower()
+                   for i in range(min(settings.watch, users.count))]
+        return ImapIdleFinder(endpoint.host, endpoint.port, target.secret() or "", login,
+                              watched, delete=settings.delete,
+                              tls=endpoint_tls(endpoint.host, endpoint.port,
+                                               endpoint.tls_options()),
+                              connect_concurrency=settings.concurrency)
+    return Pop3Finder(endpoint.host, endpoint.port, target.secret() or "", login=login,
+                      delete=settings.delete)
 
 
 class DeliveryHook:
@@ -67,10 +83,18 @@ class DeliveryHook:
         if type(record) is Sent:
             self.tracker.learn(record)
 
-    def start(self) -> None:
+    def start(self, ready_within: float = 15.0) -> None:
+        """Start finding copies (and sampling the queue); with IMAP IDLE, wait up to
+        `ready_within` seconds for every watched mailbox's session, so the load does not start
+        before its copies can be seen."""
         self._greenlet = gevent.spawn(bridge.run, self.tracker.run())
         if self.settings.postfix_queue:
             self._sampler = gevent.spawn(self._sample_queue, self.settings.postfix_queue)
+        finder = self.tracker.finder
+        if isinstance(finder, ImapIdleFinder):
+            until = time.monotonic() + ready_within
+            while len(finder.ready) < len(finder.mailboxes) and time.monotonic() < until:
+                gevent.sleep(0.05)
 
     def _sample_queue(self, queue_directory: str) -> None:
         """Once a second until closed: the Postfix queue sizes as a `queue` record."""

@@ -4,7 +4,8 @@ each finding means — delivered, corrupt, duplicate — or, at the deadline, lo
 
 A copy may be found before its `sent` record arrives (a worker ships records once a second):
 such a finding waits in `early` and is settled when the record comes. Copies of messages this
-run did not send (a mailbox's older mail) are ignored.
+run did not send (a mailbox's older mail) are ignored. With `watched` (IMAP IDLE watches a
+fixed set of mailboxes), copies to other recipients are not expected: counted in `unwatched`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class _Expected:
 @dataclass
 class Ledger:
     via: str = "pop3"
+    watched: frozenset[str] | None = None  # None: every recipient's mailbox is searched
+    unwatched: int = 0  # copies to recipients outside `watched`, not tracked
     expected: dict[tuple[str, str], _Expected] = field(default_factory=dict)
     early: dict[str, list[tuple[str, Verdict, float]]] = field(default_factory=dict)
     waiting: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -42,6 +45,9 @@ class Ledger:
         out = []
         for rcpt in sent.rcpt:
             box = mailbox_of(rcpt)
+            if self.watched is not None and box not in self.watched:
+                self.unwatched += 1
+                continue
             self.expected[(sent.id, box)] = _Expected(sent.ts)
             self.waiting[box].add(sent.id)
         for box, verdict, found_ts in self.early.pop(sent.id, []):

@@ -9,7 +9,10 @@ from pydantic import Field, model_validator
 
 from loadtests.configfile import Duration, StrictModel
 
-__all__ = ["DeliverySettings"]
+__all__ = ["ENDPOINT_PROTOCOL", "DeliverySettings"]
+
+ENDPOINT_PROTOCOL = {"pop3": "pop3", "imap-idle": "imap"}
+"""The protocol of the endpoint each way of finding copies reads (maildir: none)."""
 
 
 class DeliverySettings(StrictModel):
@@ -17,16 +20,25 @@ class DeliverySettings(StrictModel):
 
     scenarios: list[str] = Field(
         default_factory=list, description="SMTP scenarios whose mail is tracked (empty: all)")
-    find: Literal["pop3", "maildir"] = Field(
+    find: Literal["pop3", "maildir", "imap-idle"] = Field(
         default="pop3",
-        description="how copies are found: POP3 polling of the recipients, or their maildirs")
-    endpoint: str = Field(default="pop3", description="pop3: the target endpoint polled")
+        description="how copies are found: POP3 polling of the recipients, their maildirs, or "
+                    "IMAP sessions in IDLE on `watch` recipients' INBOX")
+    endpoint: str | None = Field(
+        default=None, description="pop3, imap-idle: the target endpoint (default: the pop3 or "
+                                  "imap one)")
+    watch: int = Field(
+        default=100, ge=1, le=100_000,
+        description="imap-idle: mailboxes watched, the target's first N users (a session "
+                    "each); mail to other recipients is not tracked")
     maildir: str | None = Field(
         default=None, description="maildir: a mailbox's directory, with {local} and {domain}")
     poll_interval: Duration = Field(default=0.5, gt=0,
                                     description="a mailbox with copies due is polled this often")
-    concurrency: int = Field(default=20, ge=1, le=1000, description="mailboxes polled at once")
-    delete: bool = Field(default=True, description="POP3: DELE the copies found (ours only)")
+    concurrency: int = Field(default=20, ge=1, le=1000,
+                             description="mailboxes polled at once (imap-idle: logging in)")
+    delete: bool = Field(default=True, description="POP3: DELE the copies found, IMAP: "
+                                                   "\\Deleted + EXPUNGE (ours only)")
     postfix_queue: str | None = Field(
         default=None, description="a Postfix queue_directory to sample each second (`queue`)")
     deadline: Duration = Field(
@@ -43,3 +55,8 @@ class DeliverySettings(StrictModel):
         if self.find == "maildir" and not self.maildir:
             raise ValueError("find: maildir needs `maildir:` (e.g. /srv/mail/{domain}/{local})")
         return self
+
+    @property
+    def endpoint_name(self) -> str | None:
+        """The target endpoint read (None for maildir): `endpoint`, else the protocol's."""
+        return self.endpoint or ENDPOINT_PROTOCOL.get(self.find)

@@ -1,20 +1,21 @@
-"""The delivery tracker (asyncio, no Locust): learns the messages the server accepted, polls
-the mailboxes where copies are due, and hands a `delivery` record per finding to its sink;
-`expire` turns what is still missing into `lost` records."""
+"""The delivery tracker (asyncio, no Locust): learns the messages the server accepted, finds
+their copies — polling the mailboxes where copies are due (a `Finder`: POP3, maildir), or
+letting a `Watcher` report what its standing sessions see (IMAP IDLE) — and hands a `delivery`
+record per finding to its sink; `expire` turns what is still missing into `lost` records."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Collection
+from typing import Protocol, runtime_checkable
 
 from loadtests.clients.errors import describe
 from loadtests.clients.message import Verdict
-from loadtests.delivery.ledger import Ledger
+from loadtests.delivery.ledger import Ledger, mailbox_of
 from loadtests.stream.records import Delivery, Sent
 
-__all__ = ["Finder", "Tracker"]
+__all__ = ["Finder", "Tracker", "Watcher"]
 
 
 class Finder(Protocol):
@@ -22,12 +23,30 @@ class Finder(Protocol):
         """The copies in `mailbox` not reported before: (verdict, when found)."""
 
 
+@runtime_checkable
+class Watcher(Protocol):
+    """Finds copies by itself (standing sessions) in a fixed set of mailboxes."""
+
+    @property
+    def mailboxes(self) -> Collection[str]:
+        """The mailboxes watched (lower-case addresses)."""
+
+    async def watch(self, found: Callable[[str, list[tuple[Verdict, float]]], None],
+                    stopping: Callable[[], bool]) -> None:
+        """Hand each mailbox's new copies to `found` until `stopping()`."""
+
+
 class Tracker:
-    def __init__(self, finder: Finder, sink: Callable[[Delivery], None], *, via: str = "pop3",
-                 poll_interval: float = 0.5, concurrency: int = 20) -> None:
+    """Copies of mail to a `Watcher`'s mailboxes only are expected (the others are counted in
+    `ledger.unwatched`); a `Finder` is polled for every mailbox with copies due."""
+
+    def __init__(self, finder: Finder | Watcher, sink: Callable[[Delivery], None], *,
+                 via: str = "pop3", poll_interval: float = 0.5, concurrency: int = 20) -> None:
         self.finder = finder
         self.sink = sink
-        self.ledger = Ledger(via=via)
+        watched = finder.mailboxes if isinstance(finder, Watcher) else None
+        self.ledger = Ledger(via=via, watched=None if watched is None else
+                             frozenset(mailbox_of(box) for box in watched))
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self.polls = self.poll_errors = 0
@@ -38,7 +57,16 @@ class Tracker:
         for record in self.ledger.learn(sent):
             self.sink(record)
 
+    def found(self, box: str, copies: list[tuple[Verdict, float]]) -> None:
+        """Copies found in mailbox `box`: their records to the sink."""
+        box = mailbox_of(box)
+        for verdict, ts in copies:
+            record = self.ledger.found(box, verdict, ts)
+            if record is not None:
+                self.sink(record)
+
     async def _poll(self, box: str, gate: asyncio.Semaphore) -> None:
+        assert not isinstance(self.finder, Watcher)
         async with gate:
             self.polls += 1
             try:
@@ -47,10 +75,7 @@ class Tracker:
                 self.poll_errors += 1
                 self.last_error = str(describe(exc))
                 return
-        for verdict, ts in found:
-            record = self.ledger.found(box, verdict, ts)
-            if record is not None:
-                self.sink(record)
+        self.found(box, found)
 
     async def poll_once(self) -> None:
         """One round: every mailbox with copies due, `concurrency` at a time."""
@@ -58,7 +83,10 @@ class Tracker:
         await asyncio.gather(*(self._poll(box, gate) for box in self.ledger.mailboxes_due()))
 
     async def run(self) -> None:
-        """Poll rounds until `stopping` is set."""
+        """Poll rounds (or the watcher's sessions) until `stopping` is set."""
+        if isinstance(self.finder, Watcher):
+            await self.finder.watch(self.found, lambda: self.stopping)
+            return
         while not self.stopping:
             started = time.monotonic()
             await self.poll_once()

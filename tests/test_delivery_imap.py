@@ -1,0 +1,134 @@
+"""Delivery tracking by IMAP IDLE against the embedded target: standing sessions on the watched
+recipients' INBOX get the server's EXISTS push when local delivery appends a copy, FETCH it,
+verify it, and the findings equal the target's own fault counters exactly (lost, corrupt,
+duplicate); a session the server drops reconnects and catches up on what came meanwhile. (A
+whole run with `find: imap-idle`: tests/test_delivery.py, next to the POP3 one.)"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import time
+
+import gevent
+from aio import run_coro
+
+from loadtests import bridge
+from loadtests.clients.message import build_message, new_message_id
+from loadtests.delivery.imap_idle import ImapIdleFinder
+from loadtests.delivery.tracker import Tracker
+from loadtests.embedded.imap import ImapServer
+from loadtests.embedded.mailstore import MailStore, password_for
+from loadtests.stream import Delivery, Sent
+
+WATCHED = [f"user{n:04d}@example.test" for n in range(1, 6)]
+
+
+def _send(port: int, rcpt: str) -> Sent:
+    mid = new_message_id()
+    sent_at = time.time()
+    data = build_message(sender="a@mailswarm.test", recipients=[rcpt], size=1500,
+                         message_id=mid, sent_at=sent_at)
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="t.test", timeout=5) as smtp:
+        smtp.sendmail("a@mailswarm.test", [rcpt], data)
+    return Sent(sent_at, mid, [rcpt])
+
+
+def _tracking(target, delete: bool = True) -> tuple[Tracker, ImapIdleFinder, list[Delivery],
+                                                   gevent.Greenlet]:
+    bridge.start()
+    finder = ImapIdleFinder("127.0.0.1", target.ready["imap_port"], password_for("x"),
+                            lambda box: box.partition("@")[0], WATCHED, delete=delete,
+                            timeout=5)
+    records: list[Delivery] = []
+    tracker = Tracker(finder, records.append, via="imap-idle")
+    runner = gevent.spawn(bridge.run, tracker.run())
+    until = time.monotonic() + 10
+    while len(finder.ready) < len(WATCHED) and time.monotonic() < until:
+        gevent.sleep(0.05)
+    assert finder.ready == set(WATCHED), finder.last_error
+    return tracker, finder, records, runner
+
+
+def _settle(tracker: Tracker, runner: gevent.Greenlet, within: float = 10.0) -> None:
+    until = time.monotonic() + within
+    while tracker.ledger.pending() and time.monotonic() < until:
+        gevent.sleep(0.1)
+    gevent.sleep(0.5)  # duplicates come right behind their first copy
+    tracker.stopping = True
+    runner.join(timeout=5)
+    assert runner.dead
+    tracker.expire()
+
+
+def test_idle_watchers_report_exactly_the_injected_faults(start_target) -> None:
+    target = start_target(smtp_deliver=True, delivery_delay=0.05, messages_per_user=3,
+                          drop_one_in=7, corrupt_one_in=5, duplicate_one_in=6)
+    tracker, finder, records, runner = _tracking(target)
+    port = target.ready["smtp_port"]
+    for n in range(60):
+        tracker.learn(_send(port, WATCHED[n % len(WATCHED)]))
+    tracker.learn(_send(port, "user0100@example.test"))  # not watched: not tracked
+    _settle(tracker, runner)
+    time.sleep(1.1)  # the target writes its counters once a second
+    injected = target.stats().servers["delivery"]
+    outcomes = {o: sum(1 for r in records if r.outcome == o)
+                for o in ("delivered", "corrupt", "duplicate", "lost")}
+    assert injected["accepted"] == 61 and injected["dropped"] >= 8
+    assert injected["corrupted"] >= 8 and injected["duplicated"] >= 6
+    assert (outcomes["lost"], outcomes["corrupt"], outcomes["duplicate"]) == (
+        injected["dropped"], injected["corrupted"], injected["duplicated"])
+    assert outcomes["delivered"] + outcomes["corrupt"] + outcomes["lost"] == 60
+    # the 61st copy (user0100's) is neither dropped (every 7th) nor duplicated: one more
+    assert outcomes["delivered"] + outcomes["corrupt"] + outcomes["duplicate"] + 1 == \
+        injected["delivered"]
+    assert tracker.ledger.unwatched == 1
+    assert all(r.via == "imap-idle" for r in records)
+    latencies = [r.latency_s for r in records if r.outcome == "delivered"]
+    assert latencies and max(latencies) < 2.0  # pushed, not polled
+    assert finder.pushes > 0 and finder.errors == 0
+    # `delete`: our copies are expunged, the generated mail stays
+    imap = target.stats().servers["imap"]
+    assert imap["commands"]["EXPUNGE"] >= 1
+
+
+def test_a_dropped_session_reconnects_and_catches_up() -> None:
+    """The server ends every IDLE after 0.3 s (autologout): the watchers keep reconnecting
+    (0.5 s back-off), so copies keep arriving while they are away; each is found once, from the
+    UID the watcher expected next."""
+    store = MailStore(users=10, messages_per_user=2)
+    server = ImapServer(store, autologout=0.3)
+
+    async def main() -> tuple[list[Delivery], ImapIdleFinder]:
+        listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        finder = ImapIdleFinder("127.0.0.1", port, password_for("x"),
+                                lambda box: box.partition("@")[0], WATCHED[:2], delete=False,
+                                timeout=5)
+        records: list[Delivery] = []
+        tracker = Tracker(finder, records.append, via="imap-idle")
+        task = asyncio.ensure_future(tracker.run())
+        while len(finder.ready) < 2:
+            await asyncio.sleep(0.02)
+        for n in range(16):
+            box, mid = WATCHED[n % 2], new_message_id()
+            tracker.learn(Sent(time.time(), mid, [box]))
+            mailbox = store.get(box)
+            assert mailbox is not None
+            mailbox.append(build_message(sender="a@mailswarm.test", recipients=[box],
+                                         size=1200, message_id=mid))
+            await asyncio.sleep(0.25)
+        for _ in range(100):
+            if not tracker.ledger.pending():
+                break
+            await asyncio.sleep(0.05)
+        tracker.stopping = True
+        await asyncio.wait_for(task, 5)
+        tracker.expire()
+        listening.close()
+        return records, finder
+
+    records, finder = run_coro(main())
+    assert [r.outcome for r in records] == ["delivered"] * 16
+    assert finder.reconnects >= 3 and "Autologout" in (finder.last_error or "")
+    assert finder.pushes < 16  # the others were found by catching up after a reconnect
