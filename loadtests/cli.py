@@ -205,7 +205,7 @@ def _embedded_problems(data: Any) -> list[str]:
 
 def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
     """Profile and target, or the complete list of what is wrong with them (ConfigError)."""
-    from loadtests.profiles import check_against_target, load_profile
+    from loadtests.profiles import check_against_target, check_embedded_delivery, load_profile
     from loadtests.targets import check_loopback, is_loopback, load_target
 
     problems: list[str] = []
@@ -214,6 +214,8 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Profile, Target | None]:
         profile = load_profile(args.profile, checks=[_embedded_problems])
     except ConfigError as exc:
         problems += [f"{exc.source}: {p}" for p in exc.problems]
+    if args.target is None and profile is not None:
+        problems += [f"{args.profile}: {p}" for p in check_embedded_delivery(profile)]
     if args.target is None and profile is not None and not args.allow_remote:
         host = str(profile.embedded.get("host", "127.0.0.1"))
         if not is_loopback(host):

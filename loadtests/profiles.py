@@ -27,8 +27,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from loadtests.configfile import Duration, RawCheck, StrictModel, load_yaml_model
-from loadtests.delivery.settings import DeliverySettings
-from loadtests.protocols import UserKindName, protocol_of, user_kind
+from loadtests.delivery.settings import ENDPOINT_PROTOCOL, DeliverySettings
+from loadtests.protocols import USER_KINDS, UserKindName, protocol_of, user_kind
 from loadtests.protocols.settings import (
     DnsSettings,
     ImapSettings,
@@ -42,6 +42,7 @@ from loadtests.schedule.population import Derived, derive
 from loadtests.targets import Target
 
 __all__ = [
+    "EMBEDDED_DELIVERY_KNOBS",
     "ArrivalSchedule",
     "ClosedSchedule",
     "DnsSettings",
@@ -51,6 +52,7 @@ __all__ = [
     "SizeChoice",
     "SmtpSettings",
     "check_against_target",
+    "check_embedded_delivery",
     "load_profile",
 ]
 
@@ -232,12 +234,73 @@ def _unique_scenario_names(data: Any) -> list[str]:
     return [f"scenarios: names must be unique; repeated: {', '.join(dupes)}"] if dupes else []
 
 
+def _mail_scenarios(scenarios: list[Any]) -> dict[str, str]:
+    """Scenario name -> user kind, of the raw scenarios that name both."""
+    return {str(s["name"]): str(s["user"]) for s in scenarios
+            if isinstance(s, dict) and s.get("name") is not None and s.get("user") is not None}
+
+
+def _delivery_scenarios_known(data: Any) -> list[str]:
+    """`delivery.scenarios` names scenarios of this profile that send mail (an SMTP user kind);
+    a profile that tracks delivery has at least one such scenario."""
+    delivery = data.get("delivery") if isinstance(data, dict) else None
+    scenarios = data.get("scenarios")
+    if not isinstance(delivery, dict) or not isinstance(scenarios, list):
+        return []
+    kinds = _mail_scenarios(scenarios)
+    senders = [n for n, k in kinds.items() if k in USER_KINDS and protocol_of(k) == "smtp"]
+    problems = []
+    named = delivery.get("scenarios")
+    for i, name in enumerate(named if isinstance(named, list) else []):
+        if not isinstance(name, str):
+            continue  # the model names the bad type
+        if name not in kinds:
+            problems.append(f"delivery.scenarios[{i}]: {name!r} is not a scenario of this "
+                            f"profile (scenarios: {', '.join(kinds) or 'none'})")
+        elif name not in senders:
+            problems.append(f"delivery.scenarios[{i}]: {name!r} is a {kinds[name]} scenario; "
+                            "only smtp and submission scenarios send mail to track")
+    if not senders and kinds:
+        problems.append("delivery: no scenario sends mail (user: smtp or submission), so "
+                        "there is nothing to track")
+    return problems
+
+
+EMBEDDED_DELIVERY_KNOBS = ("delivery_delay", "drop_one_in", "corrupt_one_in",
+                           "duplicate_one_in")
+"""The embedded target's local delivery settings, which only act with `smtp_deliver: true`."""
+
+
+def _embedded_delivery_knobs(data: Any) -> list[str]:
+    """Local delivery's delay and faults in `embedded:` without `smtp_deliver: true` would
+    silently do nothing."""
+    embedded = data.get("embedded") if isinstance(data, dict) else None
+    if not isinstance(embedded, dict) or embedded.get("smtp_deliver") is True:
+        return []
+    return [f"embedded.{knob}: acts only with `smtp_deliver: true` (the embedded target "
+            "delivers nothing otherwise)"
+            for knob in EMBEDDED_DELIVERY_KNOBS if embedded.get(knob) not in (None, 0, "0s")]
+
+
+def check_embedded_delivery(profile: Profile) -> list[str]:
+    """Against the embedded target (a run without a target file): a profile that tracks
+    delivery must say whether the target delivers what it accepts (`embedded.smtp_deliver`),
+    rather than have every message reported lost because it was left out."""
+    if profile.delivery is None or "smtp_deliver" in profile.embedded:
+        return []
+    return ["embedded.smtp_deliver: required when the profile tracks delivery (`delivery:`) "
+            "against the embedded target: true (the target puts accepted mail into the "
+            "mailboxes its POP3 and IMAP serve) or false (it keeps nothing: every copy is lost)"]
+
+
 def load_profile(path: str | Path, checks: Iterable[RawCheck] = ()) -> Profile:
     """The profile in `path`, or ConfigError naming every problem; `checks` add problems found
     on the raw data (the CLI checks the `embedded:` section this way)."""
     # the raw checks list duplicate names even when other fields are wrong too
     return load_yaml_model(Profile, path, tags=SCHEDULE_KINDS,
-                           checks=[_unique_scenario_names, _one_scenario_per_ramp, *checks])
+                           checks=[_unique_scenario_names, _one_scenario_per_ramp,
+                                   _delivery_scenarios_known, _embedded_delivery_knobs,
+                                   *checks])
 
 
 def check_against_target(profile: Profile, target: Target) -> list[str]:
@@ -255,4 +318,20 @@ def check_against_target(profile: Profile, target: Target) -> list[str]:
         if kind.needs_dns(sc.settings) and target.endpoint("dns") is None:
             problems.append(f"scenarios[{i}].{kind.section}.{kind.needs_dns_when}: the target "
                             "has no dns endpoint")
-    return problems
+    return problems + _delivery_against_target(profile, target)
+
+
+def _delivery_against_target(profile: Profile, target: Target) -> list[str]:
+    """The endpoint delivery tracking reads, present and of the protocol it speaks."""
+    delivery = profile.delivery
+    name = None if delivery is None else delivery.endpoint_name
+    if delivery is None or name is None:
+        return []
+    wanted = ENDPOINT_PROTOCOL[delivery.find]
+    ep = target.endpoint(name)
+    if ep is None:
+        return [f"delivery.endpoint: the target has no endpoint {name!r}"]
+    if ep.protocol != wanted:
+        return [f"delivery.endpoint: {name!r} is {ep.protocol}, find: {delivery.find} needs "
+                f"{wanted}"]
+    return []

@@ -17,13 +17,16 @@ from cli import ROOT, run_cli
 from loadtests.analysis.delivery import delivery_checks, delivery_summary
 from loadtests.analysis.stream import RunRecords
 from loadtests.clients.message import Verdict, build_message
+from loadtests.configfile import ConfigError
 from loadtests.delivery.ledger import Ledger
 from loadtests.delivery.maildir import MaildirFinder
 from loadtests.delivery.queue import postfix_queue_counts
 from loadtests.delivery.sent import sent_listener
 from loadtests.delivery.tracker import Tracker
 from loadtests.embedded.delivery import corrupt_copy
+from loadtests.profiles import Profile, check_against_target, load_profile
 from loadtests.stream import Delivery, Header, Queue, Sent
+from loadtests.targets import Endpoint, Target
 
 T0 = 1_800_000_000.0
 
@@ -142,3 +145,66 @@ def test_postfix_queue_counts_and_their_peaks(tmp_path: Path) -> None:
     d = delivery_summary(run)
     assert d is not None and d["queue_peak"] == {"postfix": {
         "incoming": 1, "active": 5, "deferred": 1, "maildrop": 0, "total": 5}}
+
+
+_TRACKED = """\
+name: tracked
+scenarios:
+  - {name: mail, user: smtp, schedule: {kind: closed, users: 1}}
+  - {name: reader, user: pop3, schedule: {kind: closed, users: 1}}
+delivery:
+  scenarios: [mail, nosuch, reader, 7]
+  find: imap-idle
+  watch: 0
+embedded:
+  drop_one_in: 5
+  corrupt_one_in: 0
+"""
+
+
+def test_profile_delivery_mistakes_are_named_at_once(tmp_path: Path) -> None:
+    """Every bad `delivery:` field in one message, exit 2, before any traffic: scenarios that
+    do not exist or send no mail, a bad value, local-delivery faults without smtp_deliver, and
+    (against the embedded target) smtp_deliver left implicit."""
+    profile = tmp_path / "tracked.yaml"
+    profile.write_text(_TRACKED)
+    done = run_cli("run", str(profile), "--out", str(tmp_path / "out"), timeout=60)
+    assert done.returncode == 2, done.stderr
+    for expected in (
+            "delivery.scenarios[1]: 'nosuch' is not a scenario of this profile "
+            "(scenarios: mail, reader)",
+            "delivery.scenarios[2]: 'reader' is a pop3 scenario; only smtp and submission",
+            "delivery.scenarios[3]: Input should be a valid string",
+            "delivery.watch: Input should be greater than or equal to 1",
+            "embedded.drop_one_in: acts only with `smtp_deliver: true`"):
+        assert expected in done.stderr, done.stderr
+    assert "mailswarm run: 5 problems" in done.stderr and "nothing was sent" in done.stderr
+    assert "corrupt_one_in" not in done.stderr and not (tmp_path / "out").exists()
+    profile.write_text(_TRACKED.replace("[mail, nosuch, reader, 7]", "[mail]")
+                       .replace("watch: 0", "watch: 5").replace("drop_one_in: 5", "users: 10"))
+    done = run_cli("run", str(profile), "--out", str(tmp_path / "out"), timeout=60)
+    assert done.returncode == 2 and "embedded.smtp_deliver: required when the profile tracks " \
+        "delivery" in done.stderr, done.stderr
+    assert "delivery.scenarios" not in done.stderr
+
+
+def test_delivery_needs_a_mail_sending_scenario_and_its_endpoint(tmp_path: Path) -> None:
+    data = {"name": "p", "scenarios": [{"name": "r", "user": "pop3",
+                                        "schedule": {"kind": "closed", "users": 1}}],
+            "delivery": {"find": "imap-idle"}}
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as bad:
+        load_profile(path)
+    assert bad.value.problems == [
+        "delivery: no scenario sends mail (user: smtp or submission), so there is nothing to "
+        "track"]
+    profile = Profile.model_validate(data)
+    assert profile.delivery is not None
+    only_pop3 = Target(endpoints={"pop3": Endpoint(protocol="pop3", port=110)})
+    assert check_against_target(profile, only_pop3)[-1] == \
+        "delivery.endpoint: the target has no endpoint 'imap'"
+    named = profile.model_copy(update={"delivery": profile.delivery.model_copy(
+        update={"endpoint": "pop3"})})
+    assert check_against_target(named, only_pop3)[-1] == \
+        "delivery.endpoint: 'pop3' is pop3, find: imap-idle needs imap"

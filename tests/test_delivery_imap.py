@@ -2,16 +2,23 @@
 recipients' INBOX get the server's EXISTS push when local delivery appends a copy, FETCH it,
 verify it, and the findings equal the target's own fault counters exactly (lost, corrupt,
 duplicate); a session the server drops reconnects and catches up on what came meanwhile. (A
-whole run with `find: imap-idle`: tests/test_delivery.py, next to the POP3 one.)"""
+whole run with `find: imap-idle`: tests/test_delivery.py, next to the POP3 one.) Real stack
+(`stack` mark): Postfix delivers into the maildirs, Dovecot pushes, every copy is found."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import smtplib
 import time
+from pathlib import Path
 
 import gevent
+import pytest
+import yaml
 from aio import run_coro
+from cli import ROOT, run_cli
 
 from loadtests import bridge
 from loadtests.clients.message import build_message, new_message_id
@@ -19,6 +26,7 @@ from loadtests.delivery.imap_idle import ImapIdleFinder
 from loadtests.delivery.tracker import Tracker
 from loadtests.embedded.imap import ImapServer
 from loadtests.embedded.mailstore import MailStore, password_for
+from loadtests.stack import using
 from loadtests.stream import Delivery, Sent
 
 WATCHED = [f"user{n:04d}@example.test" for n in range(1, 6)]
@@ -132,3 +140,40 @@ def test_a_dropped_session_reconnects_and_catches_up() -> None:
     assert [r.outcome for r in records] == ["delivered"] * 16
     assert finder.reconnects >= 3 and "Autologout" in (finder.last_error or "")
     assert finder.pushes < 16  # the others were found by catching up after a reconnect
+
+
+@pytest.mark.stack
+@pytest.mark.skipif(os.geteuid() != 0, reason="the real stack needs root (apt, daemons)")
+def test_smtp_50mps_through_postfix_into_dovecot_tracked_by_idle(tmp_path: Path) -> None:
+    """The seed's 50 msg/s SMTP case (15 s) through Postfix into the maildirs Dovecot serves,
+    tracked by IDLE sessions on all 100 recipients' INBOX (the target file's users): every
+    accepted message is pushed, fetched and verified, with its latency percentiles; the Postfix
+    queue is sampled."""
+    with using(["unbound", "postfix", "dovecot"]) as cfg:  # waits while another holds it
+        target = yaml.safe_load((ROOT / "profiles/targets/stack.yaml").read_text())
+        target["users"]["count"] = 100
+        target_file = tmp_path / "stack-100.yaml"
+        target_file.write_text(yaml.safe_dump(target))
+        profile = yaml.safe_load((ROOT / "profiles/smtp-50mps.yaml").read_text())
+        profile.update(duration="15s", drain="5s", delivery={
+            "find": "imap-idle", "watch": 100, "deadline": "30s",
+            "postfix_queue": str(cfg.run_dir / "postfix/queue")})
+        profile_file = tmp_path / "smtp-50mps-idle.yaml"
+        profile_file.write_text(yaml.safe_dump(profile))
+        out = tmp_path / "out"
+        done = run_cli("run", str(profile_file), "--target", str(target_file), "--out",
+                       str(out), "--quiet", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    data = next(r for r in summary["requests"] if (r["type"], r["name"]) == ("SMTP", "DATA"))
+    accepted = data["count"] - data["failures"]
+    d = summary["delivery"]
+    print(json.dumps({"accepted": accepted, **{k: d[k] for k in (
+        "copies", "tracked", "delivered", "corrupt", "duplicate", "lost", "latency_s",
+        "share_within", "queue_peak")}}))
+    assert accepted >= 700
+    assert d["copies"] == d["tracked"] == d["delivered"] == accepted
+    assert (d["corrupt"], d["duplicate"], d["lost"]) == (0, 0, 0)
+    assert set(d["latency_s"]) == {"p50", "p95", "p99", "max"} and d["latency_s"]["max"] < 30
+    assert d["share_within"] == 100.0 and d["queue_peak"] is not None
+    assert all(c["pass"] for c in summary["qos"]["checks"] if c["kind"] == "delivery")
