@@ -9,10 +9,12 @@ from streams import T0, header, req, write_stream
 
 from loadtests.analysis.stream import collect
 from loadtests.report import build_report
+from loadtests.report.build import report_charts
 from loadtests.report.charts import Band, Chart, Limit, Marker, Series, decimate, echarts_option
 from loadtests.report.page import json_for_script
 from loadtests.report.series import (
     arrival_series,
+    delivery_queue_series,
     failing_resource,
     failure_cause,
     failure_series,
@@ -24,7 +26,7 @@ from loadtests.report.series import (
     step_spans,
 )
 from loadtests.report.tables import failure_rows, to_csv
-from loadtests.stream import End, Phase, Sample, Step, Tick
+from loadtests.stream import Delivery, End, Phase, Queue, Sample, Sent, Step, Tick
 
 
 def _tick(t: float, **counters: int) -> Tick:
@@ -194,3 +196,36 @@ def test_build_report_writes_page_and_csvs(tmp_path: Path) -> None:
     assert "SMTPResponseException 421" in html and "<details" in html
     for name in ("requests", "steps", "failures", "qos", "timeseries"):
         assert (folder / f"{name}.csv").read_text().count("\n") >= 2, name
+
+
+def test_delivery_queue_chart_with_latency_and_arrival(tmp_path: Path) -> None:
+    """`queue` and `delivery` records: the queue's size (left axis) next to the latency of what
+    was sent each second (p50/p95/max) and the messages accepted per second; the page has it."""
+    sent = [Sent(T0 + s + i / 4, f"<{s}.{i}>", ["u@x"]) for s in range(3) for i in range(4)]
+    deliveries = [Delivery(m.ts + 0.5 + s, m.id, "u@x", "delivered", 0.5 + s)
+                  for s in range(3) for m in sent[4 * s:4 * s + 4]]
+    deliveries[-1] = Delivery(T0 + 9, "<2.3>", "u@x", "lost")
+    queues = [Queue(T0 + t, "postfix", {"incoming": t, "active": 2 * t, "deferred": 0})
+              for t in range(4)]
+    run = collect([Phase(T0, "load_start", "*"), *sent, *deliveries, *queues])
+    lines = delivery_queue_series(run.sent, run.deliveries, run.queues, T0)
+    assert lines["queue"] == {"postfix queue": [(0.0, 0.0), (1.0, 3.0), (2.0, 6.0), (3.0, 9.0)]}
+    assert lines["latency"]["p50 s"] == [(0.0, 0.5), (1.0, 1.5), (2.0, 2.5)]
+    assert lines["latency"]["max s"][2] == (2.0, 2.5)  # the lost copy has no latency
+    assert lines["arrival"]["accepted/s"] == [(0.0, 4.0), (1.0, 4.0), (2.0, 4.0)]
+    assert delivery_queue_series([], [], [], T0) == {}
+
+    chart = next(c for section, c in report_charts(run, {}) if section == "Delivery")
+    option = echarts_option(chart)
+    assert [a["name"] for a in option["yAxis"]] == [
+        "messages queued", "latency s (by send second)", "accepted/s"]
+    data = {s["name"]: s["data"] for s in option["series"]}
+    assert data["postfix queue"][-1] == [3, 9] and data["latency p95 s"][0] == [0, 0.5]
+    assert data["accepted/s"] == [[0, 4], [1, 4], [2, 4]]
+
+    folder = write_stream(tmp_path / "run", [*sent, *deliveries, *queues])
+    html = build_report(folder).read_text()
+    assert "Delivery queue vs delivery latency and arrival rate" in html
+    assert "postfix queue" in (folder / "timeseries.csv").read_text()
+    without = collect([req(0, "SMTP", "DATA", 5)])
+    assert all(section != "Delivery" for section, _ in report_charts(without, {}))

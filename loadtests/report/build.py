@@ -24,6 +24,7 @@ from loadtests.report.page import chart_grid, collapsed, headline_band, html_tab
 from loadtests.report.series import (
     PERCENTILES,
     arrival_series,
+    delivery_queue_series,
     failing_resource,
     failure_series,
     http_series,
@@ -119,6 +120,23 @@ def _ceiling_charts(run: RunRecords, summary: dict[str, Any], markers: list[Mark
     return charts
 
 
+def _delivery_chart(run: RunRecords, markers: list[Marker]) -> Chart | None:
+    """Delivery tracking: the delivery queue's size (left axis) next to the delivery latency of
+    what was sent each second (first right axis) and the arrival rate (second right axis)."""
+    lines = delivery_queue_series(run.sent, run.deliveries, run.queues, run.t0)
+    if not lines:
+        return None
+    series = [Series(label, pts, width=2.2) for label, pts in lines["queue"].items()]
+    series += [Series(f"latency {label}", pts, color=color, axis=1, dashed=label == "max s")
+               for (label, pts), color in zip(lines["latency"].items(),
+                                              ("#2ca02c", "#ff7f0e", "#d62728"), strict=True)]
+    series += [Series(label, pts, color="#9467bd", axis=2, width=1.2)
+               for label, pts in lines["arrival"].items()]
+    return Chart("Delivery queue vs delivery latency and arrival rate", "messages queued",
+                 series, [], markers, y_labels=("latency s (by send second)", "accepted/s"),
+                 subtitle="" if lines["queue"] else "no queue sampled (delivery.postfix_queue)")
+
+
 def report_charts(run: RunRecords, summary: dict[str, Any]) -> list[tuple[str, Chart]]:
     """(section, chart) pairs in page order, from the records alone (plus the summary's ceiling
     and QoS settings)."""
@@ -144,6 +162,9 @@ def report_charts(run: RunRecords, summary: dict[str, Any]) -> list[tuple[str, C
         charts.append(("Latency", replace(_chart(
             f"{proto} latency per second (all steps but sessions)", "ms (log)", lines, markers,
             bands=bands), log_y=True)))
+    delivery = _delivery_chart(run, markers)
+    if delivery is not None:
+        charts.append(("Delivery", delivery))
     failures = failure_series(run.requests, t0, t1)
     if failures:
         charts.append(("Failures", _chart("Failures per second by cause", "per second",

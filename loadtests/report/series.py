@@ -17,11 +17,12 @@ from loadtests.analysis.failures import normalise_cause
 from loadtests.analysis.stream import RunRecords
 from loadtests.analysis.summary import percentile
 from loadtests.monitor.resources import http_sockets, resources_with
-from loadtests.stream import Req, Sample, Tick
+from loadtests.stream import Delivery, Queue, Req, Sample, Sent, Tick
 
 __all__ = [
     "PERCENTILES",
     "arrival_series",
+    "delivery_queue_series",
     "failing_resource",
     "failure_cause",
     "failure_series",
@@ -272,3 +273,33 @@ def _nested(node: Any, *keys: str, scale: float = 1.0) -> float | None:
     for key in keys:
         node = node.get(key) if isinstance(node, dict) else None
     return float(node) * scale if isinstance(node, int | float) else None
+
+
+def delivery_queue_series(sent: Sequence[Sent], deliveries: Sequence[Delivery],
+                          queues: Sequence[Queue], t0: float) -> dict[str, dict[str, Points]]:
+    """Queue size next to delivery latency and the arrival rate (delivery tracking), as
+    {"queue": {"<source> queue": size per sample (all its queues)}, "latency": {"p50 s",
+    "p95 s", "max s": of the copies delivered intact, by the second they were SENT (so a queue
+    of size Q at t lines up with the wait of what joined it at t)}, "arrival": {"accepted/s":
+    messages the server accepted per second}}. Empty when the run has none of these records."""
+    if not (deliveries or queues):
+        return {}
+    queue: dict[str, Points] = defaultdict(list)
+    for q in queues:
+        queue[f"{q.source} queue"].append((round(float(q.ts) - t0, 3),
+                                           float(sum(q.counts.values()))))
+    waits: dict[int, list[float]] = defaultdict(list)
+    for d in deliveries:
+        if d.outcome == "delivered" and d.latency_s is not None:
+            waits[_bucket(d.ts - d.latency_s, t0)].append(d.latency_s)
+    accepted = Counter(_bucket(r.ts, t0) for r in sent)
+    seconds = sorted({*waits, *accepted})
+    span = range(seconds[0], seconds[-1] + 1) if seconds else range(0)
+    latency: dict[str, Points] = {"p50 s": [], "p95 s": [], "max s": []}
+    for second in span:
+        got = sorted(waits.get(second, []))
+        latency["p50 s"].append((float(second), percentile(got, 50)))
+        latency["p95 s"].append((float(second), percentile(got, 95)))
+        latency["max s"].append((float(second), got[-1] if got else None))
+    return {"queue": dict(queue), "latency": latency,
+            "arrival": {"accepted/s": [(float(s), float(accepted[s])) for s in span]}}
