@@ -31,6 +31,7 @@ from loadtests.stream import (
     StreamVersionError,
     StreamWriter,
     Tick,
+    Tracking,
     UserError,
     WorkerEvent,
     decode,
@@ -65,6 +66,8 @@ ONE_OF_EACH = [
              "pop3"),
     Delivery(T0 + 120, "<a.2@mailswarm.test>", "user0002@example.test", "lost", via="pop3"),
     Queue(T0 + 1, "postfix", {"incoming": 0, "active": 12, "deferred": 1, "maildrop": 0}),
+    Tracking(T0 + 2, "imap-idle", 3, 0, "ImapConnectError: connect to 127.0.0.1:1: refused",
+             "ImapConnectError: connect to 127.0.0.1:1: refused"),
     End(T0 + 11, "interrupted", T0 + 10.5, embedded_target={"smtp_messages": 500}),
 ]
 

@@ -1,7 +1,8 @@
 """The results stream, `OUT/results.jsonl`: one typed definition of every record kind.
 
 - `records`: the kinds (`run` header, `req`, `tick`, `phase`, `sample`, `step`, `error`,
-  `worker`, `sent`, `delivery`, `queue`, `end`) as frozen dataclasses, with the schema version;
+  `worker`, `sent`, `delivery`, `queue`, `tracking`, `end`) as frozen dataclasses, with the
+  schema version;
 - `codec`: one encoder and one decoder per kind, in one table (`req` hand-formatted: hot path);
 - `writer`: `StreamWriter` (numbering, buffering, flushing) and Locust's request listener;
 - `reader`: `read_stream`, typed records in order (a cut-off last line skipped);
@@ -23,6 +24,7 @@ from loadtests.stream.records import (
     Sent,
     Step,
     Tick,
+    Tracking,
     UserError,
     WorkerEvent,
 )
@@ -36,5 +38,5 @@ from loadtests.stream.writer import (
 
 __all__ = ["CODECS", "RECORD_TYPES", "RESULTS_FILE", "SCHEMA", "Delivery", "End", "Header",
            "Phase", "Queue", "Record", "Req", "Sample", "Sent", "Step", "StreamError",
-           "StreamVersionError", "StreamWriter", "Tick", "UserError", "WorkerEvent", "decode",
-           "read_stream", "req_dict", "req_record", "to_dict", "user_error_record"]
+           "StreamVersionError", "StreamWriter", "Tick", "Tracking", "UserError", "WorkerEvent",
+           "decode", "read_stream", "req_dict", "req_record", "to_dict", "user_error_record"]

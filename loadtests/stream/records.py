@@ -26,6 +26,7 @@ __all__ = [
     "Sent",
     "Step",
     "Tick",
+    "Tracking",
     "UserError",
     "WorkerEvent",
 ]
@@ -269,9 +270,29 @@ class Queue(Record):
     KIND: ClassVar[str] = "queue"
 
     ts: float = field(metadata=_doc("when"))
-    source: str = field(metadata=_doc("whose queue: postfix"))
+    source: str = field(metadata=_doc("whose queue: postfix, or embedded (the embedded "
+                                      "target's copies waiting for their delivery delay)"))
     counts: dict[str, int] = field(
         default_factory=dict, metadata=_doc("messages per queue (incoming, active, deferred...)"))
+
+
+@dataclass(frozen=True, slots=True)
+class Tracking(Record):
+    """`tracking`: the delivery tracker's failures to look so far (when they change, at its end)"""
+
+    # copies reported lost while the tracker could not look may not be lost
+
+    KIND: ClassVar[str] = "tracking"
+
+    ts: float = field(metadata=_doc("when"))
+    via: str = field(metadata=_doc("how copies are found: pop3, maildir or imap-idle"))
+    errors: int = field(metadata=_doc("failed looks so far (polls, or IDLE sessions)"))
+    looked: int = field(metadata=_doc(
+        "successful looks so far (polls; imap-idle: mailboxes selected at least once)"))
+    first_error: str | None = field(
+        default=None, metadata=_doc("the first failure's cause", omit_none=True))
+    last_error: str | None = field(
+        default=None, metadata=_doc("the latest failure's cause", omit_none=True))
 
 
 @dataclass(frozen=True, slots=True)
