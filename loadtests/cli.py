@@ -350,6 +350,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 return {"embedded_target": stats.__dict__ if stats else None}
 
             options.extra_end = _embedded_stats
+            options.embedded_stats = embedded.stats_file  # its delivery queue, sampled
         if args.insecure:
             target = target.insecure()
         if target.tls_verify_off():

@@ -200,6 +200,19 @@ def _per(value: float | None, unit: float = 1.0) -> str:
     return "-" if value is None else f"{value / unit:.1f}"
 
 
+def _delivery_lines(summary: dict[str, Any]) -> list[str]:
+    """Delivery tracking: the copies' outcomes, and the tracker's failures to look."""
+    d = summary.get("delivery")
+    if not d:
+        return []
+    lines = ["", f"delivery: {d['tracked']} copies tracked: delivered {d['delivered']}, "
+                 f"corrupt {d['corrupt']}, duplicate {d['duplicate']}, lost {d['lost']}"]
+    for via, t in (d.get("tracking") or {}).items():
+        lines.append(f"  tracker {via}: {t['errors']} errors, {t['looked']} looks ok; first: "
+                     f"{t.get('first_error')}"[:240])
+    return lines
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The end-of-run text: the headline (verdict first), then the detail."""
     lines = [*headline_lines(headline(summary)), "",
@@ -222,6 +235,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         if a.get("achieved_percent") is not None:
             lines.append(f"  completed {a['achieved_percent']}% of the {a['intended']} sessions "
                          f"due in the window ({a.get('due_per_s')}/s due)")
+    lines += _delivery_lines(summary)
     errors = summary.get("errors") or []
     if errors:
         lines += ["", "most frequent failures:"]

@@ -6,26 +6,43 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
+import gevent
 import pytest
 import yaml
 from aio import run_coro
 from cli import ROOT, run_cli
 
+from loadtests import bridge
 from loadtests.analysis.delivery import delivery_checks, delivery_summary
-from loadtests.analysis.stream import RunRecords
+from loadtests.analysis.stream import RunRecords, load_records
 from loadtests.clients.message import Verdict, build_message
 from loadtests.configfile import ConfigError
+from loadtests.console import format_summary
+from loadtests.delivery.hook import DeliveryHook
 from loadtests.delivery.ledger import Ledger
 from loadtests.delivery.maildir import MaildirFinder
+from loadtests.delivery.pop3 import Pop3Finder
 from loadtests.delivery.queue import postfix_queue_counts
 from loadtests.delivery.sent import sent_listener
+from loadtests.delivery.settings import DeliverySettings
 from loadtests.delivery.tracker import Tracker
 from loadtests.embedded.delivery import corrupt_copy
 from loadtests.profiles import Profile, check_against_target, load_profile
-from loadtests.stream import Delivery, Header, Queue, Sent
+from loadtests.report.headline import headline
+from loadtests.stream import (
+    RESULTS_FILE,
+    Delivery,
+    End,
+    Header,
+    Queue,
+    Sent,
+    StreamWriter,
+    Tracking,
+)
 from loadtests.targets import Endpoint, Target
 
 T0 = 1_800_000_000.0
@@ -208,3 +225,66 @@ def test_delivery_needs_a_mail_sending_scenario_and_its_endpoint(tmp_path: Path)
         update={"endpoint": "pop3"})})
     assert check_against_target(named, only_pop3)[-1] == \
         "delivery.endpoint: 'pop3' is pop3, find: imap-idle needs imap"
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_tracker_that_cannot_connect_is_said_not_taken_for_lost_mail(tmp_path: Path) -> None:
+    """IMAP IDLE pointed at a closed loopback port: the run's hook writes `tracking` records
+    (errors, the first cause), the summary's delivery section carries them, and the headline and
+    console say the copies reported lost may not be lost."""
+    port = _closed_port()
+    target = Target(endpoints={"imap": Endpoint(protocol="imap", port=port)})
+    settings = DeliverySettings(find="imap-idle", watch=2, deadline=0)
+    writer = StreamWriter(tmp_path / RESULTS_FILE)
+    writer.write(Header(time.time(), profile={"delivery": settings.model_dump(mode="json")}))
+    bridge.start()
+    hook = DeliveryHook(settings, target, writer)
+    started = time.monotonic()
+    hook.start(ready_within=1.0)
+    assert time.monotonic() - started < 3
+    for n in range(5):
+        writer.write(Sent(time.time(), f"<m{n}@mailswarm.test>", ["user0001@example.test"]))
+    gevent.sleep(1.2)  # a sample: the errors so far
+    hook.close()  # the 5 copies are lost
+    writer.write(End(time.time()))
+    writer.close()
+    run = load_records(tmp_path)
+    assert run.trackings and all(t.via == "imap-idle" and t.looked == 0 for t in run.trackings)
+    first = run.trackings[0]
+    assert first.errors >= 1 and f"127.0.0.1:{port}" in (first.first_error or "")
+    d = delivery_summary(run)
+    assert d is not None and d["lost"] == 5
+    tracking = d["tracking"]["imap-idle"]
+    assert tracking["errors"] >= 2 and tracking["looked"] == 0  # it kept trying
+    assert tracking["first_error"] == first.first_error
+    warnings = headline({"end": "completed", "delivery": d}).warnings
+    assert [w for w in warnings if w.startswith("delivery tracking failed: imap-idle never "
+                                                f"looked ({tracking['errors']} errors, first: ")
+            and f"127.0.0.1:{port}" in w
+            and w.endswith("— 5 copies reported lost may not be lost")], warnings
+    console = format_summary({"end": "completed", "delivery": d, "qos": {"checks": []}})
+    assert f"tracker imap-idle: {tracking['errors']} errors, 0 looks ok; first: " in console
+
+
+def test_a_tracker_that_never_failed_has_no_tracking_section() -> None:
+    run = RunRecords(header=Header(T0, profile={"delivery": {}}))
+    run.trackings = [Tracking(T0, "pop3", 0, 10)]
+    summary = delivery_summary(run)
+    assert summary is not None and summary["tracking"] is None
+
+
+def test_pop3_poll_errors_are_counted_with_their_first_cause() -> None:
+    port = _closed_port()
+    tracker = Tracker(Pop3Finder("127.0.0.1", port, "pw", login=lambda box: box), [].append)
+    tracker.learn(Sent(T0, "<a>", ["u@x.test"]))
+    run_coro(tracker.poll_once())
+    run_coro(tracker.poll_once())
+    health = tracker.health(T0)
+    assert (health.via, health.errors, health.looked) == ("pop3", 2, 0)
+    assert f"127.0.0.1:{port}" in (health.first_error or "")

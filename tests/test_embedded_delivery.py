@@ -4,13 +4,20 @@ the delay, with exactly the injected drops, corruptions and duplicates, counted 
 from __future__ import annotations
 
 import asyncio
+import json
 import poplib
 import smtplib
+import statistics
 import time
+from pathlib import Path
 
+import yaml
 from aio import run_coro
+from cli import ROOT, run_cli
 
+from loadtests.analysis.stream import load_records
 from loadtests.clients.message import build_message, new_message_id, verify
+from loadtests.delivery.embedded_queue import embedded_queue_counts
 from loadtests.embedded.delivery import LocalDelivery, corrupt_copy
 from loadtests.embedded.mailstore import MailStore
 
@@ -74,3 +81,43 @@ def test_the_target_delivers_into_what_pop3_serves(start_target) -> None:
     assert count == 2 and verify(retrieved).ok
     counters = target.stats().servers["delivery"]
     assert counters["dropped"] == 2 and counters["delivered"] == 2 and counters["queue"] == 0
+
+
+def test_a_default_run_samples_the_embedded_queue(tmp_path: Path) -> None:
+    """50 msg/s delivered after 2 s: the target holds ~100 copies while the load runs; the run
+    samples that counter each second into `queue` records (source `embedded`), the summary has
+    its peak and the report's Delivery chart its line."""
+    data = yaml.safe_load((ROOT / "profiles" / "smtp-delivery.yaml").read_text())
+    data.update(duration="8s", drain="3s")
+    data["embedded"].update(delivery_delay="2s", drop_one_in=0, corrupt_one_in=0)
+    data["delivery"]["deadline"] = "10s"
+    profile = tmp_path / "queue.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    out = tmp_path / "run"
+    done = run_cli("run", str(profile), "--out", str(out), "--quiet", timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = load_records(out)
+    starts = [p.ts for p in run.phases if p.name == "load_start"]
+    assert starts and run.end is not None and run.end.load_end is not None
+    steady = [q.counts["waiting"] for q in run.queues if q.source == "embedded"
+              and starts[0] + 3 <= q.ts <= run.end.load_end]
+    assert len(steady) >= 4, run.queues
+    assert 80 <= statistics.median(steady) <= 120, steady
+    after = [q.counts["waiting"] for q in run.queues if q.source == "embedded"
+             and q.ts > run.end.load_end + 1.5]
+    assert after and after[-1] < 50, after  # no arrivals since: the queue drains
+    summary = json.loads((out / "summary.json").read_text())
+    assert 90 <= summary["delivery"]["queue_peak"]["embedded"]["waiting"] <= 130
+    assert summary["delivery"]["lost"] == 0 and summary["delivery"]["tracking"] is None
+    assert "embedded queue" in (out / "report.html").read_text()
+
+
+def test_the_embedded_queue_counter_is_read_from_the_stats_file(tmp_path: Path) -> None:
+    stats = tmp_path / "stats.json"
+    assert embedded_queue_counts(stats) is None  # not written yet
+    stats.write_text(json.dumps({"servers": {"delivery": {"queue": 7, "accepted": 9}}}))
+    assert embedded_queue_counts(stats) == {"waiting": 7}
+    stats.write_text(json.dumps({"servers": {"pop3": {}}}))  # a target that does not deliver
+    assert embedded_queue_counts(stats) is None
+    stats.write_text('{"servers": {"delivery": {"queue": 7}}}}')  # caught half-rewritten
+    assert embedded_queue_counts(stats) is None

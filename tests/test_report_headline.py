@@ -126,3 +126,17 @@ def test_a_lost_worker_is_a_warning() -> None:
                                                "cause": "killed by signal 9 (SIGKILL)"}]}}
     warnings = headline(summary).warnings
     assert any("worker 1 of 2 was lost at 4.2 s (killed by signal 9" in w for w in warnings)
+
+
+def test_delivery_tracker_errors_warn_only_when_copies_were_reported_lost() -> None:
+    d: dict[str, Any] = {"tracked": 9, "delivered": 9, "corrupt": 0, "duplicate": 0, "lost": 0,
+                         "tracking": {"pop3": {"errors": 2, "looked": 40, "first_error": "x"}}}
+    assert headline({"end": "completed", "delivery": d}).warnings == []
+    d["delivered"], d["lost"] = 6, 3
+    assert headline({"end": "completed", "delivery": d}).warnings == [
+        "delivery tracking failed at times: pop3 (2 errors, first: x) — some of the 3 copies "
+        "reported lost may not be lost"]
+    d["tracking"]["pop3"]["looked"] = 0  # it never looked: said even without losses
+    d["delivered"], d["lost"] = 9, 0
+    assert headline({"end": "completed", "delivery": d}).warnings == [
+        "delivery tracking failed: pop3 never looked (2 errors, first: x)"]

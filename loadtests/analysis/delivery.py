@@ -3,7 +3,9 @@ and lost, the latency percentiles of the delivered ones, and the SPECmail check 
 within 60 s, none lost" (thresholds from the profile's `delivery:` section in the run header).
 
 Every copy (message x recipient) the tracker expected ends as exactly one of delivered,
-corrupt or lost; duplicates are extra copies, counted apart.
+corrupt or lost; duplicates are extra copies, counted apart. `tracking` says how often the
+tracker failed to look, per way of finding (the first cause): copies it could not see are
+reported lost, which is then no verdict on the server.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def delivery_summary(run: RunRecords) -> dict[str, Any] | None:
         "share_within": round(100.0 * bisect.bisect_right(latencies, within) / tracked, 3)
         if tracked else None,
         "queue_peak": _queue_peaks(run),
+        "tracking": _tracking(run),
         "settings": {k: settings[k] for k in _DEFAULTS},
     }
 
@@ -58,6 +61,17 @@ def _queue_peaks(run: RunRecords) -> dict[str, dict[str, int]] | None:
         for name, n in {**q.counts, "total": sum(q.counts.values())}.items():
             peak[name] = max(peak.get(name, 0), n)
     return peaks or None
+
+
+def _tracking(run: RunRecords) -> dict[str, dict[str, Any]] | None:
+    """Per way of finding, the tracker's failures to look: their count, successful looks, the
+    first and the latest cause (from its last `tracking` record); None: it never failed."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in run.trackings:
+        first = (out.get(t.via) or {}).get("first_error")
+        out[t.via] = {"errors": t.errors, "looked": t.looked,
+                      "first_error": first or t.first_error, "last_error": t.last_error}
+    return {via: t for via, t in out.items() if t["errors"]} or None
 
 
 def delivery_checks(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -63,6 +63,7 @@ class ImapIdleFinder:
     pushes: int = 0
     reconnects: int = 0
     errors: int = 0
+    first_error: str | None = None
     last_error: str | None = None
 
     async def watch(self, found: Found, stopping: Callable[[], bool]) -> None:
@@ -86,6 +87,7 @@ class ImapIdleFinder:
             except ImapError as exc:  # counted; the session reconnects and catches up
                 self.errors += 1
                 self.last_error = str(describe(exc))
+                self.first_error = self.first_error or self.last_error
             finally:
                 await client.stop(1.0)
             if not stopping():

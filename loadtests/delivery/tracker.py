@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from loadtests.clients.errors import describe
 from loadtests.clients.message import Verdict
 from loadtests.delivery.ledger import Ledger, mailbox_of
-from loadtests.stream.records import Delivery, Sent
+from loadtests.stream.records import Delivery, Sent, Tracking
 
 __all__ = ["Finder", "Tracker", "Watcher"]
 
@@ -50,6 +50,7 @@ class Tracker:
         self.poll_interval = poll_interval
         self.concurrency = concurrency
         self.polls = self.poll_errors = 0
+        self.first_error: str | None = None
         self.last_error: str | None = None
         self.stopping = False
 
@@ -74,6 +75,7 @@ class Tracker:
             except Exception as exc:  # counted; the mailbox is polled again next round
                 self.poll_errors += 1
                 self.last_error = str(describe(exc))
+                self.first_error = self.first_error or self.last_error
                 return
         self.found(box, found)
 
@@ -91,6 +93,18 @@ class Tracker:
             started = time.monotonic()
             await self.poll_once()
             await asyncio.sleep(max(0.05, self.poll_interval - (time.monotonic() - started)))
+
+    def health(self, now: float) -> Tracking:
+        """Its failures to look so far (a watcher's sessions, or the polls) as a record."""
+        f = self.finder
+        if isinstance(f, Watcher):
+            errors = int(getattr(f, "errors", 0))
+            looked = len(getattr(f, "ready", ()))
+            first, last = getattr(f, "first_error", None), getattr(f, "last_error", None)
+        else:
+            errors, looked = self.poll_errors, self.polls - self.poll_errors
+            first, last = self.first_error, self.last_error
+        return Tracking(now, self.ledger.via, errors, looked, first, last)
 
     def expire(self) -> int:
         """Every copy still missing is lost; returns how many."""

@@ -266,6 +266,23 @@ def _warnings(summary: dict[str, Any], kind: str) -> list[str]:
     escaped = sum(e.get("count", 0) for e in summary.get("user_errors") or [])
     if escaped:
         out.append(f"{escaped} exceptions escaped the users (bugs, see the table)")
+    return out + _delivery_tracking_warnings(summary)
+
+
+def _delivery_tracking_warnings(summary: dict[str, Any]) -> list[str]:
+    """The delivery tracker failed to look: the copies reported lost may not be lost (a tracker
+    that never looked; or one that failed at times, when copies were reported lost)."""
+    d = summary.get("delivery") or {}
+    lost = d.get("lost") or 0
+    out = []
+    for via, t in (d.get("tracking") or {}).items():
+        cause = f"{t.get('errors')} errors, first: {t.get('first_error') or '?'}"
+        if not t.get("looked"):
+            out.append(f"delivery tracking failed: {via} never looked ({cause})"
+                       + (f" — {lost:,} copies reported lost may not be lost" if lost else ""))
+        elif lost:
+            out.append(f"delivery tracking failed at times: {via} ({cause}) — some of the "
+                       f"{lost:,} copies reported lost may not be lost")
     return out
 
 

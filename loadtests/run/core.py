@@ -171,7 +171,8 @@ class Run:
                                   process="master" if worker_count(options) else "local")
         events.worker_report.add_listener(lambda client_id, data, **_: self.monitor.lag.put(
             client_id, (data.get(REPORT_KEY) or {}).get("lag")))  # a worker's own lag
-        self.delivery = DeliveryHook.for_run(profile, target, writer, events)  # None: untracked
+        self.delivery = DeliveryHook.for_run(profile, target, writer, events,  # None: untracked
+                                             options.embedded_stats)
         if options.web is not None:
             from loadtests.webui import attach_web_ui
 

@@ -31,6 +31,7 @@ class RunOptions:
     on_progress: Callable[[Progress], None] | None = None
     stop: Event = field(default_factory=Event)  # set it (e.g. from a SIGINT handler) to end early
     extra_end: Callable[[], dict[str, Any]] | None = None  # more fields for the end record
+    embedded_stats: Path | None = None  # the stats file of the embedded target run started
     web: tuple[str, int] | None = None  # serve Locust's web UI (+ a target tab) there
 
 
