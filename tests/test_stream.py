@@ -31,6 +31,7 @@ from loadtests.stream import (
     StreamVersionError,
     StreamWriter,
     Tick,
+    TlsSeen,
     UserError,
     WorkerEvent,
     decode,
@@ -65,6 +66,7 @@ ONE_OF_EACH = [
              "pop3"),
     Delivery(T0 + 120, "<a.2@mailswarm.test>", "user0002@example.test", "lost", via="pop3"),
     Queue(T0 + 1, "postfix", {"incoming": 0, "active": 12, "deferred": 1, "maildrop": 0}),
+    TlsSeen(T0 + 0.1, "imap", "TLSv1.3", "TLS_AES_256_GCM_SHA384", worker="w1"),
     End(T0 + 11, "interrupted", T0 + 10.5, embedded_target={"smtp_messages": 500}),
 ]
 

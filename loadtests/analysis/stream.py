@@ -29,6 +29,7 @@ from loadtests.stream import (
     Sent,
     Step,
     Tick,
+    TlsSeen,
     UserError,
     WorkerEvent,
     read_stream,
@@ -53,6 +54,7 @@ class RunRecords:
     sent: list[Sent] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     queues: list[Queue] = field(default_factory=list)
+    tls: list[TlsSeen] = field(default_factory=list)
     end: End | None = None
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """Lines of the stream that were not records: (line number, why)."""
@@ -87,7 +89,8 @@ def collect(records: Iterable[Record]) -> RunRecords:
     lists: dict[type, list[Any]] = {Req: run.requests, Tick: run.ticks,
                                Sample: run.samples, Phase: run.phases, Step: run.steps,
                                UserError: run.errors, WorkerEvent: run.workers, Sent: run.sent,
-                               Delivery: run.deliveries, Queue: run.queues}
+                               Delivery: run.deliveries, Queue: run.queues,
+                               TlsSeen: run.tls}
     for rec in records:
         into = lists.get(type(rec))
         if into is not None:

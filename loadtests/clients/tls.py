@@ -8,11 +8,13 @@ session resumption, as real clients do; asyncio's `start_tls`/`create_connection
 session, so the context's `wrap_bio` adds it). `tls_error(exc)` (clients/errors.py) turns an
 `ssl` failure into a `TlsError` whose text a person reads ("certificate verify failed:
 Hostname mismatch, ...") and whose code is the failure's short name
-(`CERTIFICATE_VERIFY_FAILED`), never a traceback. No Locust here.
+(`CERTIFICATE_VERIFY_FAILED`), never a traceback. `picks_tls(share, index, phase)` says which
+sessions of a scenario use TLS when only a share of them does. No Locust here.
 """
 
 from __future__ import annotations
 
+import math
 import ssl
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,7 +22,7 @@ from typing import Any, Literal
 from loadtests.clients.errors import TlsError, tls_error
 
 __all__ = ["TLS_VERSIONS", "TlsConfig", "TlsError", "TlsMode", "TlsOptions", "endpoint_tls",
-           "make_context", "tls_error", "tls_info"]
+           "make_context", "picks_tls", "tls_error", "tls_info"]
 
 TlsMode = Literal["none", "starttls", "implicit"]
 
@@ -151,3 +153,12 @@ def endpoint_tls(host: str, port: int, options: TlsOptions, *,
     if config is None:
         config = _CONFIGS[key] = TlsConfig(options, resume=resume)
     return config
+
+
+def picks_tls(share: float, index: int, phase: float = 0.0) -> bool:
+    """Whether the `index`-th session (0, 1, ...) uses TLS when a `share` (0..1) of them do:
+    spread evenly, so of the first N sessions floor(N * share + phase) use TLS (`phase` in
+    [0, 1), from the run's seed, shifts which ones)."""
+    if share >= 1.0:
+        return True
+    return math.floor((index + 1) * share + phase) > math.floor(index * share + phase)

@@ -27,6 +27,7 @@ from loadtests.stream.records import (
     Sent,
     Step,
     Tick,
+    TlsSeen,
     UserError,
     WorkerEvent,
 )
@@ -35,7 +36,7 @@ __all__ = ["CODECS", "RECORD_TYPES", "Codec", "decode", "encode", "generic_codec
            "to_dict"]
 
 RECORD_TYPES: tuple[type[Record], ...] = (Header, Req, Tick, Phase, Sample, Step, UserError,
-                                          WorkerEvent, Sent, Delivery, Queue, End)
+                                          WorkerEvent, Sent, Delivery, Queue, TlsSeen, End)
 """Every kind, in the order a stream usually shows them first."""
 
 _COMMON = ("seq", "worker")

@@ -26,6 +26,7 @@ __all__ = [
     "Sent",
     "Step",
     "Tick",
+    "TlsSeen",
     "UserError",
     "WorkerEvent",
 ]
@@ -272,6 +273,18 @@ class Queue(Record):
     source: str = field(metadata=_doc("whose queue: postfix"))
     counts: dict[str, int] = field(
         default_factory=dict, metadata=_doc("messages per queue (incoming, active, deferred...)"))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSeen(Record):
+    """`tls`: a TLS version and cipher a scenario negotiated (once each, when first seen)."""
+
+    KIND: ClassVar[str] = "tls"
+
+    ts: float = field(metadata=_doc("when it was first seen"))
+    sc: str | None = field(metadata=_doc("scenario"))
+    version: str | None = field(metadata=_doc("protocol version: TLSv1.3, TLSv1.2..."))
+    cipher: str | None = field(metadata=_doc("cipher suite, e.g. TLS_AES_256_GCM_SHA384"))
 
 
 @dataclass(frozen=True, slots=True)
