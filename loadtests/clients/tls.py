@@ -9,7 +9,9 @@ session, so the context's `wrap_bio` adds it). `tls_error(exc)` (clients/errors.
 `ssl` failure into a `TlsError` whose text a person reads ("certificate verify failed:
 Hostname mismatch, ...") and whose code is the failure's short name
 (`CERTIFICATE_VERIFY_FAILED`), never a traceback. `picks_tls(share, index, phase)` says which
-sessions of a scenario use TLS when only a share of them does. No Locust here.
+sessions of a scenario use TLS when only a share of them does.
+Building a context makes this process's SSL transports share one receive buffer
+(clients/tls_buffer.py: asyncio's is 256 KiB per connection). No Locust here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from loadtests.clients.errors import TlsError, tls_error
+from loadtests.clients.tls_buffer import share_receive_buffers
 
 __all__ = ["TLS_VERSIONS", "TlsConfig", "TlsError", "TlsMode", "TlsOptions", "endpoint_tls",
            "make_context", "picks_tls", "tls_error", "tls_info"]
@@ -52,7 +55,9 @@ class TlsOptions:
 
 
 def make_context(options: TlsOptions) -> ssl.SSLContext:
-    """A client context for `options` (trusting `ca_file`, else the system's CAs)."""
+    """A client context for `options` (trusting `ca_file`, else the system's CAs); the process's
+    SSL transports share one receive buffer from then on (clients/tls_buffer.py)."""
+    share_receive_buffers()
     context = _resuming_class()(ssl.PROTOCOL_TLS_CLIENT)
     if options.verify:
         if options.ca_file:
