@@ -261,6 +261,10 @@ def check_against_target(profile: Profile, target: Target) -> list[str]:
         elif sc.tls_share < 1 and ep.tls == "implicit" and ep.plain_port is None:
             problems.append(f"scenarios[{i}].tls_share: {wanted!r} speaks implicit TLS and "
                             "has no plain_port for the plain sessions")
+        elif sc.tls_share < 1 and sc.user == "submission" and ep.tls != "none" \
+                and not ep.allow_plaintext_auth:
+            problems.append(f"scenarios[{i}].tls_share: the plain sessions would AUTH in the "
+                            f"clear: {wanted!r} needs allow_plaintext_auth: true")
         if kind.needs_dns(sc.settings) and target.endpoint("dns") is None:
             problems.append(f"scenarios[{i}].{kind.section}.{kind.needs_dns_when}: the target "
                             "has no dns endpoint")

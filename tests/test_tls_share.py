@@ -44,6 +44,15 @@ def test_an_implicit_endpoint_needs_a_plain_port_for_a_share():
     assert check_against_target(profile("imap-starttls", 0.3), target) == []
     assert check_against_target(profile("imaps", 1.0), target) == []
     assert "plain_port" in " ".join(check_against_target(profile("imaps", 0.3), target))
+    submission = Target.model_validate({"endpoints": {
+        "submission": {"protocol": "smtp", "port": 587, "tls": "starttls"}}})
+    sub = Profile.model_validate({"name": "p", "scenarios": [{
+        "name": "s", "user": "submission", "endpoint": "submission", "tls_share": 0.5,
+        "schedule": {"kind": "closed", "users": 1}}]})
+    assert "allow_plaintext_auth" in " ".join(check_against_target(sub, submission))
+    allowed = submission.model_copy(update={"endpoints": {"submission": submission.endpoints[
+        "submission"].model_copy(update={"allow_plaintext_auth": True})}})
+    assert check_against_target(sub, allowed) == []
 
 
 def test_tls_records_once_per_scenario_version_and_cipher():
