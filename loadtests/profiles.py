@@ -165,6 +165,12 @@ class Scenario(StrictModel):
     pop3: Pop3Settings = Pop3Settings()
     imap: ImapSettings = ImapSettings()
     web: WebSettings = WebSettings()
+    tls_share: float = Field(
+        default=1.0, ge=0, le=1,
+        description="share of sessions that use the endpoint's TLS (like Postal's -s), picked "
+                    "evenly from the session count (the seed sets the phase); the others go "
+                    "plain: STARTTLS skipped, or the implicit-TLS endpoint's plain_port. "
+                    "SMTP, submission, POP3 and IMAP users")
 
     @property
     def protocol(self) -> str:
@@ -315,6 +321,13 @@ def check_against_target(profile: Profile, target: Target) -> list[str]:
         elif not kind.accepts(ep.protocol):
             problems.append(f"scenarios[{i}].endpoint: {wanted!r} is {ep.protocol}, the "
                             f"{sc.user} user needs {' or '.join(kind.endpoints)}")
+        elif sc.tls_share < 1 and ep.tls == "implicit" and ep.plain_port is None:
+            problems.append(f"scenarios[{i}].tls_share: {wanted!r} speaks implicit TLS and "
+                            "has no plain_port for the plain sessions")
+        elif sc.tls_share < 1 and sc.user == "submission" and ep.tls != "none" \
+                and not ep.allow_plaintext_auth:
+            problems.append(f"scenarios[{i}].tls_share: the plain sessions would AUTH in the "
+                            f"clear: {wanted!r} needs allow_plaintext_auth: true")
         if kind.needs_dns(sc.settings) and target.endpoint("dns") is None:
             problems.append(f"scenarios[{i}].{kind.section}.{kind.needs_dns_when}: the target "
                             "has no dns endpoint")

@@ -20,8 +20,9 @@ loopback network are refused unless the user passes `--allow-remote` (see `check
 TLS per endpoint: `tls: none | starttls | implicit` (default none), `verify` (default true:
 the certificate chain and the name are checked), `ca_file` (trusted instead of the system's
 CAs; relative to the target file), `server_name` (SNI and the name checked; default the host),
-`min_version` (TLSv1.2...), `client_cert`/`client_key`, and `allow_plaintext_auth` (default
-false: credentials are never sent over an unencrypted connection).
+`min_version` (TLSv1.2...), `client_cert`/`client_key`, `allow_plaintext_auth` (default
+false: credentials are never sent over an unencrypted connection), and `plain_port` (an
+implicit-TLS endpoint's plaintext port, for the sessions a scenario's `tls_share` leaves plain).
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class Endpoint(StrictModel):
     client_cert: Path | None = None
     client_key: Path | None = None
     allow_plaintext_auth: bool = False
+    # the same server without TLS, for the sessions a scenario's `tls_share` leaves plain (an
+    # implicit-TLS endpoint's plain port; a STARTTLS endpoint's plain sessions skip STARTTLS)
+    plain_port: int | None = Field(default=None, ge=1, le=65535)
 
     # local addresses the generator's connections come from, in turn (more than ~28,000
     # connections to one server port need several); empty: the system chooses

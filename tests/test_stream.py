@@ -31,6 +31,7 @@ from loadtests.stream import (
     StreamVersionError,
     StreamWriter,
     Tick,
+    TlsSeen,
     Tracking,
     UserError,
     WorkerEvent,
@@ -68,6 +69,7 @@ ONE_OF_EACH = [
     Queue(T0 + 1, "postfix", {"incoming": 0, "active": 12, "deferred": 1, "maildrop": 0}),
     Tracking(T0 + 2, "imap-idle", 3, 0, "ImapConnectError: connect to 127.0.0.1:1: refused",
              "ImapConnectError: connect to 127.0.0.1:1: refused"),
+    TlsSeen(T0 + 0.1, "imap", "TLSv1.3", "TLS_AES_256_GCM_SHA384", worker="w1"),
     End(T0 + 11, "interrupted", T0 + 10.5, embedded_target={"smtp_messages": 500}),
 ]
 

@@ -4,10 +4,12 @@ refused in the clear, verification off said everywhere, and no credential in any
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
 import subprocess
+from asyncio import sslproto
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,12 @@ from cli import ROOT, start_cli
 from loadtests import bridge
 from loadtests.clients.errors import describe, redact
 from loadtests.clients.imap import active_session
+from loadtests.clients.imap_client import ImapClient
 from loadtests.clients.pop3 import check_mail
 from loadtests.clients.smtp import AuthNotAllowed, Envelope, SmtpAuth, SmtpOptions, send_session
 from loadtests.clients.steps import StepRecorder
 from loadtests.clients.tls import TlsConfig, endpoint_tls
+from loadtests.clients.tls_buffer import SharedBufferSSLProtocol
 from loadtests.embedded.mailstore import password_for
 from loadtests.report.headline import headline
 from loadtests.stream.records import Header
@@ -63,6 +67,41 @@ def failure(rec: StepRecorder) -> str:
 
 
 # --- every client, both ways, verified --------------------------------------------------------
+
+def test_tls_connections_share_one_receive_buffer_and_read_intact(embedded):
+    ep = embedded.target.endpoints["imaps"]
+    tls = tls_of(ep)  # building a context installs the shared-buffer SSL protocol
+    assert sslproto.SSLProtocol is SharedBufferSSLProtocol
+
+    async def two() -> list[object]:
+        clients = [ImapClient(ep.host, ep.port, connect_timeout=5, read_timeout=5, tls=tls)
+                   for _ in range(2)]
+        try:
+            for client in clients:
+                await client.connect()
+            return [c.transport._ssl_protocol for c in clients]  # type: ignore[union-attr]
+        finally:
+            for client in clients:
+                client.close()
+
+    first, second = bridge.run(two(), timeout=20)
+    assert len(first._ssl_buffer) == 0 and len(second._ssl_buffer) == 0  # none of their own
+    assert first._ssl_buffer_view is second._ssl_buffer_view  # the thread's one buffer
+    assert len(first._ssl_buffer_view) == sslproto.SSLProtocol.max_size == 256 * 1024
+
+    # concurrent sessions retrieving every message: the bytes arrive intact through it
+    pop3s = embedded.target.endpoints["pop3s"]
+
+    async def retrieve(user: str) -> object:
+        return await check_mail(pop3s.host, pop3s.port, user, password_for(user),
+                                rec=StepRecorder("POP3"), retrieve="all", tls=tls_of(pop3s),
+                                connect_timeout=5, read_timeout=10)
+
+    async def many() -> list[object]:
+        return list(await asyncio.gather(*(retrieve(f"user{n:04d}") for n in range(1, 9))))
+
+    results = bridge.run(many(), timeout=60)
+    assert all(r.error is None and r.retrieved == r.count > 0 for r in results)  # type: ignore[attr-defined]
 
 def test_smtp_starttls_auth_plain_and_login(embedded):
     ep = embedded.target.endpoints["submission"]

@@ -29,6 +29,7 @@ from loadtests.stream import (
     Sent,
     Step,
     Tick,
+    TlsSeen,
     Tracking,
     UserError,
     WorkerEvent,
@@ -55,6 +56,7 @@ class RunRecords:
     deliveries: list[Delivery] = field(default_factory=list)
     queues: list[Queue] = field(default_factory=list)
     trackings: list[Tracking] = field(default_factory=list)
+    tls: list[TlsSeen] = field(default_factory=list)
     end: End | None = None
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """Lines of the stream that were not records: (line number, why)."""
@@ -90,7 +92,7 @@ def collect(records: Iterable[Record]) -> RunRecords:
                                Sample: run.samples, Phase: run.phases, Step: run.steps,
                                UserError: run.errors, WorkerEvent: run.workers, Sent: run.sent,
                                Delivery: run.deliveries, Queue: run.queues,
-                               Tracking: run.trackings}
+                               Tracking: run.trackings, TlsSeen: run.tls}
     for rec in records:
         into = lists.get(type(rec))
         if into is not None:

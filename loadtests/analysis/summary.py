@@ -303,10 +303,18 @@ def summarize_records(run: RunRecords) -> dict[str, Any]:
         "user_errors": [{"error": text, "count": c} for text, c in escaped.most_common(10)],
         "embedded_target": end.embedded_target if end is not None else None,
         "delivery": delivery_summary(run),
+        "tls": tls_summary(run),
         **_with_saturation(resources.summary(sessions), run.samples, load_start),
         **_ceiling(header, run.steps, run.samples),
         **workers_summary(run),
     }
+
+
+def tls_summary(run: RunRecords) -> list[dict[str, Any]]:
+    """The TLS versions and ciphers the run negotiated, per scenario (the `tls` records, one per
+    (scenario, version, cipher) and process: duplicates of workers merged); [] without TLS."""
+    seen = sorted({(t.sc or "", t.version or "", t.cipher or "") for t in run.tls})
+    return [{"scenario": sc, "version": v, "cipher": c} for sc, v, c in seen]
 
 
 def summarize(out_dir: Path) -> dict[str, Any]:

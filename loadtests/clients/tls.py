@@ -8,19 +8,24 @@ session resumption, as real clients do; asyncio's `start_tls`/`create_connection
 session, so the context's `wrap_bio` adds it). `tls_error(exc)` (clients/errors.py) turns an
 `ssl` failure into a `TlsError` whose text a person reads ("certificate verify failed:
 Hostname mismatch, ...") and whose code is the failure's short name
-(`CERTIFICATE_VERIFY_FAILED`), never a traceback. No Locust here.
+(`CERTIFICATE_VERIFY_FAILED`), never a traceback. `picks_tls(share, index, phase)` says which
+sessions of a scenario use TLS when only a share of them does.
+Building a context makes this process's SSL transports share one receive buffer
+(clients/tls_buffer.py: asyncio's is 256 KiB per connection). No Locust here.
 """
 
 from __future__ import annotations
 
+import math
 import ssl
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from loadtests.clients.errors import TlsError, tls_error
+from loadtests.clients.tls_buffer import share_receive_buffers
 
 __all__ = ["TLS_VERSIONS", "TlsConfig", "TlsError", "TlsMode", "TlsOptions", "endpoint_tls",
-           "make_context", "tls_error", "tls_info"]
+           "make_context", "picks_tls", "tls_error", "tls_info"]
 
 TlsMode = Literal["none", "starttls", "implicit"]
 
@@ -50,7 +55,9 @@ class TlsOptions:
 
 
 def make_context(options: TlsOptions) -> ssl.SSLContext:
-    """A client context for `options` (trusting `ca_file`, else the system's CAs)."""
+    """A client context for `options` (trusting `ca_file`, else the system's CAs); the process's
+    SSL transports share one receive buffer from then on (clients/tls_buffer.py)."""
+    share_receive_buffers()
     context = _resuming_class()(ssl.PROTOCOL_TLS_CLIENT)
     if options.verify:
         if options.ca_file:
@@ -151,3 +158,12 @@ def endpoint_tls(host: str, port: int, options: TlsOptions, *,
     if config is None:
         config = _CONFIGS[key] = TlsConfig(options, resume=resume)
     return config
+
+
+def picks_tls(share: float, index: int, phase: float = 0.0) -> bool:
+    """Whether the `index`-th session (0, 1, ...) uses TLS when a `share` (0..1) of them do:
+    spread evenly, so of the first N sessions floor(N * share + phase) use TLS (`phase` in
+    [0, 1), from the run's seed, shifts which ones)."""
+    if share >= 1.0:
+        return True
+    return math.floor((index + 1) * share + phase) > math.floor(index * share + phase)

@@ -41,6 +41,9 @@ _TLS_ENDPOINTS: dict[str, tuple[str, str, TlsMode]] = {
 }
 """The embedded target's TLS endpoints: name -> (protocol, its port in the ready line, mode)."""
 
+_PLAIN = {"imaps": "imap_port", "pop3s": "pop3_port"}
+"""Implicit-TLS endpoints' plaintext ports (`plain_port`: sessions a `tls_share` leaves plain)."""
+
 
 class TargetStartError(RuntimeError):
     """The embedded target did not come up; the message holds what it printed."""
@@ -103,7 +106,8 @@ class EmbeddedTarget:
                 if port_key in self.ready:
                     endpoints[name] = Endpoint(protocol=proto, host=host,
                                                port=self.ready[port_key], tls=mode,
-                                               ca_file=Path(ca_file))
+                                               ca_file=Path(ca_file),
+                                               plain_port=self.ready.get(_PLAIN.get(name, "")))
         return Target(name="embedded", domain=self.ready["domain"],
                       users=UserPattern(count=self.ready["users"]),
                       password=SecretStr(password_for("")), endpoints=endpoints)

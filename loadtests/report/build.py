@@ -134,7 +134,8 @@ def _delivery_chart(run: RunRecords, markers: list[Marker]) -> Chart | None:
                for label, pts in lines["arrival"].items()]
     return Chart("Delivery queue vs delivery latency and arrival rate", "messages queued",
                  series, [], markers, y_labels=("latency s (by send second)", "accepted/s"),
-                 subtitle="" if lines["queue"] else "no queue sampled (delivery.postfix_queue, or embedded.smtp_deliver with a delay)")
+                 subtitle="" if lines["queue"] else (
+                     "no queue sampled (delivery.postfix_queue, or an embedded delivery delay)"))
 
 
 def report_charts(run: RunRecords, summary: dict[str, Any]) -> list[tuple[str, Chart]]:

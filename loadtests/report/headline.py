@@ -299,6 +299,15 @@ def _delivery_figures(summary: dict[str, Any]) -> list[Figure]:
                    f"duplicate {d['duplicate']}", bad=wrong > 0)]
 
 
+def _tls_figures(summary: dict[str, Any]) -> list[Figure]:
+    """The TLS versions and ciphers negotiated (once per run, from the `tls` records)."""
+    pairs = sorted({f"{t.get('version')} {t.get('cipher')}" for t in summary.get("tls") or []})
+    if not pairs:
+        return []
+    scenarios = sorted({str(t.get("scenario")) for t in summary.get("tls") or []})
+    return [Figure("TLS", ", ".join(pairs), "scenarios " + ", ".join(scenarios))]
+
+
 _FIGURES = {"open": _open_figures, "ceiling": _ceiling_figures, "webuser": _webuser_figures,
             "idle": _idle_figures, "closed": _closed_figures}
 
@@ -307,7 +316,7 @@ def headline(summary: dict[str, Any]) -> Headline:
     """Verdict, figures and warnings of a summary (summary.json, with its `qos`)."""
     kind = _kind(summary)
     verdict, text, failed = _verdict(summary)
-    figures = _FIGURES[kind](summary) + _delivery_figures(summary)
+    figures = _FIGURES[kind](summary) + _delivery_figures(summary) + _tls_figures(summary)
     if kind == "ceiling":
         figures += _memory_per_connection(summary)
     evidence = [str(e) for e in (summary.get("ceiling") or {}).get("evidence") or []]

@@ -38,7 +38,16 @@ from loadtests.run.sources import use_source_addresses
 from loadtests.schedule.ceiling import CeilingShape, StepJudge
 from loadtests.schedule.loadplan import build_load, spawn_rate
 from loadtests.schedule.sessions import gauge
-from loadtests.stream import RESULTS_FILE, End, Header, Phase, StreamWriter, Tick, user_error_record
+from loadtests.stream import (
+    RESULTS_FILE,
+    End,
+    Header,
+    Phase,
+    StreamWriter,
+    Tick,
+    tls_listener,
+    user_error_record,
+)
 from loadtests.stream.redact import Redactor
 from loadtests.targets import Target
 
@@ -154,6 +163,8 @@ class Run:
         events = Events()
         events.request.add_listener(writer.on_request)
         events.request.add_listener(counters.on_request)
+        if any(e.tls != "none" for e in target.endpoints.values()):  # version and cipher, once
+            events.request.add_listener(tls_listener(writer.write))
         events.user_error.add_listener(
             lambda user_instance, exception, tb, **_: writer.write(
                 user_error_record(user_instance, exception)))

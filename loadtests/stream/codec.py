@@ -27,6 +27,7 @@ from loadtests.stream.records import (
     Sent,
     Step,
     Tick,
+    TlsSeen,
     Tracking,
     UserError,
     WorkerEvent,
@@ -37,7 +38,7 @@ __all__ = ["CODECS", "RECORD_TYPES", "Codec", "decode", "encode", "generic_codec
 
 RECORD_TYPES: tuple[type[Record], ...] = (Header, Req, Tick, Phase, Sample, Step, UserError,
                                           WorkerEvent, Sent, Delivery, Queue, Tracking,
-                                          End)
+                                          TlsSeen, End)
 """Every kind, in the order a stream usually shows them first."""
 
 _COMMON = ("seq", "worker")

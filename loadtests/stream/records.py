@@ -26,6 +26,7 @@ __all__ = [
     "Sent",
     "Step",
     "Tick",
+    "TlsSeen",
     "Tracking",
     "UserError",
     "WorkerEvent",
@@ -293,6 +294,18 @@ class Tracking(Record):
         default=None, metadata=_doc("the first failure's cause", omit_none=True))
     last_error: str | None = field(
         default=None, metadata=_doc("the latest failure's cause", omit_none=True))
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSeen(Record):
+    """`tls`: a TLS version and cipher a scenario negotiated (once each, when first seen)."""
+
+    KIND: ClassVar[str] = "tls"
+
+    ts: float = field(metadata=_doc("when it was first seen"))
+    sc: str | None = field(metadata=_doc("scenario"))
+    version: str | None = field(metadata=_doc("protocol version: TLSv1.3, TLSv1.2..."))
+    cipher: str | None = field(metadata=_doc("cipher suite, e.g. TLS_AES_256_GCM_SHA384"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,12 @@ from locust import User, constant, task
 
 from loadtests import bridge
 from loadtests.clients.steps import Step
+from loadtests.clients.tls import TlsConfig, endpoint_tls, picks_tls
 from loadtests.profiles import ArrivalSchedule, RampSchedule, Scenario
 from loadtests.protocols import user_class
 from loadtests.schedule.pacing import ArrivalPacer, Token
 from loadtests.schedule.sessions import gauge
-from loadtests.targets import Target
+from loadtests.targets import Endpoint, Target
 
 T = TypeVar("T")
 
@@ -35,6 +36,8 @@ class ScenarioUser(User):
     allow_remote: ClassVar[bool] = False
     seed: ClassVar[int | None] = None
     _numbers: ClassVar[itertools.count[int]]
+    _sessions: ClassVar[itertools.count[int]]  # sessions started: which use TLS (tls_share)
+    _tls_phase: ClassVar[float] = 0.0
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
@@ -67,6 +70,23 @@ class ScenarioUser(User):
     def iteration(self, token: Token | None) -> None:
         raise NotImplementedError
 
+    def session_tls(self, endpoint: Endpoint, *, resume: bool) -> tuple[int, TlsConfig | None]:
+        """The port and TLS of the next session: the endpoint's TLS for the scenario's
+        `tls_share` of sessions (picked evenly by the session count, the seed setting the
+        phase), else plain — STARTTLS skipped, or an implicit-TLS endpoint's `plain_port`."""
+        config = endpoint_tls(endpoint.host, endpoint.port, endpoint.tls_options(),
+                              resume=resume)
+        share = self.scenario.tls_share
+        if config is None or share >= 1.0:
+            return endpoint.port, config
+        cls = type(self)
+        if picks_tls(share, next(cls._sessions), cls._tls_phase):
+            return endpoint.port, config
+        if endpoint.tls == "implicit":
+            assert endpoint.plain_port is not None, "checked against the profile before the run"
+            return endpoint.plain_port, None
+        return endpoint.port, None
+
     def run_session(self, protocol: str, coro: Coroutine[Any, Any, T]) -> T:
         """Run one client session on the bridge, counted as an open `protocol` session."""
         gauge.opening(protocol)
@@ -78,8 +98,11 @@ class ScenarioUser(User):
     # -- recording -------------------------------------------------------------------------
     def fire(self, step: Step, extra: dict[str, Any] | None = None) -> None:
         """The step's request event; `extra` adds to its context (e.g. a message's id)."""
-        context = {"scenario": self.scenario.name} if extra is None else \
+        context: dict[str, Any] = {"scenario": self.scenario.name} if extra is None else \
             {"scenario": self.scenario.name, **extra}
+        if step.info is not None:  # a TLS step: its version and cipher (loadtests.stream.tls)
+            context["tls_version"] = step.info.get("version")
+            context["tls_cipher"] = step.info.get("cipher")
         self.environment.events.request.fire(
             request_type=step.protocol, name=step.name, response_time=step.ms,
             response_length=step.length, exception=step.error, start_time=step.started,
@@ -128,4 +151,6 @@ def scenario_attrs(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | 
         count, wait = schedule.users, constant(schedule.think_time)
     return {"scenario": scenario, "target": target, "pacer": pacer,
             "allow_remote": allow_remote, "seed": seed, "fixed_count": count,
-            "wait_time": wait, "_numbers": itertools.count()}
+            "wait_time": wait, "_numbers": itertools.count(), "_sessions": itertools.count(),
+            "_tls_phase": 0.0 if seed is None else
+            random.Random(f"{seed}/{scenario.name}/tls").random()}

@@ -24,7 +24,7 @@ from loadtests.clients.imap import (
     read_mail,
 )
 from loadtests.clients.steps import StepRecorder
-from loadtests.clients.tls import TlsConfig, endpoint_tls
+from loadtests.clients.tls import TlsConfig
 from loadtests.schedule.pacing import Token
 from loadtests.schedule.sessions import gauge
 from loadtests.users.base import ScenarioUser
@@ -35,17 +35,13 @@ __all__ = ["ImapActiveUser", "ImapIdleUser"]
 class _ImapUser(ScenarioUser):
     abstract = True
 
-    def mailbox(self) -> tuple[str, int, str, str]:
+    def mailbox(self) -> tuple[str, int, TlsConfig | None, str, str]:
+        """Host, port and TLS of the next session (tls_share), the user and the password."""
         endpoint = self.target.endpoint(self.scenario.endpoint or "imap")
         assert endpoint is not None, "checked against the profile before the run"
+        port, tls = self.session_tls(endpoint, resume=self.scenario.imap.tls_resume)
         user = self.target.users.name(self.number % self.target.users.count)
-        return endpoint.host, endpoint.port, user, self.target.secret() or ""
-
-    def tls(self) -> TlsConfig | None:
-        endpoint = self.target.endpoint(self.scenario.endpoint or "imap")
-        assert endpoint is not None, "checked against the profile before the run"
-        return endpoint_tls(endpoint.host, endpoint.port, endpoint.tls_options(),
-                            resume=self.scenario.imap.tls_resume)
+        return endpoint.host, port, tls, user, self.target.secret() or ""
 
     def recorder(self) -> StepRecorder:
         """Steps go to the stream as they happen and only failed ones are kept: an idle
@@ -57,12 +53,12 @@ class _ImapUser(ScenarioUser):
         """Run one client session (idle_session or active_session) to its end, record it as
         an IMAP session, and count it dropped when the server ended it."""
         settings = self.scenario.imap
-        host, port, user, password = self.mailbox()
+        host, port, tls, user, password = self.mailbox()
         started_wall, started_mono = time.time(), time.monotonic()
         rec = self.recorder()
         result = self.run_session("IMAP", client_session(
             host, port, user, password, rec=rec, connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout, tls=self.tls(), auth=settings.auth, **options))
+            read_timeout=settings.read_timeout, tls=tls, auth=settings.auth, **options))
         if result.dropped:
             gauge.dropped("IMAP")
         error = next((s.error for s in rec.steps if s.error is not None), None)

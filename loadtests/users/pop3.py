@@ -14,7 +14,6 @@ from typing import ClassVar
 
 from loadtests.clients.pop3 import check_mail
 from loadtests.clients.steps import StepRecorder
-from loadtests.clients.tls import endpoint_tls
 from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule.pacing import Token
 from loadtests.users.base import ScenarioUser
@@ -46,13 +45,13 @@ class Pop3CheckMailUser(ScenarioUser):
         endpoint = self.target.endpoint(self.scenario.endpoint or "pop3")
         assert endpoint is not None, "checked against the profile before the run"
         user = self.target.users.name(self.rng.randrange(self.target.users.count))
+        port, tls = self.session_tls(endpoint, resume=settings.tls_resume)
         rec = StepRecorder("POP3", on_step=self.fire)  # recorded as they happen
         result = self.run_session("POP3", check_mail(
-            endpoint.host, endpoint.port, user, self.target.secret() or "", rec=rec,
+            endpoint.host, port, user, self.target.secret() or "", rec=rec,
             retrieve=settings.retrieve, delete=settings.delete,
             known_uids=self._known.get(user), use_apop=settings.apop, auth=settings.auth,
-            tls=endpoint_tls(endpoint.host, endpoint.port, endpoint.tls_options(),
-                             resume=settings.tls_resume),
+            tls=tls,
             connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout,
             hold=self.hold()))
         if settings.retrieve == "new":

@@ -10,6 +10,7 @@ after the DNS steps that led there.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -107,8 +108,12 @@ class SmtpUser(ScenarioUser):
             with contextlib.suppress(RemoteAddressRefused):
                 await smtp_rec.step("CONNECT", _refuse(host))
         else:
-            await send_session(host, endpoint.port, envelopes, self.smtp_options(), smtp_rec,
-                               self.auth())
+            options, port = self.smtp_options(), endpoint.port
+            if options.tls is not None and self.scenario.tls_share < 1:
+                port, tls = self.session_tls(endpoint, resume=smtp.tls_resume)
+                if tls is None:  # one of the sessions tls_share leaves plain
+                    options = dataclasses.replace(options, tls=None)
+            await send_session(host, port, envelopes, options, smtp_rec, self.auth())
         return dns_rec, smtp_rec
 
     def iteration(self, token: Token | None) -> None:
