@@ -236,7 +236,7 @@ def test_dovecot_process_limit_makes_the_51st_login_hang_then_close(stack: Stack
 def test_down_leaves_no_process_and_no_listener(stack: StackConfig) -> None:
     groups = [int(line.split()[1]) for line in
               (p.read_text() for p in stack.pid_dir.glob("*.owner"))]
-    assert len(groups) == 8
+    assert len(groups) == 10  # perdition: plain and implicit TLS, IMAP and POP3
     states = down(config=stack)
     assert all(s.action == "stopped" and not s.running for s in states.values())
     assert not listening_ports(set(PORTS.values()))

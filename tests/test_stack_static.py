@@ -17,8 +17,8 @@ import yaml
 
 from loadtests.cli import build_parser
 from loadtests.stack import PORTS, SERVICES, StackConfig, render
-from loadtests.stack.settings import DovecotLimits
-from loadtests.stack.targetfile import ENDPOINTS, render_target
+from loadtests.stack.settings import TLS_PORTS, DovecotLimits
+from loadtests.stack.targetfile import ENDPOINTS, TLS_ENDPOINTS, render_target
 from loadtests.targets import check_loopback, load_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,13 +30,20 @@ def test_target_file_is_the_rendered_one_and_valid() -> None:
     cfg = StackConfig(run_dir=Path("/tmp/mailswarm-stack"))
     assert path.read_text() == render_target(cfg), "regenerate with loadtests.stack.targetfile"
     target = load_target(path)
-    assert set(target.endpoints) == set(ENDPOINTS)
+    assert set(target.endpoints) == set(ENDPOINTS) | set(TLS_ENDPOINTS)
     assert check_loopback(target) == []
     assert target.secret() == "mailswarm-test"
     assert target.users.name(0) == "user0001" and target.users.count == 1000
     for name, endpoint in target.endpoints.items():
-        assert endpoint.port == PORTS[name]
+        port = TLS_ENDPOINTS[name].port if name in TLS_ENDPOINTS else name
+        assert endpoint.port == PORTS[port]
         assert endpoint.monitor and all(ref.pid_file for ref in endpoint.monitor)
+        # TLS endpoints verify against the stack's own CA, never with verification off
+        assert (endpoint.tls != "none") == (name in TLS_ENDPOINTS), name
+        if endpoint.tls != "none":
+            assert endpoint.verify and endpoint.ca_file == cfg.tls_dir / "ca.pem", name
+    assert {ref.pid_file.name for ref in target.endpoints["imaps-perdition"].monitor} == {
+        "perdition-imap4s.pid"}
 
 
 def test_every_service_renders_with_limits(tmp_path: Path) -> None:
@@ -127,7 +134,8 @@ def test_compose_servers_match_the_stack() -> None:
     assert {s["build"]["args"]["SERVICE"] for s in servers.values()} == set(SERVICES)
     published = {int(p.split(":")[2].split("/")[0]) for s in servers.values()
                  for p in s["ports"]}
-    assert published == set(PORTS.values()) - {PORTS["nginx-auth"]}
+    # the containers publish the plain ports only (their TLS listeners have per-container CAs)
+    assert published == {p for n, p in PORTS.items() if n not in TLS_PORTS} - {PORTS["nginx-auth"]}
     assert all(p.startswith("127.0.0.1:") for s in servers.values() for p in s["ports"])
     dovecot_ip = servers["dovecot"]["networks"]["mailswarm"]["ipv4_address"]
     assert f"ARG BACKEND={dovecot_ip}" in (DOCKER / "stack.Dockerfile").read_text()

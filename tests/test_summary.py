@@ -101,6 +101,22 @@ def test_per_connection_cost_is_the_slope_over_the_run(tmp_path: Path) -> None:
     assert "pss_bytes" not in (imap.get("per_connection_suspect") or {})
 
 
+def test_a_group_counts_each_port_once(tmp_path: Path) -> None:
+    """A STARTTLS endpoint shares its port and its processes with the plain one (group
+    `imap+imap-starttls`): the connections held are counted once, not once per endpoint."""
+    head = header()
+    head = Header(head.ts, profile=head.profile, target={"name": "crafted", "endpoints": {
+        "imap": {"address": "127.0.0.1:143", "protocol": "imap"},
+        "imap-starttls": {"address": "127.0.0.1:143", "protocol": "imap", "tls": "starttls"}}})
+    samples = [Sample(T0 + t, {"imap+imap-starttls": {"pss_bytes": 10 * MIB + 4096 * conns}},
+                      {"tcp": {"ports": {"143": {"local": {"ESTABLISHED": conns}}}}})
+               for t, conns in enumerate(range(0, 501, 50))]
+    group = summarize(write_stream(tmp_path / "run", samples, head=head))[
+        "target_resources"]["imap+imap-starttls"]
+    assert group["connections_max"] == 500
+    assert group["per_connection"]["pss_bytes"] == pytest.approx(4096, rel=0.02)
+
+
 def test_a_warm_server_says_its_baseline_is_suspect(tmp_path: Path) -> None:
     """A proxy that kept its memory from an earlier run: memory flat while 1,000 connections
     come and go. The cost is not reported as a clean ~0 KiB; the baseline is called suspect."""

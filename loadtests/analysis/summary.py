@@ -122,9 +122,11 @@ class _Resources:
         tcp = (rec.system or {}).get("tcp") or {}
         endpoints = self.endpoints
         for name, t in (rec.targets or {}).items():
-            held = sum(((tcp.get("ports") or {}).get(endpoints[key]["address"].rsplit(":", 1)[1])
-                        or {}).get("local", {}).get("ESTABLISHED", 0)
-                       for key in name.split("+") if key in endpoints)
+            # each port once: a STARTTLS endpoint shares its port with the plain one
+            ports = {endpoints[key]["address"].rsplit(":", 1)[1]
+                     for key in name.split("+") if key in endpoints}
+            held = sum(((tcp.get("ports") or {}).get(port) or {}).get("local", {})
+                       .get("ESTABLISHED", 0) for port in ports)
             self.connections[name] = max(self.connections[name], held)
             self.points[name].append((held, t))
             self._keep(self.targets[name], t, generator=False)

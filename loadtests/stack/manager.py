@@ -32,6 +32,7 @@ from loadtests.stack.procs import (
 from loadtests.stack.services import Daemon, Service, resolve
 from loadtests.stack.settings import DovecotLimits, StackConfig
 from loadtests.stack.targetfile import render_target
+from loadtests.stack.tls import ensure_pki
 
 __all__ = [
     "ServiceState",
@@ -151,10 +152,11 @@ def _write_files(service: Service, cfg: StackConfig) -> bool:
 
 
 def _base_dirs(cfg: StackConfig) -> None:
-    """The run folder with its logs and pid records, and target.yaml describing this stack."""
+    """The run folder with its logs, pid records and test PKI, and target.yaml describing it."""
     for path in (cfg.run_dir, cfg.log_dir, cfg.pid_dir):
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o755)
+    ensure_pki(cfg)  # before any service renders or reads its certificate
     (cfg.run_dir / "target.yaml").write_text(render_target(cfg))
 
 
@@ -284,9 +286,10 @@ def _state(service: Service, cfg: StackConfig, action: str = "") -> ServiceState
 def install(services: list[str] | None = None, *, log: Path | None = None,
             with_needs: bool = True) -> list[str]:
     """apt-get install the Debian packages the services (and what they need) use; returns
-    what was installed. Raises packages.PackageError."""
+    what was installed. The smoke tests' clients (swaks with its TLS module, openssl, curl)
+    come along. Raises packages.PackageError."""
     wanted = [p for s in resolve(services, with_needs=with_needs) for p in s.packages]
-    return packages.install(wanted, log=log)
+    return packages.install([*wanted, *packages.CLIENT_TOOLS], log=log)
 
 
 def up(services: list[str] | None = None, *, run_dir: str | Path | None = None,

@@ -11,7 +11,10 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PackageError", "install", "missing"]
+__all__ = ["CLIENT_TOOLS", "PackageError", "install", "missing"]
+
+CLIENT_TOOLS = ("swaks", "libnet-ssleay-perl", "openssl", "curl")
+"""Real clients the stack's smoke tests drive (installed with the servers by `stack install`)."""
 
 _POLICY = Path("/usr/sbin/policy-rc.d")
 _PRESEED = """\

@@ -19,6 +19,7 @@ __all__ = [
     "PASSWORD",
     "PORTS",
     "RUN_DIR_ENV",
+    "TLS_PORTS",
     "USER_COUNT",
     "USER_PATTERN",
     "DovecotLimits",
@@ -48,8 +49,24 @@ PORTS: dict[str, int] = {
     "imap-perdition": 12143,
     "pop3-perdition": 12110,
     "http": 10080,
+    # TLS listeners: the well-known port's last digits on each service's range (993, 995, 587,
+    # 465, 443); STARTTLS is offered on the plain ports above
+    "imaps": 10993,
+    "pop3s": 10995,
+    "submission": 10587,
+    "smtps": 10465,
+    "imaps-nginx": 11993,
+    "pop3s-nginx": 11995,
+    "imaps-perdition": 12993,
+    "pop3s-perdition": 12995,
+    "https": 10443,
 }
 """Endpoint name -> TCP port (dns is UDP and TCP). Fixed: other code relies on them."""
+
+TLS_PORTS = frozenset(("imaps", "pop3s", "submission", "smtps", "imaps-nginx", "pop3s-nginx",
+                       "imaps-perdition", "pop3s-perdition", "https"))
+"""The PORTS that speak TLS from the first byte or only after STARTTLS with AUTH (new with TLS;
+the container stack does not publish them)."""
 
 
 def default_run_dir() -> Path:
@@ -123,6 +140,11 @@ class StackConfig:
     @property
     def pid_dir(self) -> Path:
         return self.run_dir / "pids"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The test CA and the server certificate made at `up` (loadtests/stack/tls.py)."""
+        return self.run_dir / "tls"
 
     @property
     def mail_dir(self) -> Path:

@@ -4,6 +4,7 @@ pid files to monitor. `profiles/targets/stack.yaml` is this, rendered for the de
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -11,14 +12,16 @@ import yaml
 from loadtests.stack.services import SERVICES
 from loadtests.stack.settings import (
     DOMAIN,
+    MAIL_HOST,
     PASSWORD,
     PORTS,
     USER_COUNT,
     USER_PATTERN,
     StackConfig,
 )
+from loadtests.stack.tls import ca_file
 
-__all__ = ["ENDPOINTS", "render_target", "target_document"]
+__all__ = ["ENDPOINTS", "TLS_ENDPOINTS", "TlsEndpoint", "render_target", "target_document"]
 
 ENDPOINTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "smtp": ("smtp", ("postfix",)),
@@ -35,22 +38,64 @@ ENDPOINTS: dict[str, tuple[str, tuple[str, ...]]] = {
 Each endpoint monitors its own server's daemons only."""
 
 
+@dataclass(frozen=True)
+class TlsEndpoint:
+    """A TLS endpoint: `port` is a key of PORTS (STARTTLS ones share the plain port)."""
+
+    protocol: str
+    services: tuple[str, ...]
+    port: str
+    tls: str  # starttls | implicit
+
+
+def _proxied(proxy: str) -> dict[str, TlsEndpoint]:
+    return {
+        f"imaps-{proxy}": TlsEndpoint("imap", (proxy, "dovecot"), f"imaps-{proxy}", "implicit"),
+        f"pop3s-{proxy}": TlsEndpoint("pop3", (proxy, "dovecot"), f"pop3s-{proxy}", "implicit"),
+        f"imap-starttls-{proxy}": TlsEndpoint("imap", (proxy, "dovecot"), f"imap-{proxy}",
+                                              "starttls"),
+        f"pop3-starttls-{proxy}": TlsEndpoint("pop3", (proxy, "dovecot"), f"pop3-{proxy}",
+                                              "starttls"),
+    }
+
+
+TLS_ENDPOINTS: dict[str, TlsEndpoint] = {
+    "imaps": TlsEndpoint("imap", ("dovecot",), "imaps", "implicit"),
+    "pop3s": TlsEndpoint("pop3", ("dovecot",), "pop3s", "implicit"),
+    "imap-starttls": TlsEndpoint("imap", ("dovecot",), "imap", "starttls"),
+    "pop3-starttls": TlsEndpoint("pop3", ("dovecot",), "pop3", "starttls"),
+    "smtp-starttls": TlsEndpoint("smtp", ("postfix",), "smtp", "starttls"),
+    "submission": TlsEndpoint("smtp", ("postfix",), "submission", "starttls"),
+    "smtps": TlsEndpoint("smtp", ("postfix",), "smtps", "implicit"),
+    **_proxied("nginx"),
+    **_proxied("perdition"),
+    "webmail-https": TlsEndpoint("http", ("roundcube", "dovecot"), "https", "implicit"),
+}
+"""The TLS endpoints, verified against the stack's CA (`ca_file`: <run>/tls/ca.pem)."""
+
+
+def _monitor(cfg: StackConfig, service_name: str, port: int) -> list[dict[str, str]]:
+    """The pid files of the daemons behind one port: those listening on it, and helpers that
+    listen nowhere (Roundcube's php-fpm); a proxy's costs apart from its backend's (the backend
+    is monitored through its own endpoints)."""
+    daemons = [d for d in SERVICES[service_name].daemons(cfg) if port in d.ports or not d.ports]
+    return [{"pid_file": str(cfg.pid_file(d.name))} for d in daemons]
+
+
 def target_document(cfg: StackConfig | None = None) -> dict[str, Any]:
     """The target file's content as plain data (valid for loadtests.targets.Target)."""
     cfg = cfg or StackConfig()
     endpoints: dict[str, Any] = {}
     for name, (protocol, services) in ENDPOINTS.items():
-        service = SERVICES[services[0]]
-        assert name in service.endpoints, (name, service.name)
-        # only the endpoint's own server: a proxy's costs apart from its backend's (the backend
-        # is monitored through its own endpoints)
-        pid_files = [cfg.pid_file(d.name) for d in service.daemons(cfg)]
-        if name.startswith("imap"):
-            pid_files = [p for p in pid_files if "pop3" not in p.name]
-        elif name.startswith("pop3"):
-            pid_files = [p for p in pid_files if "imap4" not in p.name]
+        assert name in SERVICES[services[0]].endpoints, (name, services[0])
         endpoints[name] = {"protocol": protocol, "host": "127.0.0.1", "port": PORTS[name],
-                           "monitor": [{"pid_file": str(p)} for p in pid_files]}
+                           "monitor": _monitor(cfg, services[0], PORTS[name])}
+    for name, ep in TLS_ENDPOINTS.items():
+        assert ep.port in SERVICES[ep.services[0]].endpoints, (name, ep.services[0])
+        endpoints[name] = {"protocol": ep.protocol, "host": "127.0.0.1", "port": PORTS[ep.port],
+                           "tls": ep.tls, "ca_file": str(ca_file(cfg)),
+                           "server_name": MAIL_HOST,
+                           "monitor": _monitor(cfg, ep.services[0], PORTS[ep.port])}
     return {
         "name": "mailswarm-stack",
         "domain": DOMAIN,

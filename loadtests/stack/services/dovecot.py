@@ -7,6 +7,7 @@ Its own base_dir, state_dir and instance_name keep it apart from any other Dovec
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from loadtests.stack.services.base import Daemon, Service, make_mail_root, system_ids
 from loadtests.stack.settings import (
@@ -19,8 +20,9 @@ from loadtests.stack.settings import (
     StackConfig,
     user_names,
 )
+from loadtests.stack.tls import cert_file, service_key
 
-__all__ = ["Dovecot"]
+__all__ = ["Dovecot", "postfix_auth_socket"]
 
 
 def _service_limits(limits: DovecotLimits) -> str:
@@ -53,12 +55,40 @@ def _protocol_limits(limits: DovecotLimits) -> str:
     return f"  mail_max_userip_connections = {limits.mail_max_userip_connections}\n"
 
 
+# --- TLS and Postfix's SASL (kept apart from the mail layout and limits above) --------------
+
+def postfix_auth_socket(cfg: StackConfig) -> Path:
+    """Dovecot's auth socket for Postfix's submission service (smtpd_sasl_type = dovecot)."""
+    return cfg.run_dir / "dovecot/run/auth-postfix"
+
+
+def _tls_settings(cfg: StackConfig) -> str:
+    """ssl = yes with the stack's certificate; STARTTLS on the plain ports, plaintext LOGIN
+    still allowed there (the plain endpoints keep working)."""
+    return (f"ssl = yes\nssl_cert = <{cert_file(cfg)}\nssl_key = <{service_key(cfg)}\n"
+            "ssl_min_protocol = TLSv1.2\n")
+
+
+def _auth_service(cfg: StackConfig) -> str:
+    """The auth socket Postfix's smtpd asks (read-write for the postfix user only; the name is
+    relative to base_dir)."""
+    return f"""\
+service auth {{
+  unix_listener {postfix_auth_socket(cfg).name} {{
+    mode = 0660
+    user = postfix
+    group = postfix
+  }}
+}}
+"""
+
+
 class Dovecot(Service):
     name = "dovecot"
-    summary = (f"IMAP {PORTS['imap']}, POP3 {PORTS['pop3']}: user0001..user1000@{DOMAIN}, "
-               "limits from options")
+    summary = (f"IMAP {PORTS['imap']}, POP3 {PORTS['pop3']} (STARTTLS), IMAPS {PORTS['imaps']}, "
+               f"POP3S {PORTS['pop3s']}: user0001..user1000@{DOMAIN}, limits from options")
     packages = ("dovecot-core", "dovecot-imapd", "dovecot-pop3d")
-    endpoints = ("imap", "pop3")
+    endpoints = ("imap", "pop3", "imaps", "pop3s")
     needs = ()
 
     def files(self, cfg: StackConfig) -> dict[str, str]:
@@ -73,8 +103,7 @@ state_dir = {base}/state
 log_path = {self.log_file(cfg)}
 protocols = imap pop3
 listen = {cfg.listen}
-ssl = no
-disable_plaintext_auth = no
+{_tls_settings(cfg)}disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_default_realm = {DOMAIN}
 auth_username_format = %Lu
@@ -95,7 +124,8 @@ service imap-login {{
     port = {PORTS['imap']}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {PORTS['imaps']}
+    ssl = yes
   }}
 }}
 service pop3-login {{
@@ -103,7 +133,8 @@ service pop3-login {{
     port = {PORTS['pop3']}
   }}
   inet_listener pop3s {{
-    port = 0
+    port = {PORTS['pop3s']}
+    ssl = yes
   }}
 }}
 service imap {{
@@ -114,7 +145,7 @@ protocol imap {{
 {proto}}}
 protocol pop3 {{
 {proto}}}
-"""
+{_auth_service(cfg)}"""
         users = "".join(f"{u}@{DOMAIN}:{{PLAIN}}{PASSWORD}::::::\n"
                         for u in user_names(cfg.users))
         return {"dovecot/dovecot.conf": conf, "dovecot/users": users}
@@ -135,4 +166,4 @@ protocol pop3 {{
     def daemons(self, cfg: StackConfig) -> list[Daemon]:
         conf = str(cfg.run_dir / "dovecot/dovecot.conf")
         return [Daemon("dovecot", ("dovecot", "-F", "-c", conf),
-                       ports=(PORTS["imap"], PORTS["pop3"]))]
+                       ports=tuple(PORTS[e] for e in self.endpoints))]

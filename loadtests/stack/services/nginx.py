@@ -11,6 +11,7 @@ from pathlib import Path
 
 from loadtests.stack.services.base import Daemon, Service, chown_tree, system_ids
 from loadtests.stack.settings import MAIL_HOST, PORTS, StackConfig
+from loadtests.stack.tls import cert_file, install_service_key, service_key
 
 __all__ = ["NginxMail", "nginx_main"]
 
@@ -62,12 +63,23 @@ def nginx_daemon(cfg: StackConfig, name: str, ports: tuple[int, ...]) -> Daemon:
                   ports=ports)
 
 
+def _tls_servers(cfg: StackConfig) -> str:
+    """Implicit-TLS IMAP and POP3 listeners: nginx ends TLS and speaks plain to Dovecot."""
+    return "".join(f"""\
+    server {{
+        listen {cfg.listen}:{PORTS[port]} ssl;
+        protocol {protocol};
+    }}
+""" for port, protocol in (("imaps-nginx", "imap"), ("pop3s-nginx", "pop3")))
+
+
 class NginxMail(Service):
     name = "nginx"
-    summary = (f"mail proxy IMAP {PORTS['imap-nginx']}, POP3 {PORTS['pop3-nginx']} -> Dovecot "
+    summary = (f"mail proxy IMAP {PORTS['imap-nginx']}, POP3 {PORTS['pop3-nginx']} (STARTTLS), "
+               f"IMAPS {PORTS['imaps-nginx']}, POP3S {PORTS['pop3s-nginx']} -> Dovecot "
                f"(auth_http on {PORTS['nginx-auth']})")
     packages = ("nginx", "libnginx-mod-mail")
-    endpoints = ("imap-nginx", "pop3-nginx")
+    endpoints = ("imap-nginx", "pop3-nginx", "imaps-nginx", "pop3s-nginx")
     needs = ("dovecot",)
 
     def files(self, cfg: StackConfig) -> dict[str, str]:
@@ -93,7 +105,10 @@ mail {{
     auth_http 127.0.0.1:{auth}/auth;
     proxy on;
     proxy_pass_error_message on;
-    starttls off;
+    starttls on;
+    ssl_certificate {cert_file(cfg)};
+    ssl_certificate_key {service_key(cfg, "www-data")};
+    ssl_protocols TLSv1.2 TLSv1.3;
     imap_auth plain login;
     pop3_auth plain;
     server {{
@@ -104,14 +119,15 @@ mail {{
         listen {cfg.listen}:{PORTS['pop3-nginx']};
         protocol pop3;
     }}
-}}
+{_tls_servers(cfg)}}}
 """
         conf = nginx_main(cfg, self.name, http, extra=f"load_module {MAIL_MODULE};\n") + mail
         return {f"{self.name}/nginx.conf": conf}
 
     def prepare(self, cfg: StackConfig) -> None:
         prepare_nginx(cfg, self.name)
+        install_service_key(cfg, "www-data")
 
     def daemons(self, cfg: StackConfig) -> list[Daemon]:
-        ports = (PORTS["imap-nginx"], PORTS["pop3-nginx"], PORTS["nginx-auth"])
+        ports = (*(PORTS[e] for e in self.endpoints), PORTS["nginx-auth"])
         return [nginx_daemon(cfg, self.name, ports)]

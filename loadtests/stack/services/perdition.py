@@ -12,18 +12,25 @@ from pathlib import Path
 
 from loadtests.stack.services.base import Daemon, Service, system_ids
 from loadtests.stack.settings import PORTS, StackConfig
+from loadtests.stack.tls import cert_file, install_service_key, service_key
 
 __all__ = ["Perdition"]
 
-_PROTOCOLS = (("imap4", "imap-perdition", "imap"), ("pop3", "pop3-perdition", "pop3"))
+# (perdition's protocol name, our endpoint, Dovecot's endpoint, ssl_mode): the plain listeners
+# offer STARTTLS/STLS (tls_listen), the implicit ones end TLS (ssl_listen); all plain to Dovecot
+_PROTOCOLS = (("imap4", "imap-perdition", "imap", "tls_listen"),
+              ("pop3", "pop3-perdition", "pop3", "tls_listen"),
+              ("imap4s", "imaps-perdition", "imap", "ssl_listen"),
+              ("pop3s", "pop3s-perdition", "pop3", "ssl_listen"))
 
 
 class Perdition(Service):
     name = "perdition"
-    summary = (f"proxy IMAP {PORTS['imap-perdition']}, POP3 {PORTS['pop3-perdition']} -> "
-               "Dovecot (one process per connection)")
+    summary = (f"proxy IMAP {PORTS['imap-perdition']}, POP3 {PORTS['pop3-perdition']} (STARTTLS), "
+               f"IMAPS {PORTS['imaps-perdition']}, POP3S {PORTS['pop3s-perdition']} -> Dovecot "
+               "(one process per connection)")
     packages = ("perdition",)
-    endpoints = ("imap-perdition", "pop3-perdition")
+    endpoints = ("imap-perdition", "pop3-perdition", "imaps-perdition", "pop3s-perdition")
     needs = ("dovecot",)
 
     def files(self, cfg: StackConfig) -> dict[str, str]:
@@ -37,7 +44,8 @@ class Perdition(Service):
 
     def prepare(self, cfg: StackConfig) -> None:
         uid, gid = system_ids("nobody", "nogroup")
-        for proto, _, _ in _PROTOCOLS:
+        install_service_key(cfg, "nobody", "nogroup")
+        for proto, _, _, _ in _PROTOCOLS:
             log = cfg.log_dir / f"perdition-{proto}.log"
             log.touch()
             if os.geteuid() == 0:
@@ -46,12 +54,14 @@ class Perdition(Service):
     def daemons(self, cfg: StackConfig) -> list[Daemon]:
         conf = str(cfg.run_dir / "perdition/perdition.conf")
         result = []
-        for proto, endpoint, backend in _PROTOCOLS:
+        for proto, endpoint, backend, ssl_mode in _PROTOCOLS:
             argv = (
                 f"perdition.{proto}", "--no_daemon", "--config_file", conf,
                 "--bind_address", cfg.listen, "--listen_port", str(PORTS[endpoint]),
                 "--outgoing_server", cfg.backend, "--outgoing_port", str(PORTS[backend]),
-                "--ssl_mode", "none", "--no_lookup", "--connection_limit", "0",
+                "--ssl_mode", ssl_mode, "--ssl_cert_file", str(cert_file(cfg)),
+                "--ssl_key_file", str(service_key(cfg, "nobody")),
+                "--no_lookup", "--connection_limit", "0",
                 "--username", "nobody", "--group", "nogroup",
                 "--log_facility", self._log(cfg, proto),
                 "--pid_file", str(cfg.run_dir / f"perdition/{proto}.pid"),

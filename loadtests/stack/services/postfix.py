@@ -17,6 +17,7 @@ from loadtests.stack.services.base import (
     make_mail_root,
     system_ids,
 )
+from loadtests.stack.services.dovecot import postfix_auth_socket
 from loadtests.stack.settings import (
     DOMAIN,
     MAIL_GID,
@@ -26,8 +27,52 @@ from loadtests.stack.settings import (
     StackConfig,
     user_names,
 )
+from loadtests.stack.tls import cert_file, install_service_key, service_key
 
 __all__ = ["Postfix"]
+
+# --- TLS and authenticated submission (kept apart from the delivery settings below) ---------
+
+_SUBMISSION_OPTIONS = (
+    "smtpd_sasl_auth_enable=yes",
+    "smtpd_client_restrictions=permit_sasl_authenticated,reject",
+    "smtpd_relay_restrictions=permit_sasl_authenticated,reject",
+    "smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
+)
+
+
+def _tls_main(cfg: StackConfig) -> str:
+    """main.cf: STARTTLS offered on every smtpd (may), SASL through Dovecot's auth socket,
+    switched on only for the submission services (master.cf -o)."""
+    return f"""\
+smtpd_tls_cert_file = {cert_file(cfg)}
+smtpd_tls_key_file = {service_key(cfg, "postfix")}
+smtpd_tls_security_level = may
+smtpd_tls_mandatory_protocols = >=TLSv1.2
+smtpd_tls_protocols = >=TLSv1.2
+smtpd_tls_loglevel = 0
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = {postfix_auth_socket(cfg)}
+smtpd_sasl_auth_enable = no
+smtpd_sasl_authenticated_header = no
+broken_sasl_auth_clients = no
+"""
+
+
+def _submission_services(cfg: StackConfig) -> str:
+    """master.cf: submission (STARTTLS required before AUTH) and smtps (implicit TLS)."""
+    out = ""
+    for port, name, tls in ((PORTS["submission"], "submission",
+                             ("smtpd_tls_security_level=encrypt", "smtpd_tls_auth_only=yes")),
+                            (PORTS["smtps"], "smtps", ("smtpd_tls_wrappermode=yes",))):
+        out += f"{cfg.listen}:{port} inet n - n - - smtpd\n"
+        out += "".join(f"  -o {o}\n" for o in (f"syslog_name=postfix/{name}", *tls,
+                                                  *_SUBMISSION_OPTIONS))
+    return out
+
+
+def _prepare_tls(cfg: StackConfig) -> None:
+    install_service_key(cfg, "postfix")
 
 # service type private unpriv chroot wakeup maxproc command (Debian's list, chroot off)
 _MASTER_SERVICES = """\
@@ -60,9 +105,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 class Postfix(Service):
     name = "postfix"
-    summary = f"SMTP on port {PORTS['smtp']}: {DOMAIN} delivered to the maildirs Dovecot reads"
+    summary = (f"SMTP on port {PORTS['smtp']} (STARTTLS), submission {PORTS['submission']} "
+               f"(STARTTLS + AUTH), smtps {PORTS['smtps']}: {DOMAIN} into the maildirs")
     packages = ("postfix",)
-    endpoints = ("smtp",)
+    endpoints = ("smtp", "submission", "smtps")
 
     def _dir(self, cfg: StackConfig) -> str:
         """The config directory (kept apart from the queue: postfix-script wants it root-owned)."""
@@ -105,8 +151,9 @@ virtual_minimum_uid = 100
 virtual_uid_maps = static:{MAIL_UID}
 virtual_gid_maps = static:{MAIL_GID}
 virtual_mailbox_limit = 0
-"""
-        master = f"{cfg.listen}:{PORTS['smtp']} inet n - n - - smtpd\n" + _MASTER_SERVICES
+""" + _tls_main(cfg)
+        master = (f"{cfg.listen}:{PORTS['smtp']} inet n - n - - smtpd\n"
+                  + _submission_services(cfg) + _MASTER_SERVICES)
         vmailbox = "".join(f"{u}@{DOMAIN} {DOMAIN}/{u}/\n" for u in user_names(cfg.users))
         return {"postfix/conf/main.cf": main, "postfix/conf/master.cf": master,
                 "postfix/conf/vmailbox": vmailbox}
@@ -122,6 +169,7 @@ virtual_mailbox_limit = 0
             uid, gid = system_ids("postfix")
             chown_tree(data, uid, gid)
         make_mail_root(cfg)
+        _prepare_tls(cfg)
 
     def diagnose(self, cfg: StackConfig) -> str:
         """`postfix check` under a pseudo-terminal: Postfix prints fatal errors only to a tty."""
@@ -148,5 +196,6 @@ virtual_mailbox_limit = 0
 
     def daemons(self, cfg: StackConfig) -> list[Daemon]:
         base = self._dir(cfg)
-        return [Daemon("postfix", ("postfix", "-c", base, "start"), ports=(PORTS["smtp"],),
+        return [Daemon("postfix", ("postfix", "-c", base, "start"),
+                       ports=tuple(PORTS[e] for e in self.endpoints),
                        daemonizes=True, own_pid_file=cfg.run_dir / "postfix/queue/pid/master.pid")]

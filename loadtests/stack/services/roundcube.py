@@ -17,6 +17,7 @@ from pathlib import Path
 from loadtests.stack.services.base import Daemon, Service, chown_tree, system_ids
 from loadtests.stack.services.nginx import nginx_daemon, nginx_main, prepare_nginx
 from loadtests.stack.settings import DOMAIN, PORTS, StackConfig
+from loadtests.stack.tls import cert_file, install_service_key, service_key
 
 __all__ = ["Roundcube"]
 
@@ -42,9 +43,10 @@ def _php(value: str) -> str:
 
 class Roundcube(Service):
     name = "roundcube"
-    summary = f"webmail on HTTP {PORTS['http']} (nginx + php-fpm) logging in to Dovecot"
+    summary = (f"webmail on HTTP {PORTS['http']} and HTTPS {PORTS['https']} (nginx + php-fpm) "
+               "logging in to Dovecot")
     packages = ("php8.2-fpm", "php-fpm", "roundcube-core", "roundcube-sqlite3", "nginx")
-    endpoints = ("http",)
+    endpoints = ("http", "https")
     needs = ("dovecot",)
 
     def _base(self, cfg: StackConfig) -> str:
@@ -97,6 +99,11 @@ php_admin_flag[log_errors] = on
     include /etc/nginx/mime.types;
     server {{
         listen {cfg.listen}:{PORTS['http']};
+        listen {cfg.listen}:{PORTS['https']} ssl;
+        ssl_certificate {cert_file(cfg)};
+        ssl_certificate_key {service_key(cfg, "www-data")};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:roundcube_tls:10m;
         root {DOCUMENT_ROOT};
         index index.php;
         client_max_body_size 30m;
@@ -118,6 +125,7 @@ php_admin_flag[log_errors] = on
         for path in writable:
             path.mkdir(parents=True, exist_ok=True)
         prepare_nginx(cfg, self.name)
+        install_service_key(cfg, "www-data")
         if os.geteuid() == 0:
             uid, gid = system_ids("www-data")
             for path in writable:
@@ -130,5 +138,5 @@ php_admin_flag[log_errors] = on
         conf = f"{self._base(cfg)}/php-fpm.conf"
         return [
             Daemon("roundcube-php", (PHP_FPM, "-F", "-y", conf)),
-            nginx_daemon(cfg, self.name, (PORTS["http"],)),
+            nginx_daemon(cfg, self.name, (PORTS["http"], PORTS["https"])),
         ]
