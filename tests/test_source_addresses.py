@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import yaml
 from aio import run_coro
 from cli import ROOT, start_cli
+from netns import remove_namespace
 
 from loadtests.cli import EXIT_OK, EXIT_QOS_FAILED
 from loadtests.clients import source
@@ -166,12 +166,7 @@ def _namespace() -> Iterator[str]:
             subprocess.run(cmd, check=True, capture_output=True, timeout=20)
         yield name
     finally:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
-                              timeout=10).stdout.split()
-        for pid in pids:  # started by this test inside its own namespace
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+        remove_namespace(name)
 
 
 def _in_ns(ns: str, *args: str) -> list[str]:
