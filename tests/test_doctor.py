@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loadtests.monitor.doctor import collect_values, evaluate, render, verdict
+from loadtests.analysis.cause import attribute_cause
+from loadtests.monitor.doctor import collect_values, ephemeral_capacity, evaluate, render, verdict
+from loadtests.stream import Sample, Step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,3 +96,56 @@ def test_doctor_with_an_unreachable_agent() -> None:
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "cannot connect" in out.stderr
     assert "generator host" in out.stdout  # the local part is still printed
+
+
+def test_source_addresses_multiply_the_port_range() -> None:
+    """One source address holds ~range connections to one server port; each further source
+    address adds the whole range again (a connection is unique by source address and port)."""
+    one = by_key(SMALL, n=60_000)["net.ipv4.ip_local_port_range"]
+    assert one.status == "warn" and "~28,232 connections" in one.says
+    assert "3 or more source addresses" in one.fix
+    three = {c.key: c for c in evaluate(SMALL, "generator", 60_000, source_addresses=3)}[
+        "net.ipv4.ip_local_port_range"]
+    assert three.status == "ok" and three.fix is None
+    assert "~84,696 connections to one target port from 3 source addresses (28,232 ports " \
+           "each)" in three.says
+    assert ephemeral_capacity((32768, 60999), 3) == 84_696
+    assert ephemeral_capacity((40000, 40999), 0) == 1000 and ephemeral_capacity(None) is None
+    target = {c.key: c for c in evaluate(SMALL, "target", 60_000, source_addresses=3)}
+    assert target["net.ipv4.ip_local_port_range"].status == "warn"  # a target's own range
+
+
+def test_the_ports_exhausted_cause_names_the_capacity() -> None:
+    """The generator-side judgement says how far the ports went: range x source addresses."""
+    failed = Step(30, 5000, start=20, end=30, errors={"Cannot assign requested address": 9},
+                  codes={"EADDRNOTAVAIL": 9})
+    gen = {"ephemeral_ports": {"in_use": 3000, "range_size": 1000, "source_addresses": 3,
+                               "capacity_per_destination": 3000}}
+    cause, evidence = attribute_cause(None, failed, [], [Sample(25, {}, {}, gen)])
+    assert cause == "generator: ephemeral ports exhausted"
+    assert evidence == ["EADDRNOTAVAIL from the generator; ephemeral ports in use 3000 of 3,000 "
+                        "per server port (1,000 ports x 3 source address(es); more "
+                        "source_addresses lift it)"]
+
+
+def test_the_sampler_reports_the_configured_source_addresses() -> None:
+    from loadtests.clients import source
+    from loadtests.monitor.net import local_port_range
+    from loadtests.monitor.sampler import Sampler
+
+    source.configure({("127.0.0.1", 10143): ["127.0.0.2", "127.0.0.3"]})
+    try:
+        eph = Sampler().sample()["generator"]["ephemeral_ports"]
+    finally:
+        source.configure({})
+    lo, hi = local_port_range() or (0, -1)
+    assert eph["source_addresses"] == 2
+    assert eph["capacity_per_destination"] == 2 * (hi - lo + 1)
+
+
+def test_doctor_cli_takes_source_addresses() -> None:
+    out = subprocess.run([sys.executable, "-m", "loadtests.cli", "doctor", "--json",
+                          "--connections", "100000", "--source-addresses", "8"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    checks = {c["key"]: c for c in json.loads(out.stdout)["hosts"][0]["checks"]}
+    assert "from 8 source addresses" in checks["net.ipv4.ip_local_port_range"]["says"]

@@ -1,21 +1,21 @@
 """A distributed run across separate network hosts: network namespaces joined by veth pairs on a
 bridge (in a namespace of its own), on a private subnet that exists only inside them — a target
-host running the embedded target, a master host (`mailswarm run --master`), two worker hosts
-(`mailswarm worker --master`). Every record reaches the master, the workers' parts add up to
-the schedule, and a worker cut off from the network mid-run is recorded as lost (and quits by
-itself). Needs root and iproute2 (skipped otherwise); everything built is removed afterwards,
-also on failure. Only the addresses this test creates, inside its own namespaces, are used.
+host running the embedded target (or, in the second test, the stack's real Dovecot), a master
+host (`mailswarm run --master`), two worker hosts (`mailswarm worker --master`). Every record
+reaches the master, the workers' parts add up to the schedule, and a worker cut off from the
+network mid-run is recorded as lost (and quits by itself). Needs root and iproute2 (skipped
+otherwise); everything built is removed afterwards, also on failure. Only the addresses this
+test creates, inside its own namespaces, are used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 import yaml
 from cli import ROOT
+from netns import remove_namespace
 
 from loadtests.cli import EXIT_WORKER_LOST
 from loadtests.embedded.mailstore import password_for
+from loadtests.stack import DOMAIN, PASSWORD, PORTS
 from loadtests.stream import Req, WorkerEvent, read_stream
 
 pytestmark = pytest.mark.skipif(
@@ -87,12 +89,7 @@ class Hosts:
                 proc.kill()
                 proc.wait(10)
         for ns in [*self.ns.values(), self.switch]:
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
-                                  timeout=10).stdout.split()
-            for pid in pids:  # started by this test inside its own namespace
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+            remove_namespace(ns)
 
     def start(self, role: str, *args: str, cwd: Path = ROOT) -> subprocess.Popen[str]:
         """`mailswarm ARGS` on host `role`."""
@@ -182,3 +179,58 @@ def test_master_and_workers_on_separate_hosts(hosts: Hosts, tmp_path: Path) -> N
     assert 20 <= not_sent <= 80
     assert arrival["completed"] + arrival["interrupted"] + arrival["dropped"] + not_sent == 240
     assert "WORKER LOST" in stdout
+
+
+@pytest.mark.skipif(shutil.which("dovecot") is None, reason="needs Debian's dovecot-imapd "
+                    "(`mailswarm stack install`)")
+def test_real_dovecot_on_the_target_host(hosts: Hosts, tmp_path: Path) -> None:
+    """The stack's Dovecot, in a run folder of its own, listens on the target host's address
+    (its namespace has its own ports: the fixed stack ports do not meet the host's stack); an
+    IMAP scenario from a master and two workers on other hosts reaches it, and every session
+    record reaches the master, as many from each worker as it counted."""
+    run_dir = Path(tempfile.mkdtemp(prefix="msw-netns-dovecot-"))
+    run_dir.chmod(0o755)  # Dovecot's auth process (user dovecot) reads its users file there
+    target = hosts.address("target")
+    try:
+        up = hosts.start("target", "stack", "up", "dovecot", "--no-deps", "--no-install",
+                         "--dir", str(run_dir), "--listen", target)
+        _, err = up.communicate(timeout=120)
+        assert up.returncode == 0, err[-3000:]
+        (tmp_path / "target.yaml").write_text(yaml.safe_dump({
+            "name": "netns-dovecot", "domain": DOMAIN, "password": PASSWORD,
+            "users": {"pattern": "user{n:04d}", "first": 1, "count": 1000},
+            "endpoints": {"imap": {"host": target, "port": PORTS["imap"]}}}))
+        (tmp_path / "profile.yaml").write_text(
+            "name: netns-dovecot\nduration: 10s\ndrain: 5s\nseed: 3\nscenarios:\n"
+            "  - name: imap\n    user: imap-idle\n"
+            "    schedule: {kind: arrival, rate: 10, process: fixed, max_in_flight: 100}\n"
+            "    imap: {mode: idle, hold: 2s}\n")
+        out = tmp_path / "out"
+        master_at = f"{hosts.address('master')}:{MASTER_PORT}"
+        master = hosts.start(
+            "master", "run", str(tmp_path / "profile.yaml"), "--target",
+            str(tmp_path / "target.yaml"), "--master", "--expect-workers", "2",
+            "--master-bind", master_at, "--allow-remote", "--out", str(out), "--quiet")
+        elsewhere = tmp_path / "worker-host"
+        elsewhere.mkdir()
+        workers = [hosts.start(role, "worker", "--master", master_at, "--allow-remote",
+                               cwd=elsewhere) for role in ("worker1", "worker2")]
+        _, stderr = master.communicate(timeout=180)
+        assert [w.wait(30) for w in workers] == [0, 0]
+        assert master.returncode == 0, stderr[-3000:]
+    finally:
+        subprocess.run(["ip", "netns", "exec", hosts.ns["target"], sys.executable, "-m",
+                        "loadtests.cli", "stack", "down", "--dir", str(run_dir)], cwd=ROOT,
+                       capture_output=True, timeout=60)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    records = list(read_stream(out / "results.jsonl"))
+    joined = {e.worker for e in records if type(e) is WorkerEvent and e.event == "joined"}
+    sessions = [r for r in records if type(r) is Req and r.name == "session"]
+    assert len(joined) == 2 and {r.worker for r in sessions} == joined
+    assert len(sessions) == 100 and all(r.ok for r in sessions), \
+        Counter(r.err for r in sessions if not r.ok)
+    per_worker = Counter(r.worker for r in sessions)
+    assert sorted(per_worker.values()) == [50, 50]  # each worker's half of 10/s for 10 s
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arrival"]["imap"]["completed"] == 100

@@ -5,20 +5,33 @@ ports to one server port), checked by the peer addresses a small server sees."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 import yaml
 from aio import run_coro
-from cli import start_cli
+from cli import ROOT, start_cli
+from netns import remove_namespace
 
+from loadtests.cli import EXIT_OK, EXIT_QOS_FAILED
 from loadtests.clients import source
 from loadtests.clients.imap_client import ImapClient
 from loadtests.clients.pop3 import Pop3Client
 from loadtests.clients.smtp import SmtpOptions, _Session
+from loadtests.embedded.mailstore import password_for
 from loadtests.run.sources import use_source_addresses
+from loadtests.stream import Req, read_stream
 from loadtests.targets import Target
 
 SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
@@ -122,3 +135,116 @@ def test_a_distributed_run_spreads_its_imap_sessions(tmp_path, embedded):
             proc.kill()
     assert proc.returncode == 0, stderr[-3000:]
     assert held == 8 and seen == set(SOURCES)
+
+
+# --- one worker process past one source address's ports (its own network namespace) ----------
+#
+# A real ~28,000-port range cannot be outgrown here: one process may open at most 20,000 files
+# (hard limit), so one worker cannot hold 28,000 sockets. ip_local_port_range belongs to the
+# network namespace, so the test narrows it to RANGE ports in a namespace of its own: then one
+# source address holds at most RANGE connections to one server port, and the same worker holds
+# several times that from several source addresses. Same arithmetic, smaller numbers.
+
+RANGE = (50000, 50499)  # 500 ephemeral ports in the test's namespace
+MANY = [f"127.0.0.{n}" for n in range(2, 7)]  # 5 x 500 = 2,500 per server port
+NS_IMAP_PORT = 20143
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("ss") is None,
+    reason="narrows ip_local_port_range in a network namespace: needs root, iproute2")
+
+
+@contextlib.contextmanager
+def _namespace() -> Iterator[str]:
+    """A network namespace with loopback up and RANGE as its port range; removed on exit with
+    every process this test started in it."""
+    name = f"mswsrc{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, timeout=20)
+    try:
+        for cmd in (["ip", "-n", name, "link", "set", "lo", "up"],
+                    ["ip", "netns", "exec", name, "sysctl", "-qw",
+                     f"net.ipv4.ip_local_port_range={RANGE[0]} {RANGE[1]}"]):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=20)
+        yield name
+    finally:
+        remove_namespace(name)
+
+
+def _in_ns(ns: str, *args: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, sys.executable, "-m", "loadtests.cli", *args]
+
+
+def _held(ns: str) -> tuple[Counter[str], set[str]]:
+    """Established client connections to the IMAP port in `ns`: per source address, and the
+    pids holding them."""
+    out = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Htnp", "state", "established",
+                          "dport", "=", f":{NS_IMAP_PORT}"],
+                         capture_output=True, text=True, timeout=30).stdout
+    per_source: Counter[str] = Counter()
+    pids: set[str] = set()
+    for line in out.splitlines():
+        fields = line.split()
+        per_source[fields[2].rpartition(":")[0]] += 1
+        pids.update(re.findall(r"pid=(\d+)", line))
+    return per_source, pids
+
+
+def _hold(ns: str, tmp: Path, users: int, sources: list[str],
+          status: int = EXIT_OK) -> tuple[Counter[str], set[str], Path]:
+    """One worker process (`--workers 1`) holds `users` idle IMAP sessions; the most it held at
+    once, per source address, and the pids that held them. The run exits with `status`."""
+    (tmp / "target.yaml").write_text(yaml.safe_dump({
+        "name": "ns-embedded", "domain": "example.test", "password": password_for(""),
+        "endpoints": {"imap": {"host": "127.0.0.1", "port": NS_IMAP_PORT,
+                               "source_addresses": sources}}}))
+    (tmp / "idle.yaml").write_text(
+        f"name: many-sources\nduration: 25s\ndrain: 0s\nseed: 1\nscenarios:\n"
+        f"  - name: idle\n    user: imap-idle\n"
+        f"    schedule: {{kind: closed, users: {users}, spawn_rate: 400}}\n"
+        f"    imap: {{mode: idle, hold: 1h}}\n")
+    out = tmp / "out"
+    proc = subprocess.Popen(_in_ns(ns, "run", str(tmp / "idle.yaml"), "--target",
+                                   str(tmp / "target.yaml"), "--workers", "1", "--out",
+                                   str(out), "--quiet"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    best: tuple[Counter[str], set[str]] = (Counter(), set())
+    try:
+        while proc.poll() is None:
+            held = _held(ns)
+            if held[0].total() > best[0].total():
+                best = held
+            if best[0].total() >= users:
+                break
+            time.sleep(0.5)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, stderr[-3000:]
+    return best[0], best[1], out
+
+
+@needs_root
+def test_one_worker_outgrows_one_source_addresss_ports(tmp_path: Path) -> None:
+    size = RANGE[1] - RANGE[0] + 1
+    with _namespace() as ns:
+        target = subprocess.Popen(
+            _in_ns(ns, "target", "--imap-port", str(NS_IMAP_PORT), "--smtp-port", "0",
+                   "--dns-port", "0", "--pop3-port", "0", "--http-port", "0"),
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert target.stdout is not None
+        assert json.loads(target.stdout.readline())["imap_port"] == NS_IMAP_PORT
+
+        (tmp_path / "many").mkdir()
+        per_source, pids, _ = _hold(ns, tmp_path / "many", 2000, MANY)
+        assert per_source.total() == 2000 == 4 * size  # four times one address's ports
+        assert set(per_source) == set(MANY) and max(per_source.values()) <= size
+        assert len(pids) == 1  # one worker process held them all
+
+        (tmp_path / "one").mkdir()
+        per_source, _, out = _hold(ns, tmp_path / "one", 700, [], EXIT_QOS_FAILED)
+        # the system's one source address: RANGE ports at most (a few go to the run's own
+        # connections to the worker and ports in TIME_WAIT)
+        assert size - 30 <= per_source.total() <= size
+        failed = [r for r in read_stream(out / "results.jsonl")
+                  if type(r) is Req and r.name == "session" and not r.ok]
+        assert failed and {r.code for r in failed} == {"EADDRNOTAVAIL"}

@@ -81,8 +81,14 @@ def _generator(failed: Step, fail: Sequence[Sample]) -> tuple[str, list[str]] | 
             else "generator errors: Too many open files"]
     if _coded(failed, "EADDRNOTAVAIL", "Cannot assign requested address", "EADDRNOTAVAIL"):
         used = _max(fail, ("generator", "ephemeral_ports", "in_use"))
+        cap = _max(fail, ("generator", "ephemeral_ports", "capacity_per_destination"))
+        sources = _max(fail, ("generator", "ephemeral_ports", "source_addresses"))
+        size = _max(fail, ("generator", "ephemeral_ports", "range_size"))
+        room = (f" of {cap:,.0f} per server port ({size:,.0f} ports x {sources:.0f} source "
+                f"address(es); more source_addresses lift it)" if cap and size and sources
+                else "")
         return "generator: ephemeral ports exhausted", [
-            f"EADDRNOTAVAIL from the generator; ephemeral ports in use {used}"]
+            f"EADDRNOTAVAIL from the generator; ephemeral ports in use {used}{room}"]
     saturated = generator_saturation(fail)
     if saturated.from_ts is not None:
         cpu = _mean(fail, ("generator", "cpu_percent"))

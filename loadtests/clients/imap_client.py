@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import socket
 import time
 from collections.abc import Awaitable, Coroutine, Sequence
@@ -332,7 +333,9 @@ class ImapClient:
         except TlsError:
             raise
         except OSError as exc:
-            raise ImapConnectError(f"connect to {self.host}:{self.port}: {exc}") from exc
+            raise ImapConnectError(  # code: the errno name (EADDRNOTAVAIL: out of ports)
+                f"connect to {self.host}:{self.port}: {exc}",
+                code=errno.errorcode.get(exc.errno) if exc.errno else None) from exc
         del self.imap._client_task  # done; it would keep the connect coroutine for hours
         self.handshake = self.imap.handshake
         left = max(0.0, self.connect_timeout - (time.monotonic() - started))

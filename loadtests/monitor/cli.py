@@ -30,6 +30,7 @@ _DOCTOR_EPILOG = """\
 examples:
   mailswarm doctor                              this host as a load generator
   mailswarm doctor --connections 20000          judged for 20,000 concurrent connections
+  mailswarm doctor --connections 60000 --source-addresses 4   from 4 source addresses
   mailswarm doctor --agent http://127.0.0.1:9101    also the target host behind an agent
 exit status: 0 every limit allows --connections, 1 some limit is low, 2 the agent failed.
 """
@@ -124,7 +125,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             print(f"mailswarm doctor: {exc}", file=sys.stderr)
             status = 2
     for rep in reports:
-        checks = evaluate(rep["values"], rep["role"], args.connections)
+        checks = evaluate(rep["values"], rep["role"], args.connections, args.source_addresses)
         rep["checks"] = [c.as_dict() for c in checks]
         rep["verdict"] = verdict(checks, rep["role"], args.connections)
         if any(c.status == "warn" for c in checks) and status == 0:
@@ -181,6 +182,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     doctor.add_argument("--connections", type=int, default=10_000, metavar="N",
                         help="concurrent connections to judge the limits against "
                              "(default 10,000)")
+    doctor.add_argument("--source-addresses", type=int, default=1, metavar="N",
+                        help="local addresses the generator connects from to one server port "
+                             "(an endpoint's source_addresses): each has the whole port range "
+                             "(default: 1)")
     doctor.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="agent timeout (default 5)")
     doctor.add_argument("--json", action="store_true", help="print values and checks as JSON")

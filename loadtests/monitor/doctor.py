@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from loadtests.monitor.procfs import read_sysctl
 
-__all__ = ["SYSCTLS", "Check", "collect_values", "evaluate", "render", "verdict"]
+__all__ = ["SYSCTLS", "Check", "collect_values", "ephemeral_capacity", "evaluate", "render",
+           "verdict"]
 
 Role = Literal["generator", "target"]
 Status = Literal["ok", "warn", "info"]
@@ -94,9 +95,20 @@ def _nofile(soft: int | None, hard: int | None, role: Role, conns: int, who: str
     return Check("open files per process", value, "ok" if ok else "warn", says, fix)
 
 
+def ephemeral_capacity(port_range: tuple[int, int] | None, source_addresses: int = 1) -> int | None:
+    """Connections one generator can hold to one server port: a connection is unique by (source
+    address, source port, server address, server port), so each source address has the whole
+    ip_local_port_range to itself."""
+    if port_range is None:
+        return None
+    return (port_range[1] - port_range[0] + 1) * max(1, source_addresses)
+
+
 def evaluate(values: Mapping[str, Any], role: Role = "generator",
-             connections: int = 10_000) -> list[Check]:
-    """What each value allows for `connections` concurrent connections (pure)."""
+             connections: int = 10_000, source_addresses: int = 1) -> list[Check]:
+    """What each value allows for `connections` concurrent connections (pure); a generator
+    reaching one server port from `source_addresses` local addresses has the port range once
+    per address."""
     s = values.get("sysctl", {})
     n = connections
     need_fds = n if role == "generator" else FDS_PER_SESSION * n
@@ -183,19 +195,29 @@ def evaluate(values: Mapping[str, Any], role: Role = "generator",
     lo, hi = _int(rng, 0), _int(rng, 1)
     if lo is not None and hi is not None:
         size = hi - lo + 1
-        ok = size >= n
+        sources = max(1, source_addresses) if role == "generator" else 1
+        capacity = ephemeral_capacity((lo, hi), sources) or size
+        ok = capacity >= n
         rate = ("" if reuse in (1, 2) else
                 f"; without tcp_tw_reuse a closed port stays in TIME_WAIT for "
-                f"{TIME_WAIT_SECONDS} s, so at most ~{size // TIME_WAIT_SECONDS:,} new "
+                f"{TIME_WAIT_SECONDS} s, so at most ~{capacity // TIME_WAIT_SECONDS:,} new "
                 f"connections per second to one port can be sustained")
-        who = ("from one source address" if role == "generator" else
-               "from this host (e.g. a proxy to its backend) per backend address and port")
+        if role != "generator":
+            who = "from this host (e.g. a proxy to its backend) per backend address and port"
+        elif sources == 1:
+            who = "from one source address"
+        else:
+            who = f"from {sources} source addresses ({size:,} ports each)"
+        need = math.ceil(n / size)
         checks.append(Check(
             "net.ipv4.ip_local_port_range", f"{lo}-{hi}", "ok" if ok else "warn",
-            f"at most ~{size:,} connections to one target port {who} (each needs its own "
+            f"at most ~{capacity:,} connections to one target port {who} (each needs its own "
             f"local port){rate}",
             None if ok else "sysctl -w net.ipv4.ip_local_port_range='1024 65535' or use "
-                            "several source addresses (127.0.0.2, 127.0.0.3, ...)"))
+                            f"{need} or more source addresses (the endpoint's "
+                            "source_addresses: 127.0.0.2, 127.0.0.3, ...)"
+                            if role == "generator" else
+                            "sysctl -w net.ipv4.ip_local_port_range='1024 65535'"))
 
     if reuse is not None:
         words = {0: "off: an outgoing connection never takes a port still in TIME_WAIT",

@@ -21,7 +21,8 @@ locust. A sample looks like::
                 "file_handles": {"allocated": 1024, "max": 9223372036854775807}},
      "generator": {"pid": 100, "processes": 1, ..., "fd_limit": 20000, "cpu_percent": 45.0,
                    "ephemeral_ports": {"in_use": 50, "max_per_destination": 50,
-                                       "range": [32768, 60999], "range_size": 28232}}}
+                                       "range": [32768, 60999], "range_size": 28232,
+                                       "source_addresses": 1, "capacity_per_destination": 28232}}}
 
 `cpu_percent` is per cent of one core since the previous sample (None on the first one or
 after the root pid changed). With several refs under one name, each entry of `roots` also
@@ -44,6 +45,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from loadtests.clients.source import most_per_destination
+from loadtests.monitor.doctor import ephemeral_capacity
 from loadtests.monitor.groups import monitor_groups, target_ports
 from loadtests.monitor.net import count_tcp, local_port_range, read_listen_counters
 from loadtests.monitor.procfs import parse_meminfo, read_bytes, read_sysctl
@@ -117,7 +120,10 @@ class Sampler:
                            "in_use": tcp.ephemeral_in_use,
                            "max_per_destination": tcp.ephemeral_max_per_destination,
                            "range": list(eph) if eph else None,
-                           "range_size": eph[1] - eph[0] + 1 if eph else None})
+                           "range_size": eph[1] - eph[0] + 1 if eph else None,
+                           "source_addresses": most_per_destination(),
+                           "capacity_per_destination": ephemeral_capacity(
+                               eph, most_per_destination())})
             out["generator"] = gen
         return out
 
