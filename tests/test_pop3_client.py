@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests import bridge
+from loadtests.clients.errors import describe
 from loadtests.clients.pop3 import (
     Pop3Client,
     Pop3ConnectError,
@@ -260,6 +261,7 @@ def test_connect_refused():
     assert names(rec) == ["CONNECT"]
     assert isinstance(result.error, Pop3ConnectError)
     assert "refused" in str(result.error).lower() and result.error.errno == errno.ECONNREFUSED
+    assert describe(result.error).code == "ECONNREFUSED"  # recorded as the errno's name
 
 
 def test_read_timeout_on_a_stalling_server(serve):

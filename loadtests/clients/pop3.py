@@ -24,6 +24,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -276,7 +277,9 @@ class Pop3Client:
         except OSError as exc:
             self.close()
             reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            error = Pop3ConnectError(f"cannot connect to {self.host}:{self.port}: {reason}")
+            error = Pop3ConnectError(  # code: the errno name (EADDRNOTAVAIL: out of ports)
+                f"cannot connect to {self.host}:{self.port}: {reason}",
+                code=errno.errorcode.get(exc.errno) if exc.errno else None)
             error.errno = exc.errno  # ECONNREFUSED, EADDRNOTAVAIL (the generator's own limit)...
             raise error from exc
         try:
