@@ -138,14 +138,19 @@ def _records(folder: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def _wait_for_load(folder: Path, timeout: float = 30) -> None:
+def _wait_for(folder: Path, text: str, timeout: float) -> None:
+    """Until `text` is in the run's stream."""
     stream = folder / "ms" / "results.jsonl"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if stream.exists() and '"load_start"' in stream.read_text():
+        if stream.exists() and text in stream.read_text():
             return
         time.sleep(0.2)
-    raise AssertionError(f"no load_start in {stream} within {timeout:g} s")
+    raise AssertionError(f"no {text} in {stream} within {timeout:g} s")
+
+
+def _wait_for_load(folder: Path, timeout: float = 30) -> None:
+    _wait_for(folder, '"load_start"', timeout)
 
 
 def test_a_locust_run_that_runs_its_time_ends_completed(tmp_path: Path) -> None:
@@ -193,12 +198,14 @@ def test_a_worker_joining_a_locust_master_late_is_recorded_with_no_share(
     master = subprocess.Popen(
         [str(LOCUST), "-f", locustfile, "--headless", "--mailswarm-out", str(tmp_path / "ms"),
          "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-         "--expect-workers", "1", "-u", "3", "-r", "10", "-t", "6s", "--mailswarm-drain", "1"],
+         "--expect-workers", "1", "-u", "3", "-r", "10", "--mailswarm-drain", "1"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     late = None
     try:
         _wait_for_load(tmp_path)
         late = worker()
+        _wait_for(tmp_path, '"late"', 60)  # a worker starts slowly on a busy machine
+        master.send_signal(signal.SIGINT)
         out, err = master.communicate(timeout=60)
     finally:
         for proc in (master, first, late):
