@@ -8,7 +8,6 @@ a worker's records redacted and its part of each schedule."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli import ROOT, run_cli, start_cli
+from exported import load_locustfile, user_classes
 
 from loadtests.locust.config import ConfigurationError, endpoint_from_url
 
@@ -327,18 +327,13 @@ def _exported(profile: Path, folder: Path) -> Path:
                          ids=lambda p: p.stem)
 def test_an_exported_profile_is_the_same_scenarios_in_a_locustfile(profile: Path,
                                                                     tmp_path: Path) -> None:
-    from loadtests.locust import LocustfileUser
     from loadtests.locust.config import scenario_for
     from loadtests.locust.plugin import CeilingShape
     from loadtests.profiles import RampSchedule, load_profile
 
     path = _exported(profile, tmp_path)
-    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    classes = [v for v in vars(module).values() if isinstance(v, type)
-               and issubclass(v, LocustfileUser) and not v.abstract]
+    module = load_locustfile(path, f"exported_{path.stem}")
+    classes = user_classes(module)
     wanted = load_profile(profile)
     assert len(classes) == len(wanted.scenarios)
     by_name = {sc.name: sc for sc in wanted.scenarios}

@@ -165,12 +165,16 @@ def test_a_master_and_workers_started_by_hand(tmp_path):
     assert extra.returncode == 1 and "turned this worker away" in extra_err
     records = list(read_stream(out / "results.jsonl"))
     joined = [r for r in records if type(r) is WorkerEvent]
-    assert sorted((e.event, e.index, e.of) for e in joined) == [("joined", 0, 2), ("joined", 1, 2)]
+    # the one turned away is recorded as late: no part of the load
+    assert sorted((e.event, e.index, e.of) for e in joined) == [
+        ("joined", 0, 2), ("joined", 1, 2), ("late", -1, 2)]
     sessions = [r for r in records if type(r) is Req and r.name == "session"]
     assert len(sessions) == 200 and all(r.ok for r in sessions)
     assert sorted(Counter(r.worker for r in sessions).values()) == [100, 100]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["arrival"]["smtp"]["intended"] == 200
+    late = summary["workers"].pop("late")
+    assert len(late) == 1 and "turned away" in late[0]["cause"], late
     assert summary["workers"] == {"expected": 2, "joined": 2, "lost": [], "not_sent": {}}
 
 

@@ -12,8 +12,13 @@ locustfile adds
 locally and with `--master`/`--worker`: workers ship their records to the master as
 `mailswarm run --workers` does (loadtests.locust.shipping), each taking every N-th session of
 each open-model schedule; the master merges their reports and records a worker that leaves or
-falls silent before its final report as lost (loadtests.run.workers). Locust's own stats,
-charts, `--csv` and `--html` see the same request events.
+falls silent before its final report as lost, and one that joins after the split as late, with
+no part of the load (loadtests.run.master). Locust's own stats, charts, `--csv` and `--html`
+see the same request events.
+
+The steps and records are `mailswarm run`'s own (loadtests.run.core.Sequence), called from
+Locust's events; the end record's reason too: `completed` (-t ran out, or the shape ended the
+test), `interrupted` (Ctrl-C, SIGTERM, the web UI's stop; no drain then).
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from locust import events
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
-from loadtests import __version__
 from loadtests.locust.shipping import LocustfileLoad
 from loadtests.locust.users import LocustfileUser, arrival_rng, configure_all
 from loadtests.monitor.run import RunMonitor
@@ -41,9 +45,10 @@ from loadtests.profiles import (
     RampSchedule,
     load_profile,
 )
-from loadtests.run.core import Counters
-from loadtests.run.distributed import FINAL_GRACE, WATCH_EVERY, missing_cause
-from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START
+from loadtests.run.core import COMPLETED, INTERRUPTED, Counters, Sequence
+from loadtests.run.local import LocalLoad
+from loadtests.run.master import MasterLoad
+from loadtests.run.messages import FINAL, REPORT_KEY
 from loadtests.run.pacers import Pacers
 from loadtests.run.workers import WorkerBook, WorkerState
 from loadtests.schedule import ceiling
@@ -51,12 +56,8 @@ from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.schedule.sessions import gauge
 from loadtests.stream import (
     RESULTS_FILE,
-    End,
-    Header,
-    Phase,
     Record,
     StreamWriter,
-    Tick,
     user_error_record,
 )
 from loadtests.stream.redact import Redactor
@@ -66,6 +67,7 @@ from loadtests.units import MAX_DURATION
 __all__ = ["CeilingShape", "LocustRun", "profile_of", "settings", "target_of"]
 
 FOREVER = MAX_DURATION  # the pacers' (and the header's) duration when the run has no -t
+RUN_TIME_SLACK = 0.5  # s: a test stopped this close to its -t ran its time (completed)
 
 
 class CeilingShape(ceiling.CeilingShape):
@@ -150,8 +152,9 @@ class _Discard:
 
 
 class LocustRun:
-    """The plugin in a local or master process: the stream, the monitor, the ticks, the
-    pacers (local) or the workers' book (master), and the end-of-run pass."""
+    """The plugin in a local or master process: loadtests.run.core's `Sequence` (the steps and
+    records `mailswarm run` takes) driven by Locust's events, over this process's pacers
+    (`LocalLoad`) or the workers' (`MasterLoad`), then the end-of-run pass."""
 
     def __init__(self, environment: Environment, runner: Any) -> None:
         self.env = environment
@@ -170,23 +173,24 @@ class LocustRun:
             environment.shape_class, CeilingShape) else None
         self.writer: StreamWriter | _Discard = _Discard()
         self.counters = Counters(self.shape.judge.record if self.shape is not None else None)
-        self.book = WorkerBook(self.writer, self.counters)  # type: ignore[arg-type]
-        self.watcher: gevent.Greenlet | None = None
-        self.monitor: RunMonitor | None = None
+        self.load: LocalLoad | MasterLoad = self._new_load()  # each test gets its own
+        self.seq: Sequence | None = None
+        self.profile: Profile | None = None
         self.ticker: gevent.Greenlet | None = None
-        self.started = 0.0
         self.load_started = False
-        self.load_began = 0.0  # monotonic; 0: the load has not begun
-        self.phase = "spawning"
+        self.running = False  # between test_start and test_stop
+        self.interrupted = False  # Locust is quitting (Ctrl-C, SIGTERM) while the test runs
         self.tests = 0
         ev = environment.events
         if self.distributed:
             # every worker walks the same arrival schedules, taking its own part of them
             options.mailswarm_arrival_seed = secrets.token_hex(8)
             ev.worker_report.add_listener(
-                lambda client_id, data, **_: self.book.take(client_id, data.get(REPORT_KEY)))
+                lambda client_id, data, **_: self._book().take(client_id, data.get(REPORT_KEY)))
             runner.register_message(
-                FINAL, lambda environment, msg, **_: self.book.take(msg.node_id, msg.data, True))
+                FINAL, lambda environment, msg, **_: self._book().take(msg.node_id, msg.data,
+                                                                        True))
+            ev.worker_connect.add_listener(self.on_worker_connect)
         else:
             ev.request.add_listener(self._on_request)
             ev.user_error.add_listener(lambda user_instance, exception, tb, **_: self.writer.write(
@@ -195,35 +199,31 @@ class LocustRun:
         ev.spawning_complete.add_listener(self.on_spawned)
         ev.test_stopping.add_listener(self.on_stopping)
         ev.test_stop.add_listener(self.on_test_stop)
+        ev.quitting.add_listener(self.on_quitting)
         if self.shape is not None:
             self.shape.sink = lambda record: self.writer.write(record)
             self.shape.open_sessions = lambda: sum(
-                c.get("open", 0) for c in self.sessions().values())
+                c.get("open", 0) for c in self.load.sessions().values())
 
-    # -- what a tick holds -----------------------------------------------------------------
-    def sessions(self) -> dict[str, dict[str, int]]:
-        return self.book.sessions() if self.distributed else gauge.snapshot()
-
-    def pacer_snapshots(self) -> dict[str, dict[str, int]]:
+    def _new_load(self) -> LocalLoad | MasterLoad:
+        """This process's pacers, or (master) a book of the workers writing to the stream."""
         if not self.distributed:
-            return self.pacers.snapshots()
-        elapsed = time.monotonic() - self.load_began if self.load_began else 0.0
-        return self.book.pacer_snapshots(elapsed)
+            return LocalLoad(self.pacers)
+        return MasterLoad(self.runner, WorkerBook(self.writer, self.counters),  # type: ignore[arg-type]
+                          self._schedule)
+
+    def _book(self) -> WorkerBook:
+        assert isinstance(self.load, MasterLoad), "a master's"
+        return self.load.book
 
     def _on_request(self, **kw: Any) -> None:
         self.writer.on_request(**kw)
         self.counters.on_request(**kw)
 
-    def _tick(self) -> None:
-        self.writer.write(Tick(time.time(), round(time.monotonic() - self.started, 3),
-                               self.phase, self.runner.user_count, self.pacer_snapshots(),
-                               self.sessions()))
-        self.writer.flush()
-
-    def _ticking(self) -> None:
+    def _ticking(self, seq: Sequence) -> None:
         while True:
             gevent.sleep(1.0)
-            self._tick()
+            seq.tick()
 
     def _out_dir(self) -> Path | None:
         """The run's folder; a second test of the same process (web UI) gets its own."""
@@ -232,18 +232,17 @@ class LocustRun:
         return self.out if self.tests == 1 else self.out.with_name(f"{self.out.name}-{self.tests}")
 
     # -- the workers (master) --------------------------------------------------------------
-    def _join_workers(self) -> None:
+    def _join_workers(self, load: MasterLoad) -> None:
         """This test's workers, each given its part of every open-model schedule (the workers
         read `mailswarm_parts` from the options of the master's spawn message)."""
-        self.book = WorkerBook(self.writer, self.counters)  # type: ignore[arg-type]
         nodes = sorted((n for n in self.runner.clients.values() if n.state != STATE_MISSING),
                        key=lambda n: n.id)
         options = self.env.parsed_options
         assert options is not None, "Locust parses its options before init"
         options.mailswarm_parts = {n.id: [i, len(nodes)] for i, n in enumerate(nodes)}
         for index, node in enumerate(nodes):
-            self.book.join(WorkerState(node.id, index, len(nodes)))
-        self.watcher = gevent.spawn(self._watch)
+            load.book.join(WorkerState(node.id, index, len(nodes)))
+        load.watch()
 
     def _schedule(self, worker: WorkerState) -> dict[str, Iterator[float]]:
         """The offsets of `worker`'s part of every open-model schedule."""
@@ -253,109 +252,101 @@ class LocustRun:
             (worker.index, worker.of)).offsets()
             for c in self.classes if isinstance(c.scenario.schedule, ArrivalSchedule)}
 
-    def _lose(self, worker: WorkerState, cause: str) -> None:
-        self.book.lose(worker.id, cause, self._schedule)
-        print(f"mailswarm: WORKER LOST: {worker.id} (part {worker.index + 1} of {worker.of}): "
-              f"{cause}; its part of the load is not sent", flush=True)
-
-    def _check_workers(self) -> None:
-        for worker in self.book.running():
-            cause = missing_cause(self.runner, worker.id)
-            if cause is not None:
-                self._lose(worker, cause)
-
-    def _watch(self) -> None:
-        while True:
-            self._check_workers()
-            gevent.sleep(WATCH_EVERY)
+    def on_worker_connect(self, client_id: str, **_: Any) -> None:
+        """A worker joining once this test's load is split gets no part of it: recorded."""
+        if self.running and isinstance(self.load, MasterLoad):
+            self.load.late(client_id)
 
     # -- the test's events -----------------------------------------------------------------
     def on_test_start(self, environment: Environment, **_: Any) -> None:
         self.tests += 1
         out = self._out_dir()
         gauge.reset()
-        self.phase, self.load_started, self.load_began = "spawning", False, 0.0
-        profile = profile_of(self.classes, Path(self.locustfile).stem, self.run_time,
-                             getattr(environment.parsed_options, "mailswarm_profile", None),
-                             self.drain)
+        self.load_started, self.running, self.interrupted = False, True, False
+        profile = self.profile = profile_of(
+            self.classes, Path(self.locustfile).stem, self.run_time,
+            getattr(environment.parsed_options, "mailswarm_profile", None), self.drain)
         target = target_of(self.classes)
+        monitor = None
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
             self.writer = StreamWriter(out / RESULTS_FILE,
                                        Redactor(c.target.secret() for c in self.classes))
-        self.monitor = RunMonitor(target, self.writer)  # type: ignore[arg-type]
-        workers = self.runner.worker_count if self.distributed else 0
-        self.writer.write(Header(
-            time.time(), version=__version__, profile=profile.model_dump(mode="json"),
-            profile_file=self.locustfile, target=target.public(),
-            monitor=self.monitor.describe(), duration=self.run_time, workers=workers,
-            rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
-                   if isinstance(sc.schedule, ArrivalSchedule)}))
-        if self.distributed:
-            self._join_workers()
-        self.writer.flush()
-        self.started = time.monotonic()
-        if out is not None:
-            self.monitor.start()
-        self.ticker = gevent.spawn(self._ticking)
+            monitor = RunMonitor(target, self.writer, pacers=self.pacers.by_name.values,
+                                 process="master" if self.distributed else "local")
+        self.load = self._new_load()
+        self.seq = seq = Sequence(self.writer, self.load, self.runner, self.counters, monitor,
+                                  self.arrival_scenarios())
+        seq.begin(profile, target, duration=self.run_time,
+                  workers=self.runner.worker_count if self.distributed else 0,
+                  profile_file=self.locustfile)
+        if isinstance(self.load, MasterLoad):
+            self._join_workers(self.load)
+        self.ticker = gevent.spawn(self._ticking, seq)
 
     def on_spawned(self, user_count: int = 0, **_: Any) -> None:
         """The users are there: the load starts (the open-model arrivals with it)."""
-        if self.load_started:
+        if self.load_started or self.seq is None:
             return  # a ceiling shape's later steps
-        self.load_started, self.phase = True, "running"
-        self.writer.write(Phase(time.time(), "load_start", "*"))
-        duration = max(0.0, self.run_time - (time.monotonic() - self.started)) or FOREVER
-        self.load_began = time.monotonic()
-        if self.distributed:
-            self.runner.send_message(START, {"duration": duration})
-        else:
-            self.pacers.start(duration)
-        for name in self.arrival_scenarios():
-            self.writer.write(Phase(time.time(), "arrival_start", name))
+        self.load_started = True
+        elapsed = time.monotonic() - self.seq.start
+        self.seq.start_load(max(0.0, self.run_time - elapsed) or FOREVER)
 
     def arrival_scenarios(self) -> list[str]:
         return [c.scenario.name for c in self.classes
                 if isinstance(c.scenario.schedule, ArrivalSchedule)]
 
+    def on_quitting(self, **_: Any) -> None:
+        """Locust quits (Ctrl-C, SIGTERM) while the test runs: it ends interrupted."""
+        if self.running:
+            self.interrupted = True
+
     def on_stopping(self, environment: Environment, **_: Any) -> None:
         """No new arrivals; sessions in flight drain (workers: until each sent its final
-        report)."""
-        self.phase = "draining"
-        if self.distributed:
-            self.runner.send_message(FINISH, {"drain": self.drain})
-            wait_until = time.monotonic() + self.drain + FINAL_GRACE
-            while self.book.running() and time.monotonic() < wait_until:
-                gevent.sleep(0.1)
-            self._check_workers()
-            for worker in self.book.running():
-                self._lose(worker, f"no final report within {self.drain + FINAL_GRACE:g} s")
-        else:
-            self.pacers.stop()
-            self.pacers.drain(self.drain)
-        for name in self.arrival_scenarios():
-            self.writer.write(Phase(time.time(), "arrival_stop", name))
+        report), as long as `--mailswarm-drain` — not at all once interrupted."""
+        if self.seq is None:
+            return
+        self.seq.stop_arrivals()
+        self.seq.drain(0.0 if self.interrupted else self.drain)
+
+    def end_reason(self) -> str:
+        """Why the test ended, in `mailswarm run`'s words (loadtests.run.core.END_REASONS):
+        completed when its time (-t) ran out or its shape ended it, interrupted when Locust
+        quit early (Ctrl-C, SIGTERM) or it was stopped before its end (the web UI's stop)."""
+        if self.interrupted:
+            return INTERRUPTED
+        if self.shape is not None:
+            return COMPLETED if self.shape.finished else INTERRUPTED
+        if self.env.shape_class is not None:
+            return COMPLETED  # a shape of the locustfile's own ends the test by itself
+        seq = self.seq
+        ran = time.monotonic() - seq.start if seq is not None else 0.0
+        return COMPLETED if self.run_time and ran >= self.run_time - RUN_TIME_SLACK \
+            else INTERRUPTED
 
     def on_test_stop(self, environment: Environment, **_: Any) -> None:
         """The users are stopped: the last tick, the end record, the summary and report."""
-        if not self.distributed:
-            self.pacers.close()
-        for greenlet in (self.ticker, self.watcher):
-            if greenlet is not None:
-                greenlet.kill()
-        self._tick()
-        if self.monitor is not None:
-            self.monitor.stop()
-        self.writer.write(End(time.time(), "completed", time.time()))
-        self.writer.close()
+        seq = self.seq
+        if seq is None:
+            return
+        if self.ticker is not None:
+            self.ticker.kill()
+        try:
+            seq.stopped()
+            if isinstance(self.load, MasterLoad):
+                self.load.close()
+        finally:
+            seq.end(self.end_reason())
+            self.running, self.seq = False, None
         writer, self.writer = self.writer, _Discard()
-        self.book.writer = self.writer  # type: ignore[assignment]
+        if isinstance(self.load, MasterLoad):
+            self.load.book.writer = self.writer  # type: ignore[assignment]
         out = self._out_dir()
         if out is not None and isinstance(writer, StreamWriter):
             from loadtests.console import format_summary
             from loadtests.report.finish import finish_run
 
-            summary = finish_run(out)
+            summary = finish_run(out, self.profile.qos if self.profile is not None else None)
             print(format_summary(summary), flush=True)
             print(f"\nmailswarm results: {out / RESULTS_FILE}\nreport: {out / 'report.html'}",
                   flush=True)

@@ -42,6 +42,7 @@ from loadtests.locust.config import (
     target_for,
 )
 from loadtests.profiles import ArrivalSchedule, Profile
+from loadtests.schedule.loadplan import arrival_rng as schedule_rng
 from loadtests.schedule.loadplan import spawn_rate
 from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.users import imap as imap_users
@@ -112,11 +113,10 @@ class LocustfileUser(ScenarioUser):
 def arrival_rng(cls: type[LocustfileUser], name: str, options: Any) -> random.Random:
     """The arrival process's random source of scenario `name`: the class's `seed`, else the
     run's `mailswarm_arrival_seed` (which a master gives its workers, so that they share one
-    schedule and each takes its part of it), else fresh."""
-    if cls.seed is not None:
-        return random.Random(cls.seed)
-    seed = getattr(options, "mailswarm_arrival_seed", None)
-    return random.Random(f"{seed}/{name}") if seed else random.Random()
+    schedule and each takes its part of it), else fresh; seeded as `mailswarm run` seeds the
+    same scenario (loadtests.schedule.loadplan.arrival_rng)."""
+    seed = cls.seed if cls.seed is not None else getattr(options, "mailswarm_arrival_seed", None)
+    return schedule_rng(None if seed is None or seed == "" else str(seed), name)
 
 
 class SmtpUser(LocustfileUser, smtp_users.SmtpUser):

@@ -29,7 +29,8 @@ examples:
 
 A worker needs no profile or target file.
 {textwrap.fill(_CREDENTIALS, 96)}
-The run starts when all the expected workers have joined; a worker arriving later is not let in.
+The run starts when all the expected workers have joined; a worker arriving later is not let in
+(the stream records it as late, and the summary says it got no share of the load).
 A worker quits when its run ends, and at once when its master is gone (no heartbeat answer for
 --master-timeout seconds).
 

@@ -1,12 +1,19 @@
-"""The sequence every run follows, whether its users run here or in worker processes.
+"""The sequence every run follows, whether it is `mailswarm run PROFILE` or `locust -f
+LOCUSTFILE` with `import loadtests.locust.plugin`, and whether its users run here or in worker
+processes.
 
-Order of a run: header record -> spawn every scenario's users -> start the load (the open-model
-pacers) -> once a second: flush the stream, write a tick, show progress -> at the end of the
-duration (or on a stop request such as Ctrl-C): stop new arrivals, let sessions in flight drain
-(bounded by the profile's `drain`), stop the users -> end record -> summary.json from the stream.
+Order of a run: header record -> spawn the users -> start the load (the open-model pacers) ->
+once a second: flush the stream, write a tick, show progress -> at the end of the duration (or
+on a stop request such as Ctrl-C): stop new arrivals, let sessions in flight drain (bounded by
+the profile's `drain`; not at all after a stop request), stop the users -> end record with the
+end reason (`END_REASONS`) -> summary.json from the stream.
 
-Where the users run is the `Driver`'s part (`loadtests.run.local`, `loadtests.run.distributed`):
-it creates the Locust runner, counts the pacers and open sessions, starts and drains the load.
+`Sequence` holds those steps and their records. `Run` drives it from its own loop (`mailswarm
+run`); the plugin (loadtests.locust.plugin) calls the same steps from Locust's events
+(test_start, spawning_complete, test_stopping, test_stop). Where the users run is the `Load`'s
+part: this process's pacers (`loadtests.run.local`), or workers the master sums
+(`loadtests.run.master`); `mailswarm run`'s `Driver` also creates the Locust runner
+(`loadtests.run.local`, `loadtests.run.distributed`).
 """
 
 from __future__ import annotations
@@ -51,7 +58,14 @@ from loadtests.stream import (
 from loadtests.stream.redact import Redactor
 from loadtests.targets import Target
 
-__all__ = ["Counters", "Driver", "Run", "RunParts"]
+__all__ = ["COMPLETED", "CRASHED", "END_REASONS", "INTERRUPTED", "Counters", "Driver", "Load",
+           "Run", "RunParts", "Sequence"]
+
+COMPLETED = "completed"  # the duration (-t) ran out, or the ceiling search found its ceiling
+INTERRUPTED = "interrupted"  # stopped early: Ctrl-C, SIGTERM, the web UI's stop, a stop request
+CRASHED = "crashed"  # the run itself failed
+END_REASONS = (COMPLETED, INTERRUPTED, CRASHED)
+"""The end record's `reason`, the same in `mailswarm run` and a plugin's `locust -f` run."""
 
 
 class Counters:
@@ -94,24 +108,14 @@ class RunParts:
     pacers: Pacers  # this process's pacers (a driver whose users run elsewhere ignores them)
 
 
-class Driver(Protocol):
-    """Where the users run: this process, or worker processes."""
-
-    @property
-    def runner(self) -> Runner:
-        """Locust's runner of this process (local, or the master)."""
+class Load(Protocol):
+    """Where the users run, as the sequence sees it: this process, or worker processes."""
 
     def pacer_snapshots(self) -> dict[str, dict[str, int]]:
         """Counters of every open-model pacer, by scenario."""
 
     def sessions(self) -> dict[str, dict[str, int]]:
         """Open, opened, dropped and peak sessions, by protocol."""
-
-    def connect(self) -> None:
-        """Make the runner ready to spawn users (raises RunError if it cannot)."""
-
-    def spawning(self) -> bool:
-        """True while users are still being spawned."""
 
     def start_load(self, duration: float) -> None:
         """Start the open-model arrivals, for `duration` seconds."""
@@ -125,19 +129,113 @@ class Driver(Protocol):
     def after_stop(self) -> None:
         """The users are stopped: settle the counters."""
 
+
+class Driver(Load, Protocol):
+    """A `Load` that also makes `mailswarm run`'s Locust runner."""
+
+    @property
+    def runner(self) -> Runner:
+        """Locust's runner of this process (local, or the master)."""
+
+    def connect(self) -> None:
+        """Make the runner ready to spawn users (raises RunError if it cannot)."""
+
+    def spawning(self) -> bool:
+        """True while users are still being spawned."""
+
     def close(self) -> None:
         """Release what `connect` started; called at the end of every run, also a failed one."""
 
 
-def _header(writer: StreamWriter, profile: Profile, target: Target, options: RunOptions,
-            monitor: RunMonitor, duration: float) -> None:
-    writer.write(Header(
-        time.time(), version=__version__, profile=profile.model_dump(mode="json"),
-        profile_file=options.profile_file, target=target.public(), monitor=monitor.describe(),
-        duration=duration, workers=worker_count(options),
-        rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
-               if isinstance(sc.schedule, ArrivalSchedule)}))
-    writer.flush()
+class _Writer(Protocol):
+    def write(self, record: Any) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Sequence:
+    """The steps of one run and the records they write, in order: `begin` (header, monitor
+    started), `tick` (each second), `start_load`, `stop_arrivals`, `drain`, `stopped`, `end`
+    (monitor stopped, end record). `arrivals`: the open-model scenarios' names."""
+
+    def __init__(self, writer: _Writer, load: Load, runner: Runner, counters: Counters,
+                 monitor: RunMonitor | None, arrivals: list[str],
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
+        self.writer, self.load, self.runner, self.counters = writer, load, runner, counters
+        self.monitor, self.arrivals, self.on_progress = monitor, arrivals, on_progress
+        self.phase = "spawning"
+        self.start = self.load_start = 0.0  # monotonic clock: header written, load started
+        self.duration = 0.0
+        self.load_end: float | None = None  # wall clock: the arrivals stopped
+
+    def begin(self, profile: Profile, target: Target, *, duration: float, workers: int,
+              profile_file: str | None) -> None:
+        """The header record; the monitor starts."""
+        self.duration = duration
+        self.writer.write(Header(
+            time.time(), version=__version__, profile=profile.model_dump(mode="json"),
+            profile_file=profile_file, target=target.public(),
+            monitor=self.monitor.describe() if self.monitor is not None else {},
+            duration=duration, workers=workers,
+            rates={sc.name: round(sc.schedule.sessions_per_s, 6) for sc in profile.scenarios
+                   if isinstance(sc.schedule, ArrivalSchedule)}))
+        self.writer.flush()
+        self.start = self.load_start = time.monotonic()
+        if self.monitor is not None:
+            self.monitor.start()
+
+    def tick(self) -> None:
+        """Once a second: the tick record, the stream flushed, progress shown."""
+        runner, counters, phase = self.runner, self.counters, self.phase
+        snapshot = self.load.pacer_snapshots()
+        self.writer.write(Tick(time.time(), round(time.monotonic() - self.start, 3), phase,
+                               runner.user_count, snapshot, self.load.sessions()))
+        self.writer.flush()
+        if self.on_progress is not None:
+            self.on_progress(Progress(
+                elapsed=time.monotonic() - self.load_start if phase != "spawning" else 0.0,
+                duration=self.duration, phase=phase, users=runner.user_count,
+                requests=counters.requests, failures=counters.failures,
+                sessions=counters.sessions, scenarios=snapshot))
+
+    def start_load(self, duration: float) -> None:
+        """The users are there: the load (and the open-model arrivals, for `duration` s)."""
+        self.load_start = time.monotonic()
+        self.writer.write(Phase(time.time(), "load_start", "*"))
+        self.load.start_load(duration)
+        for name in self.arrivals:
+            self.writer.write(Phase(time.time(), "arrival_start", name))
+        self.phase = "running"
+
+    def stop_arrivals(self) -> float:
+        """No new arrivals; returns the wall clock time they stopped."""
+        self.phase = "draining"
+        self.load.stop_arrivals()
+        self.load_end = load_end = time.time()
+        for name in self.arrivals:
+            self.writer.write(Phase(load_end, "arrival_stop", name))
+        return load_end
+
+    def drain(self, seconds: float) -> None:
+        """Sessions in flight end, at most `seconds`."""
+        self.load.drain(seconds)
+
+    def stopped(self) -> None:
+        """The users are stopped: counters settled, the last tick of the load."""
+        self.load.after_stop()
+        self.tick()
+
+    def end(self, reason: str, **extra: Any) -> None:
+        """The monitor stops; the end record; the stream is closed."""
+        assert reason in END_REASONS, reason
+        try:
+            if self.monitor is not None:
+                self.monitor.stop()
+        finally:  # a second Ctrl-C can cut the above short: the stream still gets its end
+            self.writer.write(End(time.time(), reason, self.load_end or time.time(), **extra))
+            self.writer.close()
 
 
 class Run:
@@ -188,24 +286,9 @@ class Run:
             from loadtests.webui import attach_web_ui
 
             attach_web_ui(env, options.web[0], options.web[1], lambda: self.monitor.latest)
-        self.start = self.load_start = 0.0  # monotonic clock: header written, load started
-        self.phase = "spawning"
-
-    def tick(self) -> None:
-        """Once a second: the tick record, the stream flushed, progress shown."""
-        runner, writer, counters, options = self.runner, self.writer, self.counters, self.options
-        start, phase, duration = self.start, self.phase, self.duration
-        snapshot = self.driver.pacer_snapshots()
-        sessions = self.driver.sessions()
-        writer.write(Tick(time.time(), round(time.monotonic() - start, 3), phase,
-                          runner.user_count, snapshot, sessions))
-        writer.flush()
-        if options.on_progress is not None:
-            options.on_progress(Progress(
-                elapsed=time.monotonic() - self.load_start if phase != "spawning" else 0.0,
-                duration=duration, phase=phase, users=runner.user_count,
-                requests=counters.requests, failures=counters.failures,
-                sessions=counters.sessions, scenarios=snapshot))
+        self.seq = Sequence(writer, self.driver, self.runner, counters, self.monitor,
+                            [sc.name for sc in profile.scenarios
+                             if isinstance(sc.schedule, ArrivalSchedule)], options.on_progress)
 
     def _spawn(self) -> None:
         """Start the users (or the ceiling search's steps) and tick until they are all there."""
@@ -219,81 +302,61 @@ class Run:
         while shape is None and self.driver.spawning():
             if options.stop.wait(timeout=1.0):
                 break
-            self.tick()
+            self.seq.tick()
 
     def _load(self) -> str:
         """The load phase, until the duration is over, the ceiling found, or a stop request;
         returns the end reason."""
-        profile, writer, options, shape = self.profile, self.writer, self.options, self.shape
-        self.load_start = time.monotonic()
-        writer.write(Phase(time.time(), "load_start", "*"))
-        self.driver.start_load(self.duration)
-        for sc in profile.scenarios:
-            if isinstance(sc.schedule, ArrivalSchedule):
-                writer.write(Phase(time.time(), "arrival_start", sc.name))
-        self.phase = "running"
-        deadline = self.load_start + self.duration
+        options, shape, seq = self.options, self.shape, self.seq
+        seq.start_load(self.duration)
+        deadline = seq.load_start + self.duration
         while not options.stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (shape is not None and shape.finished):
                 break
             options.stop.wait(timeout=min(1.0, remaining))
-            self.tick()
-        return "interrupted" if options.stop.is_set() else "completed"
+            seq.tick()
+        return INTERRUPTED if options.stop.is_set() else COMPLETED
 
-    def _drain(self) -> float:
-        """Stop new arrivals, drain the sessions in flight, stop the users; returns the wall
-        clock time the arrivals stopped."""
-        profile, writer, options = self.profile, self.writer, self.options
-        self.phase = "draining"
-        self.driver.stop_arrivals()
-        load_end = time.time()
-        for sc in profile.scenarios:
-            if isinstance(sc.schedule, ArrivalSchedule):
-                writer.write(Phase(load_end, "arrival_stop", sc.name))
-        drain = 0.0 if options.stop.is_set() else profile.drain
-        self.driver.drain(drain)
+    def _drain(self) -> None:
+        """Stop new arrivals, drain the sessions in flight, stop the users."""
+        self.seq.stop_arrivals()
+        self.seq.drain(0.0 if self.options.stop.is_set() else self.profile.drain)
         self.runner.stop()
         self.runner.quit()
-        self.driver.after_stop()
-        self.tick()
-        return load_end
+        self.seq.stopped()
 
     def execute(self) -> RunResult:
-        options, writer = self.options, self.writer
-        _header(writer, self.profile, self.target, options, self.monitor, self.duration)
-        self.start = self.load_start = time.monotonic()
-        load_end: float | None = None
-        reason = "crashed"
+        options, seq = self.options, self.seq
+        reason = CRASHED
         try:
-            self.monitor.start()
+            seq.begin(self.profile, self.target, duration=self.duration,
+                      workers=worker_count(options), profile_file=options.profile_file)
             if self.delivery is not None:
                 self.delivery.start()
             self.driver.connect()
             self._spawn()
             reason = self._load()
-            load_end = self._drain()
+            self._drain()
             if self.delivery is not None:  # wait for the copies still missing (deadline)
-                self.phase = "delivery"
-                self.delivery.wait(options.stop, self.tick)
+                seq.phase = "delivery"
+                self.delivery.wait(options.stop, seq.tick)
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once, still closing the stream
-            reason = "interrupted"
+            reason = INTERRUPTED
             raise
         except BaseException:
-            reason = "crashed"
+            reason = CRASHED
             raise
         finally:
             extra: dict[str, Any] = {}
             try:
                 if self.delivery is not None:
                     self.delivery.close()  # what is still missing is written as lost
-                self.monitor.stop()
                 with contextlib.suppress(Exception):
                     self.runner.quit()
                 self.driver.close()
                 extra = options.extra_end() if options.extra_end is not None else {}
             finally:  # a second Ctrl-C can cut the above short: the stream still gets its end
-                writer.write(End(time.time(), reason, load_end or time.time(), **extra))
-                writer.close()
+                seq.end(reason, **extra)
         summary = finish_run(options.out_dir, self.profile.qos)
         return RunResult(options.out_dir, summary, reason)

@@ -25,22 +25,20 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import gevent
 from locust.env import Environment
 from locust.rpc import Message
-from locust.runners import HEARTBEAT_LIVENESS, STATE_MISSING, STATE_RUNNING, MasterRunner
+from locust.runners import STATE_RUNNING, MasterRunner
 
 from loadtests.profiles import Profile
 from loadtests.run.core import RunParts
+from loadtests.run.master import MasterLoad, missing_cause
 from loadtests.run.messages import (
     FINAL,
-    FINISH,
     HELLO,
     JOB,
     READY,
     REFUSED,
     REPORT_KEY,
-    START,
     job_for_worker,
 )
 from loadtests.run.options import RunError, RunOptions, worker_count
@@ -48,12 +46,10 @@ from loadtests.run.workers import WorkerBook, WorkerState
 from loadtests.schedule.loadplan import build_load
 from loadtests.targets import Target
 
-__all__ = ["MasterDriver", "exit_text", "missing_cause"]
+__all__ = ["MasterDriver", "exit_text", "missing_cause"]  # missing_cause: run/master.py's
 
 CONNECT_TIMEOUT = 60.0  # seconds for every local worker process to connect
 JOIN_TIMEOUT = 600.0  # seconds for every worker started by hand to join
-FINAL_GRACE = 10.0  # seconds beyond the drain for every worker's final report
-WATCH_EVERY = 0.25  # seconds between two looks at the workers
 # a local worker sees its master die by its parent pid at once; the heartbeat timeout is only
 # for a master that hangs, and generous (a busy master answers late)
 LOCAL_MASTER_TIMEOUT = 30.0
@@ -69,16 +65,6 @@ def exit_text(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exit status {code}"
-
-
-def missing_cause(runner: MasterRunner, worker_id: str) -> str | None:
-    """Why Locust no longer has `worker_id` in the run (left, or silent), else None."""
-    node = runner.clients.get(worker_id)
-    if node is None:
-        return "it left the run before its final report"
-    if node.state == STATE_MISSING:
-        return f"no heartbeat for {HEARTBEAT_LIVENESS + 1} s"
-    return None
 
 
 def _free_port() -> int:
@@ -116,20 +102,20 @@ def _stop_workers(procs: list[subprocess.Popen[bytes]], timeout: float = 10.0) -
             proc.wait()
 
 
-class MasterDriver:
-    """Starts the worker processes, sends them the load's start and finish, merges their
-    reports and watches that none is lost; this process's own pacers stay unused (the workers
-    pace)."""
+class MasterDriver(MasterLoad):
+    """Starts the worker processes, sends them their jobs; the load's start and finish, the
+    merged reports and the watch over lost workers are MasterLoad's (as in a plugin's master);
+    this process's own pacers stay unused (the workers pace)."""
 
     def __init__(self, parts: RunParts) -> None:
         self.profile, self.target, self.options = parts.profile, parts.target, parts.options
         self.expected = worker_count(self.options)
         host, self.port = self.options.master_bind or ("127.0.0.1", _free_port())
-        self.runner: MasterRunner = parts.env.create_master_runner(host, self.port)
+        runner: MasterRunner = parts.env.create_master_runner(host, self.port)
         # every worker walks the same arrival schedule, taking its own part of it
         self.arrival_seed = (str(self.profile.seed) if self.profile.seed is not None
                              else secrets.token_hex(8))
-        self.book = WorkerBook(parts.writer, parts.counters)
+        super().__init__(runner, WorkerBook(parts.writer, parts.counters), self._schedule)
         parts.events.worker_report.add_listener(
             lambda client_id, data, **_: self.book.take(client_id, data.get(REPORT_KEY)))
         self.runner.register_message(
@@ -149,10 +135,6 @@ class MasterDriver:
 
         self.runner.handle_message = handle_message  # type: ignore[method-assign]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.load_started: float | None = None  # monotonic
-        self.load_stopped: float | None = None
-        self.duration = 0.0
-        self._watcher: gevent.Greenlet | None = None
 
     def _hello(self, environment: Environment, msg: Any, **_: Any) -> None:
         """A worker connected: one of ours with its job joins; one started by hand is sent a
@@ -161,6 +143,8 @@ class MasterDriver:
         if self.closed:
             self.runner.send_message(REFUSED, {"reason": "the run has started"},
                                      client_id=worker_id)
+            self.late(worker_id, data.get("host", ""), data.get("pid", 0),
+                      "joined after the run started: turned away, no part of the load")
             return
         if "index" in data and not self.options.expect_workers:
             self._join(worker_id, data["index"], data["of"], data)
@@ -194,45 +178,14 @@ class MasterDriver:
                                part=(worker.index, worker.of), arrival_seed=self.arrival_seed)
         return {name: pacer.offsets() for name, pacer in pacers.items()}
 
-    def _why_lost(self, worker: WorkerState) -> str | None:
+    def why_lost(self, worker: WorkerState) -> str | None:
         proc = self.procs.get(worker.pid)
         code = proc.poll() if proc is not None else None
         if code is not None:
             return f"its process exited ({exit_text(code)})"
         return missing_cause(self.runner, worker.id)
 
-    def check_workers(self) -> None:
-        """Record every worker lost since the last look."""
-        for worker in self.book.running():
-            cause = self._why_lost(worker)
-            if cause is not None:
-                self._lose(worker, cause)
-
-    def _lose(self, worker: WorkerState, cause: str) -> None:
-        self.book.lose(worker.id, cause, self._schedule)
-        log.warning("WORKER LOST: %s (part %d of %d, %s pid %d): %s; its part of the load is "
-                    "not sent", worker.id, worker.index + 1, worker.of, worker.host, worker.pid,
-                    cause)
-
-    def _watch(self) -> None:
-        while True:
-            self.check_workers()
-            gevent.sleep(WATCH_EVERY)
-
-    def _elapsed(self) -> float:
-        """Seconds of the schedule run so far."""
-        if self.load_started is None:
-            return 0.0
-        end = self.load_stopped if self.load_stopped is not None else time.monotonic()
-        return min(end - self.load_started, self.duration)
-
     # -- the driver -----------------------------------------------------------------------
-    def pacer_snapshots(self) -> dict[str, dict[str, int]]:
-        return self.book.pacer_snapshots(self._elapsed())
-
-    def sessions(self) -> dict[str, dict[str, int]]:
-        return self.book.sessions()
-
     def connect(self) -> None:
         """Start the local workers (if any) and wait until every worker has joined (and any
         turned away has left Locust's list, which the users are divided over)."""
@@ -249,35 +202,12 @@ class MasterDriver:
                 raise RunError(f"only {len(self.book.workers)} of {self.expected} workers "
                                f"joined; {where}")
         self.closed = True
-        self._watcher = gevent.spawn(self._watch)
+        self.watch()
 
     def spawning(self) -> bool:
         return not (self.runner.state == STATE_RUNNING
                     and getattr(self.runner, "spawning_completed", False))
 
-    def start_load(self, duration: float) -> None:
-        self.duration = duration
-        self.load_started = time.monotonic()
-        self.runner.send_message(START, {"duration": duration})
-
-    def stop_arrivals(self) -> None:
-        self.load_stopped = time.monotonic()  # each worker stops its own on FINISH
-
-    def drain(self, seconds: float) -> None:
-        """Each worker drains its sessions, then sends its final report; wait for them all
-        (a worker lost meanwhile is not waited for; one silent past the grace is lost)."""
-        self.runner.send_message(FINISH, {"drain": seconds})
-        wait_until = time.monotonic() + seconds + FINAL_GRACE
-        while self.book.running() and time.monotonic() < wait_until:
-            gevent.sleep(0.1)
-        self.check_workers()
-        for worker in self.book.running():
-            self._lose(worker, f"no final report within {seconds + FINAL_GRACE:g} s")
-
-    def after_stop(self) -> None:
-        pass
-
     def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.kill()
+        super().close()
         _stop_workers(list(self.procs.values()))

@@ -84,6 +84,7 @@ class WorkerBook:
         self.counters = counters
         self.workers: dict[str, WorkerState] = {}
         self._peaks: dict[str, int] = defaultdict(int)
+        self._late: set[str] = set()
 
     # -- membership -----------------------------------------------------------------------
     def join(self, worker: WorkerState) -> None:
@@ -103,6 +104,17 @@ class WorkerBook:
                                       worker.pid, worker.users, dict(worker.pacers), cause,
                                       worker=worker.id))
         self.writer.flush()
+
+    def late(self, worker_id: str, host: str, pid: int, cause: str) -> bool:
+        """Record `worker_id` as joined after the load was split (no part of it: index -1);
+        False when it is already known."""
+        if worker_id in self.workers or worker_id in self._late:
+            return False
+        self._late.add(worker_id)
+        self.writer.write(WorkerEvent(time.time(), "late", -1, len(self.workers), host, pid,
+                                      cause=cause, worker=worker_id))
+        self.writer.flush()
+        return True
 
     def running(self) -> list[WorkerState]:
         """Joined, neither finished nor lost."""

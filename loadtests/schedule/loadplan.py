@@ -12,7 +12,7 @@ from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.targets import Target
 from loadtests.users import user_class_for
 
-__all__ = ["build_load", "spawn_rate"]
+__all__ = ["arrival_rng", "build_load", "spawn_rate"]
 
 
 def build_load(profile: Profile, target: Target, *, allow_remote: bool,
@@ -24,17 +24,23 @@ def build_load(profile: Profile, target: Target, *, allow_remote: bool,
     sharing a schedule must share it."""
     if arrival_seed is None and profile.seed is not None:
         arrival_seed = str(profile.seed)
-    master_rng = random.Random(arrival_seed)
     pacers: dict[str, ArrivalPacer] = {}
     classes: list[type[User]] = []
     for sc in profile.scenarios:
         pacer = None
         if isinstance(sc.schedule, ArrivalSchedule):
-            pacer = ArrivalPacer(sc.schedule, random.Random(master_rng.random()), part)
+            pacer = ArrivalPacer(sc.schedule, arrival_rng(arrival_seed, sc.name), part)
             pacers[sc.name] = pacer
         classes.append(user_class_for(sc, target, pacer=pacer, allow_remote=allow_remote,
                                       seed=profile.seed))
     return classes, pacers
+
+
+def arrival_rng(seed: str | int | None, scenario: str) -> random.Random:
+    """The arrival process's random source of `scenario`: one per (seed, scenario name), so a
+    profile run, its workers and the equivalent locustfile (loadtests.locust) walk the same
+    schedule whatever the order of the scenarios; fresh without a seed."""
+    return random.Random(f"{seed}/{scenario}") if seed is not None else random.Random()
 
 
 def spawn_rate(profile: Profile) -> float:

@@ -331,7 +331,8 @@ class WorkerEvent(Record):
     KIND: ClassVar[str] = "worker"
 
     ts: float = field(metadata=_doc("when"))
-    event: str = field(metadata=_doc("joined, or lost (died or went silent before its end)"))
+    event: str = field(metadata=_doc("joined, lost (died or went silent before its end), or late "
+                                     "(joined after the split: no part of the load)"))
     index: int = field(default=0, metadata=_doc("its part of the load (0, 1, ... `of` - 1)"))
     of: int = field(default=1, metadata=_doc("the parts the load is split into"))
     host: str = field(default="", metadata=_doc("its host name"))
