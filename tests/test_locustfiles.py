@@ -355,3 +355,31 @@ def test_an_exported_profile_runs_in_plain_locust(target_file: Path, tmp_path: P
     header = _stream(tmp_path)[0]
     assert header["rates"] == {"smtp": 50.0}
     assert header["profile"]["scenarios"][0]["smtp"]["size"]["choices"][2]["size"] == 40960
+
+
+def test_a_tls_session_writes_its_version_and_cipher_once(tmp_path: Path) -> None:
+    """The plugin writes the `tls` record `mailswarm run` writes: once per (scenario, version,
+    cipher), against the embedded target's implicit-TLS IMAP port, verified with its CA."""
+    proc = start_cli("target", "--smtp-port", "0", "--dns-port", "0", "--pop3-port", "0",
+                     "--imap-port", "0", "--http-port", "0", "--tls-dir", str(tmp_path / "ca"),
+                     stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        target = tmp_path / "target.yaml"
+        target.write_text(yaml.safe_dump({
+            "name": "embedded-tls", "domain": ready["domain"], "password_env": "MAILSWARM_PASSWORD",
+            "endpoints": {"imap": {"host": "127.0.0.1", "port": ready["imaps_port"],
+                                   "tls": "implicit", "ca_file": ready["ca_file"]}}}))
+        done = _locust(EXAMPLES / "imap_idle.py", tmp_path, target, "-u", "5", "-r", "5",
+                       "-t", "3s", "--mailswarm-drain", "0")
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = _stream(tmp_path)
+    assert _stream_rows(records)[("IMAP", "TLS")] == 5
+    tls = [r for r in records if r["kind"] == "tls"]
+    assert len(tls) == 1 and str(tls[0]["version"]).startswith("TLSv1"), tls
+    summary = json.loads((tmp_path / "ms" / "summary.json").read_text())
+    assert summary["tls"] and summary["tls"][0]["cipher"] == tls[0]["cipher"]

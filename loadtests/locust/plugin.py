@@ -58,6 +58,7 @@ from loadtests.stream import (
     RESULTS_FILE,
     Record,
     StreamWriter,
+    tls_listener,
     user_error_record,
 )
 from loadtests.stream.redact import Redactor
@@ -181,6 +182,7 @@ class LocustRun:
         self.running = False  # between test_start and test_stop
         self.interrupted = False  # Locust is quitting (Ctrl-C, SIGTERM) while the test runs
         self.tests = 0
+        self.tls_seen: Callable[..., None] = tls_listener(lambda record: None)
         ev = environment.events
         if self.distributed:
             # every worker walks the same arrival schedules, taking its own part of them
@@ -193,6 +195,8 @@ class LocustRun:
             ev.worker_connect.add_listener(self.on_worker_connect)
         else:
             ev.request.add_listener(self._on_request)
+            # the TLS versions and ciphers seen, once each per test, as `tls` records
+            ev.request.add_listener(lambda **kw: self.tls_seen(**kw))
             ev.user_error.add_listener(lambda user_instance, exception, tb, **_: self.writer.write(
                 user_error_record(user_instance, exception)))
         ev.test_start.add_listener(self.on_test_start)
@@ -275,6 +279,7 @@ class LocustRun:
             monitor = RunMonitor(target, self.writer, pacers=self.pacers.by_name.values,
                                  process="master" if self.distributed else "local")
         self.load = self._new_load()
+        self.tls_seen = tls_listener(lambda record: self.writer.write(record))
         self.seq = seq = Sequence(self.writer, self.load, self.runner, self.counters, monitor,
                                   self.arrival_scenarios())
         seq.begin(profile, target, duration=self.run_time,

@@ -17,7 +17,7 @@ from locust.runners import WorkerRunner
 from loadtests.run.messages import FINAL, FINISH, REPORT_KEY, START
 from loadtests.run.pacers import Pacers
 from loadtests.schedule.sessions import gauge
-from loadtests.stream import req_dict, to_dict, user_error_record
+from loadtests.stream import req_dict, tls_listener, to_dict, user_error_record
 from loadtests.stream.redact import Redactor
 
 __all__ = ["WorkerLoad"]
@@ -53,6 +53,8 @@ class WorkerLoad:
         events.request.add_listener(lambda **kw: self.keep(req_dict(**kw)))
         events.user_error.add_listener(lambda user_instance, exception, tb, **_: self.keep(
             to_dict(user_error_record(user_instance, exception))))
+        # the TLS versions and ciphers seen, once each, as `tls` records
+        events.request.add_listener(tls_listener(lambda record: self.keep(to_dict(record))))
         events.report_to_master.add_listener(lambda client_id, data, **_: data.__setitem__(
             REPORT_KEY, self.payload(runner.user_count)))
 

@@ -43,7 +43,7 @@ from loadtests.run.shipping import WorkerLoad  # noqa: E402
 from loadtests.run.sources import use_source_addresses  # noqa: E402
 from loadtests.schedule.loadplan import build_load  # noqa: E402
 from loadtests.schedule.sessions import gauge  # noqa: E402
-from loadtests.stream import Sent, tls_listener, to_dict  # noqa: E402
+from loadtests.stream import Sent, to_dict  # noqa: E402
 from loadtests.targets import Target  # noqa: E402
 
 __all__ = ["EXIT_MASTER_LOST", "MASTER_TIMEOUT", "main", "run_worker", "watch_master"]
@@ -130,8 +130,6 @@ def run_worker(host: str, port: int, *, job: dict[str, Any] | None = None,
     load.ship(events, runner)
     # accepted messages as `sent` records, for the master's delivery tracker (when tracked)
     events.request.add_listener(sent_listener(load.track))
-    # the TLS versions and ciphers seen, once each, as `tls` records
-    events.request.add_listener(tls_listener(lambda r: load.buffer.append(to_dict(r))))
     gevent.spawn(watch_master, runner, parent_pid, master_timeout)
 
     def on_job(environment: Environment, msg: Any, **_: Any) -> None:
