@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "run_cli", "start_cli"]
+__all__ = ["ROOT", "alive", "run_cli", "start_cli"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _COMMAND = (sys.executable, "-m", "loadtests.cli")
@@ -34,3 +34,12 @@ def start_cli(*args: str, env: Mapping[str, str] | None = None, stdout: int = su
     """`mailswarm ARGS...` started in the background; the caller waits for it or stops it."""
     return subprocess.Popen([*_COMMAND, *args], cwd=ROOT, env=_env(env), stdout=stdout,
                             stderr=stderr, text=True, **kwargs)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")

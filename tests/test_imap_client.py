@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import gevent
 import pytest
+from aio import run_coro
 
 from loadtests import bridge
 from loadtests.clients.imap import (
@@ -309,6 +310,31 @@ def test_broken_connects(serve, fault: str) -> None:
         assert isinstance(err, expected)
     else:
         assert "not an IMAP greeting" in str(err)
+
+
+def test_capabilities_that_are_not_utf8_are_kept_not_raised() -> None:
+    """A server whose CAPABILITY line carries bytes that are not UTF-8 (an old or broken
+    server's vendor atom): the client reads every atom instead of failing the session."""
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+        while line := await reader.readline():
+            writer.write(b"* CAPABILITY IMAP4rev1 IDLE X-VENDOR-\xff\xfe\r\n"
+                         + line.split(b" ", 1)[0] + b" OK done\r\n")
+        writer.close()
+
+    async def go() -> set[str]:
+        server = await asyncio.start_server(serve_one, HOST, 0)
+        client = ImapClient(HOST, server.sockets[0].getsockname()[1], connect_timeout=2,
+                            read_timeout=2)
+        try:
+            await client.connect()
+            return await client.capability()
+        finally:
+            client.close()
+            server.close()
+
+    caps = run_coro(go(), timeout=20)
+    assert caps == {"IMAP4rev1", "IDLE", "X-VENDOR-\xff\xfe"}
 
 
 def test_read_timeout_is_not_a_connect_timeout(serve) -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli import run_cli, start_cli
+from cli import alive, run_cli, start_cli
 from conftest import write_target_file
 
 from loadtests.stream import Req, read_stream
@@ -157,15 +157,7 @@ def test_killed_run_keeps_its_stream_and_can_be_reported(tmp_path):
     # the embedded target dies with its parent instead of lingering
     target_pid = int(re.search(r"embedded target \(pid (\d+)\)", stderr).group(1))
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(target_pid):
+    while time.monotonic() < deadline and alive(target_pid):
         time.sleep(0.1)
-    assert not _alive(target_pid)
+    assert not alive(target_pid)
 
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie waiting for PID 1 to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")

@@ -147,6 +147,28 @@ def test_failures_are_grouped_by_a_normalised_cause(tmp_path: Path) -> None:
     assert "30 x SMTP CONNECT: TimeoutError: timed out after <n> s" in format_summary(summary)
 
 
+def test_errno_numbers_and_protocol_names_survive_the_masking(tmp_path: Path) -> None:
+    """A reset is not a refusal, and "POP3" is no number: both stay in the cause, while the
+    ports, ids and counters of each text are still masked into one group per cause."""
+    texts = [f"Pop3ConnectError: connection reset (errno 104) by 127.0.0.1:{2000 + i}"
+             for i in range(4)]
+    texts += [f"Pop3ConnectError: connection refused (errno 111) by 127.0.0.1:{2000 + i}"
+              for i in range(3)]
+    texts += [f"Pop3ProtocolError: not a POP3 greeting after {10 + i} bytes, message {i}"
+              for i in range(2)]
+    texts += [f"ImapConnectError: [Errno 104] reset in IMAP4rev1 session {900 + i}"
+              for i in range(2)]
+    summary = summarize(write_stream(tmp_path / "run", [
+        req(i / 10, "POP3", "CONNECT", 5.0, ok=False, err=text) for i, text in enumerate(texts)]))
+    causes = {e["cause"]: e["count"] for e in summary["errors"]}
+    assert causes == {
+        "Pop3ConnectError: connection reset (errno 104) by <addr>": 4,
+        "Pop3ConnectError: connection refused (errno 111) by <addr>": 3,
+        "Pop3ProtocolError: not a POP3 greeting after <n> bytes, message <n>": 2,
+        "ImapConnectError: [Errno 104] reset in IMAP4rev1 session <n>": 2,
+    }
+
+
 def test_garbage_lines_are_counted_and_shown(tmp_path: Path) -> None:
     folder = write_stream(tmp_path / "run", [req(i, "SMTP", "DATA", 5.0) for i in range(4)])
     path = folder / RESULTS_FILE

@@ -4,7 +4,9 @@ A failure's cause is its error kind (the `Kind` of `Kind: text`), its reply code
 errno name (the record's `code`; for schema 1 streams, a reply code at the start of the text),
 and its message with what differs from one occurrence to the next masked: e-mail addresses
 (`<email>`), IP addresses with or without a port (`<addr>`), long hex strings (`<hex>`) and
-numbers (`<n>`). SMTP enhanced status codes (`5.1.1`) are kept: they say what went wrong.
+numbers (`<n>`). Kept, because they say what went wrong: SMTP enhanced status codes (`5.1.1`),
+errno numbers (`[Errno 104]`, `errno 111`: reset is not refused) and names of protocols and
+standards that contain digits (`POP3`, `IMAP4rev1`, `RFC822`, `UTF-8`, `HTTP/1.1`, `TLSv1.3`).
 So "TimeoutError: timed out after 5.402 s" and "… 5.403 s" are one cause, and
 "SMTPRecipientsRefused: 550 5.1.1 <u17@example.test> unknown" with code 550 reads
 `SMTPRecipientsRefused 550: 5.1.1 <email> unknown`.
@@ -30,6 +32,12 @@ MAX_MESSAGE = 120
 _KIND = re.compile(r"[A-Za-z_][\w.]*")
 _LEADING_CODE = re.compile(r"^\s*(\d{3})\b")
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b(?!\.\d)")
+_ERRNO = re.compile(r"\[Errno -?\d+\]|\berrno\s*[=:]?\s*-?\d+\b", re.IGNORECASE)
+_NAMES = re.compile(
+    r"(?<![\w.])(?:POP3S?|IMAP4(?:rev[12])?|IMAPS|RFC\s?\d{3,4}|UTF-?(?:7|8|16|32)|"
+    r"HTTP/\d(?:\.\d)?|TLSv1(?:\.[0-3])?|SSLv[23]|SHA-?(?:1|224|256|384|512)|MD5|"
+    r"X\.?509|IPv[46]|[Bb]ase64|ASN\.1)(?![\w])")
+_KEEP = (_ENHANCED, _ERRNO, _NAMES)
 _MASKS = (
     (re.compile(r"<?[\w.+-]+@[\w-]+(?:\.[\w-]+)*>?"), "<email>"),
     (re.compile(r"\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\](?::\d+)?"), "<addr>"),  # [::1]:25
@@ -46,15 +54,17 @@ _KEPT = 0xE000  # private-use characters stand in for kept parts while masking
 
 
 def mask_message(text: str) -> str:
-    """`text` with addresses, long hex strings and numbers masked (enhanced status codes
-    kept)."""
+    """`text` with addresses, long hex strings and numbers masked (enhanced status codes, errno
+    numbers and protocol names kept)."""
     kept: list[str] = []
 
     def keep(match: re.Match[str]) -> str:
         kept.append(match.group(0))
         return chr(_KEPT + len(kept) - 1)
 
-    text = _ENHANCED.sub(keep, text[:4096])  # a cause needs no more; kept parts < 4096
+    text = text[:4096]  # a cause needs no more; so fewer than 4096 parts are kept
+    for pattern in _KEEP:
+        text = pattern.sub(keep, text)
     for pattern, replacement in _MASKS:
         text = pattern.sub(replacement, text)
     return re.sub(f"[{chr(_KEPT)}-{chr(_KEPT + 4095)}]",

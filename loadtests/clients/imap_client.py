@@ -40,11 +40,14 @@ from typing import Any, TypeVar
 
 import aioimaplib
 from aioimaplib.aioimaplib import (
+    AUTH,
     CONNECTED,
     STOP_WAIT_SERVER_PUSH,
+    AllowedVersions,
     Command,
     IMAP4ClientProtocol,
     Response,
+    change_state,
     quoted,
 )
 
@@ -139,6 +142,12 @@ def _slim(*primitives: Any) -> None:
         primitive._waiters = []
 
 
+def _capability_words(line: bytes) -> list[str]:
+    """The atoms of a CAPABILITY line; latin-1 decodes any byte, so a server's atom that is
+    not UTF-8 is kept (and written out later) instead of failing the session."""
+    return bytes(line).decode("latin-1").split()
+
+
 class _Protocol(IMAP4ClientProtocol):
     """aioimaplib's protocol, plus: the greeting, `* BYE` lines and the connection's end
     become a future (`ended`) that every command of ImapClient races (and that ends a wait for
@@ -161,6 +170,31 @@ class _Protocol(IMAP4ClientProtocol):
     def capabilities(self, value: set[str] | frozenset[str]) -> None:
         frozen = frozenset(value)
         self._capabilities = _CAPABILITY_SETS.setdefault(frozen, frozen)
+
+    async def capability(self) -> None:
+        """aioimaplib's CAPABILITY after the greeting, tolerant of atoms that are not UTF-8
+        (aioimaplib decodes strictly: its greeting task would die and the connect time out)."""
+        response = await self.execute(Command("CAPABILITY", self.new_tag(), loop=self.loop))
+        words = _capability_words(response.lines[0] if response.lines else b"")
+        self.capabilities = set(words)
+        versions = [w.upper() for w in words if w.upper() in AllowedVersions]
+        if not versions:
+            raise aioimaplib.Error("server not IMAP4 compliant")
+        self.imap_version = versions[-1]
+
+    @change_state
+    async def login(self, user: str, password: str) -> Response:
+        """aioimaplib's LOGIN, reading a CAPABILITY in its reply as `capability` does."""
+        response = await self.execute(
+            Command("LOGIN", self.new_tag(), user, quoted(password), loop=self.loop),
+            scrub=password)
+        if response.result == "OK":
+            self.state = AUTH
+            for line in response.lines:
+                if b"CAPABILITY" in line:
+                    self.capabilities = self.capabilities | {
+                        w for w in _capability_words(bytes(line)) if w != "CAPABILITY"}
+        return response
 
     def execute(self, command: Command,
                 scrub: str | None = None) -> Coroutine[Any, Any, Response]:
@@ -427,8 +461,8 @@ class ImapClient:
             Command("CAPABILITY", self.imap.protocol.new_tag(), loop=self.imap.protocol.loop)))
         caps: set[str] = set()
         for line in response.lines[:-1]:
-            caps.update(bytes(line).decode().split()[1:] if line.upper().startswith(
-                b"CAPABILITY") else bytes(line).decode().split())
+            words = _capability_words(bytes(line))
+            caps.update(words[1:] if line.upper().startswith(b"CAPABILITY") else words)
         self.protocol.capabilities |= caps
         return caps
 

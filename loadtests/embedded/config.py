@@ -15,7 +15,8 @@ from loadtests.configfile import ByteSize, Duration, StrictModel
 
 __all__ = ["FAULTS", "EmbeddedSettings"]
 
-Fault = Literal["none", "stall", "reset", "garbage", "reply-4xx", "reply-5xx", "close-mid-data"]
+Fault = Literal["none", "stall", "reset", "garbage", "trickle", "reply-4xx", "reply-5xx",
+                "close-mid-data", "close-after-354"]
 FAULTS: tuple[str, ...] = get_args(Fault)
 
 
@@ -72,14 +73,22 @@ class EmbeddedSettings(StrictModel):
     dns_delay: Duration = Field(default=0.0, description="added before every DNS answer")
     fault: Fault = "none"
     fault_ratio: float = Field(
-        default=1.0, ge=0, le=1, description="share of SMTP connections the fault applies to"
-    )
+        default=1.0, ge=0, le=1,
+        description="share of connections the faults apply to (SMTP's `fault`, `pop3_fault`, "
+                    "`imap_fault`, `http_fault`): e.g. `reset` with 0.3 drops 30 % at accept")
     fault_after: Duration = Field(
         default=0.0, description="the fault starts this long after the target starts"
     )
-    pop3_fault: Literal["none", "stall", "reset", "garbage", "reply-err", "stall-retr",
-                        "close-mid-retr", "echo"] = "none"
-    imap_fault: Literal["none", "stall", "reset", "garbage", "bye", "drop-idle", "echo"] = "none"
+    pop3_fault: Literal["none", "stall", "reset", "garbage", "trickle", "reply-err",
+                        "stall-retr", "close-mid-retr", "echo"] = "none"
+    imap_fault: Literal["none", "stall", "reset", "garbage", "trickle", "bye", "drop-idle",
+                        "close-mid-fetch", "echo"] = "none"
+    http_fault: Literal["none", "stall", "reset", "garbage", "trickle"] = Field(
+        default="none", description="webmail connections: never answer, TCP reset, a reply "
+                                    "that is not HTTP, or a reply trickled one byte at a time")
+    dns_fault: Literal["none", "drop", "garbage"] = Field(
+        default="none", description="DNS queries: never answered, or answered with bytes that "
+                                    "are not DNS (`dns_delay` makes answers late)")
     imap_max_user_connections: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="IMAP connections per user (like Dovecot's mail_max_userip_connections)")

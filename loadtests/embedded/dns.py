@@ -63,6 +63,22 @@ class DnsZone:
         return response.to_wire()
 
 
+class _FaultyZone(DnsZone):
+    """`dns_fault`: "drop" answers nothing (a server that never answers; over TCP the
+    connection closes), "garbage" answers with the query's id followed by bytes that are not
+    a DNS message."""
+
+    def __init__(self, fault: str, domain: str, mail_address: str) -> None:
+        super().__init__(domain, mail_address=mail_address)
+        self.fault = fault
+
+    def answer(self, wire: bytes) -> bytes | None:
+        if self.fault == "drop":
+            return None
+        # the query's id, so the client takes it for the answer, then bytes that are not DNS
+        return wire[:2] + b"\xff\xfe garbage, not a DNS answer \x00\x01"
+
+
 class _Udp(asyncio.DatagramProtocol):
     def __init__(self, zone: DnsZone, stats: TargetStats, delay: float) -> None:
         self.zone, self.stats, self.delay = zone, stats, delay
@@ -106,7 +122,9 @@ async def serve_dns(settings: EmbeddedSettings, stats: TargetStats,
                     ) -> tuple[int, asyncio.DatagramTransport, asyncio.Server]:
     """Start UDP and TCP on the same port; returns (port, udp transport, tcp server)."""
     loop = asyncio.get_running_loop()
-    zone = DnsZone(settings.domain, mail_address=str(settings.mail_address))
+    zone = (DnsZone(settings.domain, mail_address=str(settings.mail_address))
+            if settings.dns_fault == "none" else
+            _FaultyZone(settings.dns_fault, settings.domain, str(settings.mail_address)))
     delay = settings.dns_delay
     port = settings.dns_port
     # bind UDP first (port 0 -> any), then TCP on the same number; retry if TCP's is taken

@@ -13,9 +13,11 @@ Each connection keeps its own view (sequence number -> UID), updated at NOOP/CHE
 Knobs: `command_delay` before every tagged reply, `autologout` (RFC 3501: at least 30 min; a
 client must re-arm IDLE before it), `max_user_connections` (like Dovecot's
 mail_max_userip_connections: `NO [LIMIT] ...` then close) and `fault`: "stall" (never greet),
-"reset" (TCP reset), "garbage" (non-IMAP greeting), "bye" (`* BYE Connection queue full`),
-"drop-idle" (close the connection as soon as IDLE starts), "echo" (LOGIN fails with a NO that
-echoes the command, password included, as a careless server might).
+"reset" (TCP reset), "garbage" (non-IMAP greeting), "trickle" (the greeting one byte every
+half second), "bye" (`* BYE Connection queue full`) — these on `fault_ratio` of the
+connections —, "drop-idle" (close the connection as soon as IDLE starts), "close-mid-fetch"
+(close halfway through the first FETCH answer that carries a literal), "echo" (LOGIN fails with
+a NO that echoes the command, password included, as a careless server might).
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import socket
+import random
 import ssl
-import struct
 import threading
 import time
 from collections import Counter
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from loadtests.counts import SessionCounts
+from loadtests.embedded.faults import reset, trickle
 from loadtests.embedded.imap_proto import (
     SYSTEM_FLAGS,
     FetchItem,
@@ -54,7 +56,9 @@ __all__ = ["CAPABILITIES", "IMAP_CONNECTION_FIELDS", "IMAP_FAULTS", "ImapServer"
            "ImapServerStats"]
 
 CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE UIDPLUS"
-IMAP_FAULTS = ("stall", "reset", "garbage", "bye", "drop-idle", "echo")
+IMAP_FAULTS = ("stall", "reset", "garbage", "trickle", "bye", "drop-idle", "close-mid-fetch",
+               "echo")
+_GREETING_FAULTS = ("stall", "reset", "garbage", "trickle", "bye")
 IMAP_CONNECTION_FIELDS = {"opened": "connections", "open": "open", "peak": "peak_open"}
 """The server's connections as the target's stats file names them."""
 _MAX_LITERAL = 1 << 20
@@ -84,6 +88,7 @@ class ImapServer:
     def __init__(self, store: MailStore, *, command_delay: float = 0.0,
                  keepalive_interval: float = 120.0, autologout: float = 1800.0,
                  max_user_connections: int | None = None, fault: str | None = None,
+                 fault_ratio: float = 1.0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         if fault not in (None, "none", *IMAP_FAULTS):
             raise ValueError(f"unknown IMAP fault {fault!r}; known: {', '.join(IMAP_FAULTS)}")
@@ -93,6 +98,8 @@ class ImapServer:
         self.autologout = autologout
         self.max_user_connections = max_user_connections
         self.fault = None if fault == "none" else fault
+        self.fault_ratio = fault_ratio
+        self._rng = random.Random()
         self.ssl_context = ssl_context  # offers STARTTLS (RFC 3501 6.2.1) when given
         self.stats = ImapServerStats()
         self._lock = threading.Lock()
@@ -104,7 +111,7 @@ class ImapServer:
             self.stats.connections.opening()
         session = _Session(self, reader, writer)
         try:
-            if self.fault in ("stall", "reset", "garbage", "bye"):
+            if self.fault in _GREETING_FAULTS and self._rng.random() < self.fault_ratio:
                 await self._faulty_greeting(reader, writer)
             else:
                 await session.run()
@@ -129,12 +136,11 @@ class ImapServer:
             while await reader.read(4096):  # until the client gives up
                 pass
         elif self.fault == "reset":
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            reset(writer.transport)
         elif self.fault == "garbage":
             writer.write(b"\x00\xff garbage, not an IMAP greeting \xfe\r\n")
+        elif self.fault == "trickle":
+            await trickle(reader, writer, b"* OK mailswarm IMAP ready.\r\n")
         else:
             writer.write(b"* BYE Connection queue full\r\n")
 
@@ -478,7 +484,14 @@ class _Session:
                 if sets_seen:
                     msg.flags.add("\\Seen")
                 flags = set(msg.flags)
-            await self.send(render_fetch(seq, msg, items, with_uid=uid, flags=flags))
+            answer = render_fetch(seq, msg, items, with_uid=uid, flags=flags)
+            if self.server.fault == "close-mid-fetch" and b"}\r\n" in answer:
+                with self.server._lock:
+                    self.server.stats.faults += 1
+                await self.send(answer[:len(answer) // 2])  # cut inside the literal
+                self.writer.transport.abort()
+                raise _Closed
+            await self.send(answer)
         await self.tagged(tag, "OK", "Fetch completed.")
 
     async def cmd_search(self, tag: str, args: list[Token], uid: bool) -> None:

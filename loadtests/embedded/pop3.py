@@ -19,9 +19,8 @@ import binascii
 import contextlib
 import itertools
 import os
-import socket
+import random
 import ssl
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 
 from loadtests.clients.pop3 import apop_digest
 from loadtests.counts import SessionCounts
+from loadtests.embedded.faults import reset, trickle
 from loadtests.embedded.mailstore import Mailbox, MailStore, Message, password_for
 
 __all__ = ["POP3_CONNECTION_FIELDS", "POP3_FAULTS", "Pop3Counters", "Pop3Server", "dot_stuff",
@@ -42,12 +42,15 @@ POP3_FAULTS: tuple[str, ...] = (
     "stall",           # accept, never greet
     "reset",           # accept, answer with a TCP reset
     "garbage",         # greet with bytes that are not POP3, close
+    "trickle",         # greet one byte every half second
     "reply-err",       # every login fails with -ERR [SYS/TEMP]
     "stall-retr",      # RETR and TOP never answer
     "close-mid-retr",  # close the connection halfway through a RETR/TOP body
     "echo",            # every PASS fails with -ERR echoing the command, password included
 )
-"""Faults `Pop3Server(fault=...)` can inject, on every connection it serves."""
+"""Faults `Pop3Server(fault=...)` can inject, on every connection it serves (the connect-time
+ones on `fault_ratio` of them)."""
+_CONNECT_FAULTS = ("stall", "reset", "garbage", "trickle")
 
 _MAX_LINE = 1024  # RFC 2449: commands are at most 255 octets; be lenient, not unbounded
 _ids = itertools.count(1)
@@ -148,7 +151,8 @@ class Pop3Server:
 
     def __init__(self, store: MailStore, *, hostname: str = "mail.example.test",
                  command_delay: float = 0.0, login_failure_delay: float = 0.0,
-                 ssl_context: ssl.SSLContext | None = None, fault: str | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, fault: str | None = None,
+                 fault_ratio: float = 1.0) -> None:
         if (fault or "none") not in POP3_FAULTS:
             raise ValueError(f"unknown POP3 fault {fault!r}; one of {', '.join(POP3_FAULTS)}")
         self.store = store
@@ -157,7 +161,9 @@ class Pop3Server:
         self.login_failure_delay = login_failure_delay
         self.ssl_context = ssl_context
         self.fault = fault or "none"
+        self.fault_ratio = fault_ratio  # share of connections a connect-time fault hits
         self.counters = Pop3Counters()
+        self._rng = random.Random()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection from greeting to close; never raises."""
@@ -177,7 +183,9 @@ class Pop3Server:
     # the session
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.fault != "none":
+        # a connect-time fault hits `fault_ratio` of the connections; the rest are healthy
+        if self.fault != "none" and (self.fault not in _CONNECT_FAULTS
+                                     or self._rng.random() < self.fault_ratio):
             self.counters.add(faults=1)
             if await self._fault_at_connect(reader, writer):
                 return
@@ -205,14 +213,14 @@ class Pop3Server:
             await _until_client_leaves(reader)
             return True
         if self.fault == "reset":
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            writer.transport.abort()
+            reset(writer.transport)
             return True
         if self.fault == "garbage":
             writer.write(b"\x00\xff garbage, not a POP3 greeting \xfe\r\n")
             await writer.drain()
+            return True
+        if self.fault == "trickle":
+            await trickle(reader, writer, f"+OK mailswarm POP3 {self.hostname}\r\n".encode())
             return True
         return False
 

@@ -89,12 +89,12 @@ async def serve(settings: EmbeddedSettings, stats_file: Path | None = None,
                                           counters=web_counters)
     pop3_server = Pop3Server(store, hostname=f"mail.{settings.domain}",
                              command_delay=settings.command_delay, fault=settings.pop3_fault,
-                             ssl_context=tls_context)
+                             fault_ratio=settings.fault_ratio, ssl_context=tls_context)
     imap_server = ImapServer(
         store, command_delay=settings.command_delay, keepalive_interval=settings.imap_keepalive,
         max_user_connections=settings.imap_max_user_connections,
         fault=None if settings.imap_fault == "none" else settings.imap_fault,
-        ssl_context=tls_context)
+        fault_ratio=settings.fault_ratio, ssl_context=tls_context)
     listeners = [
         await start_listener("pop3", pop3_server.handle, settings.host, settings.pop3_port,
                              refusal=b"-ERR [SYS/TEMP] too many connections, try later\r\n",

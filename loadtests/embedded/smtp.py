@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import socket
 import ssl
-import struct
 import time
 from typing import Any, AnyStr
 
@@ -22,6 +20,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from loadtests.embedded.config import EmbeddedSettings
 from loadtests.embedded.delivery import LocalDelivery
+from loadtests.embedded.faults import connection_fault
 from loadtests.embedded.stats import TargetStats
 from loadtests.embedded.tls import SmtpAuthenticator
 
@@ -92,31 +91,16 @@ class _EchoAuthSMTP(_DelayedSMTP):
         await self.push(f"535 5.7.8 authentication failed for: AUTH {arg}")
 
 
-class _Stall(asyncio.Protocol):
-    """Accepts the connection and never says a word."""
+class _CloseAfter354(_DelayedSMTP):
+    """Says 354 to DATA, then closes the connection while the client sends the message."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-
-class _Reset(asyncio.Protocol):
-    """Answers the connection with a TCP reset."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        assert isinstance(transport, asyncio.WriteTransport)  # a TCP server's transport
-        transport.abort()
-
-
-class _Garbage(asyncio.Protocol):
-    """Sends bytes that are not SMTP, then closes."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(b"\x00\xff garbage, not an SMTP greeting \xfe\r\n")
-        transport.close()
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.envelope is None or not self.envelope.rcpt_tos:
+            await super().smtp_DATA(arg)  # aiosmtpd's own 503 for DATA without RCPT
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.abort()
 
 
 class SmtpServerFactory:
@@ -154,12 +138,15 @@ class SmtpServerFactory:
         if self._fault_now():
             self.stats.smtp_faults += 1
             fault = self.settings.fault
-            if fault == "stall":
-                return _Stall()
-            if fault == "reset":
-                return _Reset()
-            if fault == "garbage":
-                return _Garbage()
+            protocol = connection_fault(
+                fault, garbage=b"\x00\xff garbage, not an SMTP greeting \xfe\r\n",
+                greeting=f"220 mail.{self.settings.domain} ESMTP mailswarm\r\n".encode())
+            if protocol is not None:
+                return protocol
+            if fault == "close-after-354":
+                return _CloseAfter354(self._healthy, delay=self.settings.command_delay,
+                                      hostname=f"mail.{self.settings.domain}", ident="mailswarm",
+                                      **self._tls_kwargs)
             handler = self._faulty
         kwargs: dict[str, Any] = {**self._tls_kwargs,
                                   "hostname": f"mail.{self.settings.domain}", "ident": "mailswarm"}

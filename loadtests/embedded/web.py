@@ -30,6 +30,7 @@ import hmac
 import html
 import json
 import os
+import random
 import resource
 import secrets
 import signal
@@ -47,6 +48,7 @@ from aiohttp import web
 
 from loadtests.counts import SessionCounts
 from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.faults import connection_fault
 from loadtests.embedded.mailstore import Mailbox, MailStore
 from loadtests.embedded.stats import TargetStats
 
@@ -330,8 +332,15 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
         sock.close()
         await runner.cleanup()
         raise
-    site = web.SockSite(runner, sock, backlog=settings.backlog, ssl_context=ssl_context)
-    await site.start()
+    faulty: asyncio.Server | None = None
+    fault = str(getattr(settings, "http_fault", "none"))
+    if fault == "none":
+        site = web.SockSite(runner, sock, backlog=settings.backlog, ssl_context=ssl_context)
+        await site.start()
+    else:  # `fault_ratio` of the connections get the fault, the others the webmail
+        faulty = await asyncio.get_running_loop().create_server(
+            _faulty_factory(fault, settings.fault_ratio, runner.server), sock=sock,
+            backlog=settings.backlog, ssl=ssl_context)
     bound = sock.getsockname()[1]
     keeper = asyncio.get_running_loop().create_task(_housekeeping(server, runner))
 
@@ -339,9 +348,30 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
+        if faulty is not None:
+            faulty.close()
         await runner.cleanup()
 
     return bound, stop
+
+
+def _faulty_factory(fault: str, ratio: float,
+                    healthy: Callable[[], asyncio.BaseProtocol] | None,
+                    ) -> Callable[[], asyncio.BaseProtocol]:
+    """Protocol factory: `fault` on `ratio` of the connections, else aiohttp's handler."""
+    rng = random.Random()
+    reply = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+             b"Connection: close\r\n\r\n")
+
+    def make() -> asyncio.BaseProtocol:
+        if healthy is not None and rng.random() >= ratio:
+            return healthy()
+        protocol = connection_fault(
+            fault, garbage=b"\x00\xff garbage, not an HTTP reply \xfe\r\n\r\n", greeting=reply)
+        assert protocol is not None  # http_fault names connection-level faults only
+        return protocol
+
+    return make
 
 
 # -- standalone -----------------------------------------------------------------------------------
