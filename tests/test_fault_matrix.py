@@ -135,12 +135,7 @@ GROUPS: tuple[tuple[str, ...], ...] = (
     ("pop3-drop-half", "http-drop-half"),
     ("http-trickle",),
 )
-KNOWN_BUGS = {
-    # the webmail client's `request_timeout` bounds each read, not the request: a reply
-    # trickled one byte per 0.5 s holds the request for ~40 s, and the run's end leaves the
-    # requests in flight unrecorded (loadtests/users/webuser.py; not this suite's files)
-    "http-trickle": "WebUser's request_timeout is per read: a trickled reply is never cut",
-}
+KNOWN_BUGS: dict[str, str] = {}  # case -> why it fails today (an xfail, strict)
 
 
 def _stream_span(stream: Path) -> float:

@@ -125,15 +125,23 @@ class WebUser(FastHttpUser, ScenarioUser):
         t0 = time.perf_counter()
         error: BaseException | None = None
         reply = None
+        limit = self.network_timeout
         try:
-            response = self._agent.urlopen(self._base + request.path, method=request.method,
-                                           headers=headers, payload=request.body,
-                                           max_redirects=0)
-            location = response.headers.getlist("location")  # get(): a list when repeated
-            reply = Reply(response.status_code, response.content,
-                          location[0] if location else None)
+            # request_timeout bounds the whole exchange, not each read: a reply trickled a byte
+            # at a time is cut too (the connection is dropped with it)
+            late = TimeoutError(f"timed out: no complete reply within {limit:g} s")
+            with gevent.Timeout(limit, late):
+                response = self._agent.urlopen(self._base + request.path,
+                                               method=request.method, headers=headers,
+                                               payload=request.body, max_redirects=0)
+                location = response.headers.getlist("location")  # get(): a list when repeated
+                reply = Reply(response.status_code, response.content,
+                              location[0] if location else None)
             error = judge(reply)
-        except Exception as exc:  # socket errors, timeouts: recorded, never raised to Locust
+        except TimeoutError as exc:
+            self._end_connections()
+            error = exc
+        except Exception as exc:  # socket errors: recorded, never raised to Locust
             error = exc
         ms = (time.perf_counter() - t0) * 1000
         self.fire(Step(self.protocol, request.name, started, ms,
