@@ -24,7 +24,7 @@ class _Sliceable(str):
     """A name whose `{name[a:b]}` in a format template is the slice a:b (str.format hands the
     index over as the text "a:b")."""
 
-    def __getitem__(self, key: object) -> str:  # type: ignore[override]
+    def __getitem__(self, key: object) -> str:
         if isinstance(key, str):
             bounds = [int(part) if part.strip() else None for part in key.split(":")]
             if len(bounds) == 1:
