@@ -1,9 +1,10 @@
 """Delivery tracking against the real stack (issue 14): the seed's 50 msg/s SMTP case through
 Postfix into the maildirs, every accepted copy found, verified and timed; copies the test
-removes from their maildir before the tracker looks are reported lost; and the hashed maildir
-layout is the same path for Postfix (writes) and Dovecot (serves).
+removes from their maildir before the tracker looks are reported lost; the hashed maildir layout
+is the same path for Postfix (writes) and Dovecot (serves); Postfix runs with the delivery
+concurrency options (S8) in effect.
 
-One stack start-up (unbound, postfix, dovecot) for the module; ~1 min in all.
+One stack start-up (unbound, postfix, dovecot) for the module; ~65 s in all.
 """
 
 from __future__ import annotations
@@ -145,3 +146,19 @@ def test_hashed_layout_postfix_delivers_where_dovecot_serves(stack, tmp_path):
     finally:
         pop.quit()
     assert any(mid.encode() in body for body in bodies)
+
+
+def test_postfix_runs_with_the_delivery_concurrency_options(stack):
+    import subprocess
+
+    from loadtests.stack.settings import DeliveryConcurrency
+
+    cfg = StackConfig(delivery=DeliveryConcurrency(destination_limit=1, processes=2))
+    states = up(["postfix"], config=cfg)
+    assert states["postfix"].running and PORTS["smtp"] in states["postfix"].listening
+    conf = str(cfg.run_dir / "postfix/conf")
+    limit = subprocess.run(["postconf", "-c", conf, "-h", "virtual_destination_concurrency_limit"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    virtual = subprocess.run(["postconf", "-c", conf, "-M", "virtual/unix"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert limit == "1" and virtual[6] == "2", (limit, virtual)
