@@ -215,3 +215,66 @@ def test_bare_down_elsewhere_waits_for_the_holder(tmp_path: Path) -> None:
         held = subprocess.run([sys.executable, "-c", probe, str(cfg.run_dir)], cwd=ROOT,
                               check=False)
         assert held.returncode == 7
+
+
+# --- delivery concurrency (S8) and the maildir layout (S7) -----------------------------------
+
+def test_delivery_concurrency_options_reach_postfix(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "loadtests.stack", "render", "postfix", "--dir",
+                          str(tmp_path), "--delivery-concurrency", "3",
+                          "--delivery-processes", "7"],
+                         capture_output=True, text=True, cwd=ROOT, check=False)
+    assert out.returncode == 0, out.stderr
+    main_cf = (tmp_path / "postfix/conf/main.cf").read_text()
+    assert "virtual_destination_concurrency_limit = 3\n" in main_cf
+    virtual = [line.split() for line in (tmp_path / "postfix/conf/master.cf").read_text()
+               .splitlines() if line.startswith("virtual ")]
+    assert virtual == [["virtual", "unix", "-", "n", "n", "-", "7", "virtual"]]
+    render(["postfix"], config=StackConfig(run_dir=tmp_path / "default"))
+    assert "concurrency_limit" not in (tmp_path / "default/postfix/conf/main.cf").read_text()
+    with pytest.raises(ValueError, match="destination_limit"):
+        from loadtests.stack.settings import DeliveryConcurrency
+        DeliveryConcurrency(destination_limit=0)
+
+
+def test_hashed_layout_is_one_path_for_postfix_dovecot_and_the_tracker(tmp_path: Path) -> None:
+    from loadtests.delivery.maildir import MaildirFinder
+
+    cfg = StackConfig(run_dir=tmp_path, layout="hashed", users=1200)
+    render(["postfix", "dovecot"], config=cfg)
+    vmailbox = (tmp_path / "postfix/conf/vmailbox").read_text().splitlines()
+    assert len(vmailbox) == 1200 and vmailbox[122] == \
+        "user0123@example.test example.test/23/01/user0123/"
+    conf = (tmp_path / "dovecot/dovecot.conf").read_text()
+    assert f"mail_location = maildir:{tmp_path}/mail/%d/%-2.2n/%-4.2n/%n\n" in conf
+    assert (tmp_path / "dovecot/users").read_text().count("\n") == 1200
+    assert yaml.safe_load((tmp_path / "target.yaml").read_text())["users"]["count"] == 1200
+    finder = MaildirFinder(f"{tmp_path}/mail/{{domain}}/{{local[-2:]}}/{{local[-4:-2]}}/{{local}}")
+    assert Path(finder.path("user0123@example.test")) == cfg.maildir("user0123")
+    flat = StackConfig(run_dir=tmp_path)
+    assert flat.maildir("user0123") == tmp_path / "mail/example.test/user0123"
+
+
+@pytest.mark.parametrize("layout", ["flat", "hashed"])
+def test_provisioning_creates_every_maildir_once(tmp_path: Path, layout: str) -> None:
+    from loadtests.stack.layout import provision, provisioned
+
+    cfg = StackConfig(run_dir=tmp_path, layout=layout, users=250)  # type: ignore[arg-type]
+    assert provision(cfg) > 0 and provisioned(cfg)
+    boxes = [p.parent for p in (tmp_path / "mail").rglob("new")]
+    assert len(boxes) == 250 and cfg.maildir("user0250") in boxes
+    assert all((box / "cur").is_dir() and (box / "tmp").is_dir() for box in boxes)
+    assert provision(cfg) == 0.0  # already there
+    other = StackConfig(run_dir=tmp_path, layout="flat" if layout == "hashed" else "hashed",
+                        users=10)
+    provision(other)  # another layout starts the tree again
+    assert len(list((tmp_path / "mail").rglob("new"))) == 10
+
+
+@pytest.mark.skipif(not shutil.which("doveconf"), reason="dovecot-core is not installed")
+def test_dovecot_config_parses_with_the_hashed_layout(tmp_path: Path) -> None:
+    render(["dovecot"], config=StackConfig(run_dir=tmp_path, layout="hashed"))
+    out = subprocess.run(["doveconf", "-n", "-c", str(tmp_path / "dovecot/dovecot.conf")],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "%-2.2n/%-4.2n/%n" in out.stdout

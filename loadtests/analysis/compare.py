@@ -22,6 +22,8 @@ What is compared (B - A, in % of A):
   requests, resampled by blocks of seconds (see loadtests.analysis.bootstrap; steps with more
   than 3,000 requests are subsampled). With fewer than `MIN_REQUESTS` (20) successful requests
   in a run the row says "too few requests" and has no interval.
+- delivery, when tracked (loadtests.analysis.compare_delivery): delivery latency p50/p95/p99,
+  the sampled delivery queues' mean and peak size, copies lost or corrupt.
 A metric found in one run only is a row that says "present only in A/B", never dropped. A run
 without any request (a header-only stream) makes the comparison "not comparable" (`comparable`
 false, `significant` null; `mailswarm compare` exits 2), never "no significant change".
@@ -55,6 +57,7 @@ from loadtests.analysis.bootstrap import (
     block_quantile_draws,
     diff_interval,
 )
+from loadtests.analysis.compare_delivery import delivery_rows
 from loadtests.analysis.compare_outcomes import (
     arrival_rows,
     failure_rows,
@@ -268,6 +271,7 @@ def compare_records(a: tuple[RunRecords, dict[str, Any]], b: tuple[RunRecords, d
         rows.append(qos_row(a, b))
     rows += _per_second_rows(a[0], b[0], resamples, rng, min_effect)
     rows += _latency_rows(a[0], b[0], resamples, rng, min_effect, min_latency_ms)
+    rows += delivery_rows(a[0], b[0], _row, resamples, rng, min_effect)
     significant = [r["text"] for r in rows if r.get("significant")]
     empty = [side for side, run in (("A", a), ("B", b)) if _empty(run)]
     if empty:

@@ -20,10 +20,25 @@ from loadtests.clients.message import Verdict, verify
 __all__ = ["MaildirFinder"]
 
 
+class _Sliceable(str):
+    """A name whose `{name[a:b]}` in a format template is the slice a:b (str.format hands the
+    index over as the text "a:b")."""
+
+    def __getitem__(self, key: object) -> str:
+        if isinstance(key, str):
+            bounds = [int(part) if part.strip() else None for part in key.split(":")]
+            if len(bounds) == 1:
+                return str.__getitem__(self, bounds[0] or 0)
+            return str.__getitem__(self, slice(*bounds))
+        return str.__getitem__(self, key)  # type: ignore[index]
+
+
 @dataclass
 class MaildirFinder:
     """`template` names a mailbox's maildir: `{local}` and `{domain}` of its address, e.g.
-    `/srv/mail/{domain}/{local}` (the stack's layout); `$VARS` and `~` in it are expanded."""
+    `/srv/mail/{domain}/{local}` (the stack's flat layout), or slices of them for a hashed
+    layout, e.g. `/srv/mail/{domain}/{local[-2:]}/{local[-4:-2]}/{local}`; `$VARS` and `~` in
+    it are expanded."""
 
     template: str
     seen: dict[str, set[str]] = field(default_factory=dict)  # mailbox -> file names (base)
@@ -31,7 +46,7 @@ class MaildirFinder:
     def path(self, mailbox: str) -> str:
         local, _, domain = mailbox.partition("@")
         return os.path.expanduser(os.path.expandvars(self.template)).format(
-            local=local, domain=domain)
+            local=_Sliceable(local), domain=_Sliceable(domain))
 
     async def poll(self, mailbox: str) -> list[tuple[Verdict, float]]:
         out: list[tuple[Verdict, float]] = []

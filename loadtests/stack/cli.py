@@ -12,7 +12,14 @@ from pathlib import Path
 from loadtests.stack.manager import ServiceState, StackError, down, install, render, status, up
 from loadtests.stack.packages import PackageError
 from loadtests.stack.services import SERVICES
-from loadtests.stack.settings import RUN_DIR_ENV, DovecotLimits, StackConfig, default_run_dir
+from loadtests.stack.settings import (
+    RUN_DIR_ENV,
+    USER_COUNT,
+    DeliveryConcurrency,
+    DovecotLimits,
+    StackConfig,
+    default_run_dir,
+)
 
 __all__ = ["register"]
 
@@ -29,6 +36,8 @@ examples:
   mailswarm stack up                          start everything (installs what is missing)
   mailswarm stack up postfix unbound          only these two
   mailswarm stack up dovecot --process-limit 50   restart Dovecot with a lower limit
+  mailswarm stack up postfix --delivery-concurrency 2   two parallel maildir deliveries
+  mailswarm stack up postfix dovecot --users 100000 --layout hashed   a large domain
   mailswarm stack status --json
   mailswarm stack down                        stop every process the stack started
 """
@@ -42,11 +51,19 @@ def _limits(args: argparse.Namespace) -> DovecotLimits:
     return DovecotLimits(**{n: getattr(args, f, None) for n, f in zip(names, flags, strict=True)})
 
 
+def _delivery(args: argparse.Namespace) -> DeliveryConcurrency:
+    return DeliveryConcurrency(destination_limit=getattr(args, "delivery_concurrency", None),
+                               processes=getattr(args, "delivery_processes", None))
+
+
 def _config(args: argparse.Namespace) -> StackConfig:
     return StackConfig(run_dir=Path(args.dir), limits=_limits(args),
                        listen=getattr(args, "listen", "127.0.0.1"),
                        backend=getattr(args, "backend", "127.0.0.1"),
-                       smtp_host=getattr(args, "smtp_host", "127.0.0.1"))
+                       smtp_host=getattr(args, "smtp_host", "127.0.0.1"),
+                       users=getattr(args, "users", USER_COUNT),
+                       layout=getattr(args, "layout", "flat"),
+                       delivery=_delivery(args))
 
 
 def _print(states: dict[str, ServiceState], as_json: bool) -> None:
@@ -125,6 +142,23 @@ def _run_foreground(names: list[str] | None, args: argparse.Namespace) -> int:
     return 0 if stop["signal"] else 1
 
 
+def _mail_options(parser: argparse.ArgumentParser) -> None:
+    """Postfix's delivery concurrency (S8) and the accounts and their maildir layout (S7)."""
+    group = parser.add_argument_group("local delivery (Postfix virtual(8) into the maildirs)")
+    group.add_argument("--delivery-concurrency", type=int, metavar="N",
+                       help="parallel deliveries into the domain "
+                            "(virtual_destination_concurrency_limit) [20]")
+    group.add_argument("--delivery-processes", type=int, metavar="N",
+                       help="virtual delivery processes at most (master.cf maxproc) [100]")
+    accounts = parser.add_argument_group("accounts")
+    accounts.add_argument("--users", type=int, default=USER_COUNT, metavar="N",
+                          help=f"accounts user0001..userN, each maildir created at start "
+                               f"(default: {USER_COUNT})")
+    accounts.add_argument("--layout", choices=("flat", "hashed"), default="flat",
+                          help="maildirs as <domain>/<user> (flat, default) or "
+                               "<domain>/<last 2>/<2 before>/<user> (hashed)")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `stack` command (with its actions) to a parent parser's subparsers."""
     common = argparse.ArgumentParser(add_help=False)
@@ -152,6 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="imap-login/pop3-login processes [100]; past it BYE queue full")
     group.add_argument("--login-service-count", type=int, metavar="N",
                        help="connections per login process [1]; 0 = high-performance mode")
+    _mail_options(limits)
     starting = argparse.ArgumentParser(add_help=False)
     starting.add_argument("--no-install", action="store_true",
                           help="do not apt-get install missing packages")

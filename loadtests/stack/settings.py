@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 __all__ = [
     "DEFAULT_RUN_DIR",
@@ -22,9 +23,12 @@ __all__ = [
     "TLS_PORTS",
     "USER_COUNT",
     "USER_PATTERN",
+    "DeliveryConcurrency",
     "DovecotLimits",
+    "Layout",
     "StackConfig",
     "default_run_dir",
+    "mailbox_path",
     "user_names",
 ]
 
@@ -114,6 +118,32 @@ class DovecotLimits:
                 raise ValueError(f"dovecot {name} must be a whole number >= 0, not {value!r}")
 
 
+Layout = Literal["flat", "hashed"]
+"""Where a mailbox's maildir lives under <mail_dir>/<domain>: `flat` = <local>; `hashed` =
+<last two characters>/<the two before>/<local> (Dovecot `%-2.2n/%-4.2n/%n`), so a domain of
+100,000 accounts has 100 subdirectories of 100 each instead of 100,000 entries in one."""
+
+
+@dataclass(frozen=True)
+class DeliveryConcurrency:
+    """Postfix's local delivery into the maildirs (its virtual(8) agent); None keeps Postfix's
+    default (shown in brackets).
+
+    - destination_limit: `virtual_destination_concurrency_limit`, parallel deliveries to one
+      domain [20]; every stack mailbox is in one domain, so this is the delivery concurrency.
+    - processes: the virtual service's maxproc in master.cf [default_process_limit = 100].
+    """
+
+    destination_limit: int | None = None
+    processes: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"postfix delivery {name} must be a whole number >= 1, "
+                                 f"not {value!r}")
+
+
 @dataclass(frozen=True)
 class StackConfig:
     """Everything that decides what the rendered configs say.
@@ -129,9 +159,16 @@ class StackConfig:
     backend: str = "127.0.0.1"
     smtp_host: str = "127.0.0.1"
     users: int = USER_COUNT
+    layout: Layout = "flat"
+    delivery: DeliveryConcurrency = DeliveryConcurrency()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_dir", Path(self.run_dir).absolute())
+        if self.layout not in ("flat", "hashed"):
+            raise ValueError(f"layout must be flat or hashed, not {self.layout!r}")
+        if not isinstance(self.users, int) or not 1 <= self.users <= 1_000_000:
+            raise ValueError(f"users must be a whole number from 1 to 1,000,000, not "
+                             f"{self.users!r}")
 
     @property
     def log_dir(self) -> Path:
@@ -156,4 +193,11 @@ class StackConfig:
         return self.pid_dir / f"{daemon}.pid"
 
     def maildir(self, user: str) -> Path:
-        return self.mail_dir / DOMAIN / user
+        return self.mail_dir / mailbox_path(user, self.layout)
+
+
+def mailbox_path(local: str, layout: Layout, domain: str = DOMAIN) -> str:
+    """A mailbox's maildir relative to the mail root, in the given layout (see `Layout`)."""
+    if layout == "hashed":
+        return f"{domain}/{local[-2:]}/{local[-4:-2]}/{local}"
+    return f"{domain}/{local}"

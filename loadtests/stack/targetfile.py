@@ -15,7 +15,6 @@ from loadtests.stack.settings import (
     MAIL_HOST,
     PASSWORD,
     PORTS,
-    USER_COUNT,
     USER_PATTERN,
     StackConfig,
 )
@@ -99,7 +98,7 @@ def target_document(cfg: StackConfig | None = None) -> dict[str, Any]:
     return {
         "name": "mailswarm-stack",
         "domain": DOMAIN,
-        "users": {"pattern": USER_PATTERN, "first": 1, "count": USER_COUNT},
+        "users": {"pattern": USER_PATTERN, "first": 1, "count": cfg.users},
         "password": PASSWORD,
         "endpoints": endpoints,
     }

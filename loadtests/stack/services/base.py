@@ -83,9 +83,13 @@ def chown_tree(path: Path, uid: int, gid: int) -> None:
 
 
 def make_mail_root(cfg: StackConfig) -> None:
-    """The maildir root shared by Postfix (writes) and Dovecot (reads), owned by the mail uid."""
+    """The maildir root shared by Postfix (writes) and Dovecot (reads), owned by the mail uid,
+    with every account's maildir in the configured layout."""
+    from loadtests.stack.layout import provision
+
     domain = cfg.mail_dir / DOMAIN
     domain.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         for path in (cfg.mail_dir, domain):
             os.chown(path, MAIL_UID, MAIL_GID)
+    provision(cfg)

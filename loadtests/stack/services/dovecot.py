@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from loadtests.stack.layout import dovecot_location
 from loadtests.stack.services.base import Daemon, Service, make_mail_root, system_ids
 from loadtests.stack.settings import (
     DOMAIN,
@@ -109,7 +110,7 @@ auth_default_realm = {DOMAIN}
 auth_username_format = %Lu
 first_valid_uid = {MAIL_UID}
 last_valid_uid = {MAIL_UID}
-mail_location = maildir:{cfg.mail_dir}/%d/%n
+mail_location = maildir:{dovecot_location(cfg.mail_dir, cfg.layout)}
 login_greeting = Dovecot ready.
 {_global_limits(cfg.limits)}passdb {{
   driver = passwd-file
@@ -117,7 +118,7 @@ login_greeting = Dovecot ready.
 }}
 userdb {{
   driver = static
-  args = uid={MAIL_UID} gid={MAIL_GID} home={cfg.mail_dir}/%d/%n
+  args = uid={MAIL_UID} gid={MAIL_GID} home={dovecot_location(cfg.mail_dir, cfg.layout)}
 }}
 service imap-login {{
 {_login_limits(cfg.limits)}  inet_listener imap {{

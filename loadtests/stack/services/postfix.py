@@ -10,6 +10,7 @@ import os
 import pty
 import subprocess
 
+from loadtests.stack.layout import postfix_vmailbox
 from loadtests.stack.services.base import (
     Daemon,
     Service,
@@ -25,7 +26,6 @@ from loadtests.stack.settings import (
     MAIL_UID,
     PORTS,
     StackConfig,
-    user_names,
 )
 from loadtests.stack.tls import cert_file, install_service_key, service_key
 
@@ -103,6 +103,24 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+# --- local delivery concurrency (virtual(8) writes the maildirs; S8) --------------------------
+
+def _delivery_main(cfg: StackConfig) -> str:
+    """main.cf lines for the delivery concurrency options (none when left at the defaults)."""
+    limit = cfg.delivery.destination_limit
+    return "" if limit is None else f"virtual_destination_concurrency_limit = {limit}\n"
+
+
+def _delivery_master(cfg: StackConfig, services: str) -> str:
+    """master.cf's service list with the virtual agent's maxproc set when asked for."""
+    if cfg.delivery.processes is None:
+        return services
+    old = "virtual   unix  -       n       n       -       -       virtual\n"
+    assert old in services
+    return services.replace(old, old.replace("-       virtual",
+                                             f"{cfg.delivery.processes:<8}virtual"))
+
+
 class Postfix(Service):
     name = "postfix"
     summary = (f"SMTP on port {PORTS['smtp']} (STARTTLS), submission {PORTS['submission']} "
@@ -151,10 +169,10 @@ virtual_minimum_uid = 100
 virtual_uid_maps = static:{MAIL_UID}
 virtual_gid_maps = static:{MAIL_GID}
 virtual_mailbox_limit = 0
-""" + _tls_main(cfg)
+""" + _tls_main(cfg) + _delivery_main(cfg)
         master = (f"{cfg.listen}:{PORTS['smtp']} inet n - n - - smtpd\n"
-                  + _submission_services(cfg) + _MASTER_SERVICES)
-        vmailbox = "".join(f"{u}@{DOMAIN} {DOMAIN}/{u}/\n" for u in user_names(cfg.users))
+                  + _submission_services(cfg) + _delivery_master(cfg, _MASTER_SERVICES))
+        vmailbox = postfix_vmailbox(cfg)
         return {"postfix/conf/main.cf": main, "postfix/conf/master.cf": master,
                 "postfix/conf/vmailbox": vmailbox}
 
