@@ -113,15 +113,21 @@ class WorkerBook:
         """A worker's shipped records and counters (its final report with `final`)."""
         worker = self.workers.get(worker_id)
         if data:
+            write, count = self.writer.write, self.counters.count
             for shipped in data["records"]:
+                if type(shipped) is list:  # a succeeded request's row (run/shipping.REQ_ROW)
+                    ts, rtype, name, ms, length, sc, lag_ms = shipped
+                    write(Req(ts, rtype, name, ms, length, True, None, None, sc, lag_ms,
+                              worker=worker_id))
+                    count(name, True, ms, None, None)
+                    continue
                 shipped["worker"] = worker_id
                 record = decode(shipped)
                 if record is None:
                     continue
-                self.writer.write(record)
+                write(record)
                 if type(record) is Req:
-                    self.counters.count(record.name, record.ok, record.ms, record.err,
-                                        record.code)
+                    count(record.name, record.ok, record.ms, record.err, record.code)
             if worker is not None and not worker.lost:
                 worker.pacers = data["pacers"]
                 worker.sessions = data["sessions"]
