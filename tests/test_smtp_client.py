@@ -125,7 +125,6 @@ def scripted():
     servers = []
 
     def start(replies, greeting=b"220 scripted\r\n"):
-        import asyncio
 
         async def handle(reader, writer):
             writer.write(greeting)
@@ -148,20 +147,10 @@ def scripted():
                     break
             writer.close()
 
-        async def serve():
-            return await asyncio.start_server(handle, "127.0.0.1", 0)
-
-        server = bridge.run(serve())
-        servers.append(server)
-        return server.sockets[0].getsockname()[1]
+        return _serve(handle, servers)
 
     yield start
-
-    async def close_all():
-        for server in servers:
-            server.close()
-
-    bridge.run(close_all())
+    _close(servers)
 
 
 ONE = [Envelope(["user0001@example.test"], 1000)]
@@ -327,20 +316,10 @@ def pipelining_server():
                     break
             writer.close()
 
-        async def serve():
-            return await asyncio.start_server(handle, "127.0.0.1", 0)
-
-        server = bridge.run(serve())
-        servers.append(server)
-        return server.sockets[0].getsockname()[1]
+        return _serve(handle, servers)
 
     yield start
-
-    async def close_all():
-        for server in servers:
-            server.close()
-
-    bridge.run(close_all())
+    _close(servers)
 
 
 ONE_RCPT = [Envelope(["user0001@example.test"], 600)]
@@ -395,3 +374,23 @@ def test_replies_that_arrive_together_are_read_one_by_one():
 
     assert bridge.run(read(), timeout=5) == [(250, "one"), (250, "two\ntwo b"), (354, "go on"),
                                   (221, "bye")]
+
+
+def _serve(handle, servers):
+    """Start an asyncio server running `handle` on the bridge loop; its port."""
+    import asyncio
+
+    async def serve():
+        return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+    server = bridge.run(serve())
+    servers.append(server)
+    return server.sockets[0].getsockname()[1]
+
+
+def _close(servers):
+    async def close_all():
+        for server in servers:
+            server.close()
+
+    bridge.run(close_all())
