@@ -114,11 +114,11 @@ class WorkerBook:
         worker = self.workers.get(worker_id)
         if data:
             write, count = self.writer.write, self.counters.count
+            write_ok_req = self.writer.write_ok_req
             for shipped in data["records"]:
                 if type(shipped) is list:  # a succeeded request's row (run/shipping.REQ_ROW)
                     ts, rtype, name, ms, length, sc, lag_ms = shipped
-                    write(Req(ts, rtype, name, ms, length, True, None, None, sc, lag_ms,
-                              worker=worker_id))
+                    write_ok_req(ts, rtype, name, ms, length, sc, lag_ms, worker_id)
                     count(name, True, ms, None, None)
                     continue
                 shipped["worker"] = worker_id
