@@ -5,6 +5,11 @@ helpers (find a tool, a free loopback port, a process's CPU, stopping a child by
 script was started by another interpreter (`python3 bench/x`, `bench/x` through
 `/usr/bin/env python3`), it re-executes the script with the checkout's `.venv/bin/python`, so
 no PATH tricks are needed; with no `.venv` it says to run `scripts/setup`.
+
+`loadtests` comes from this checkout, unless PYTHONPATH names another tree (e.g. a worktree
+of an older commit: `PYTHONPATH=/work/before bench/x`): then from there, so the same bench code
+measures two trees. `tree_env(tree)` is the environment of a child process that runs `tree`'s
+loadtests (benches use it for their `@before` variants, alternated in one invocation).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["HOST", "ROOT", "find_tool", "free_port", "proc_cpu_s", "stop_pid",
+__all__ = ["HOST", "ROOT", "find_tool", "free_port", "proc_cpu_s", "stop_pid", "tree_env",
            "use_project_env"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +44,20 @@ def use_project_env() -> None:
             os.environ[_REEXEC] = "1"
             os.execv(python, [str(python), os.path.abspath(sys.argv[0]), *sys.argv[1:]])
     if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))  # loadtests from this tree, whatever the working directory
+        if os.environ.get("PYTHONPATH"):
+            sys.path.append(str(ROOT))  # PYTHONPATH's loadtests (another tree) comes first
+        else:
+            sys.path.insert(0, str(ROOT))  # loadtests from this tree, whatever the directory
+
+
+def tree_env(tree: str | Path | None) -> dict[str, str]:
+    """The environment of a child that imports `tree`'s loadtests (None: this checkout's)."""
+    env = dict(os.environ)
+    if tree is None:
+        env.pop("PYTHONPATH", None)
+    else:
+        env["PYTHONPATH"] = str(tree)
+    return env
 
 
 def find_tool(name: str, hint: str) -> str:

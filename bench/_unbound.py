@@ -10,11 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from _project import HOST, find_tool, stop_pid
+from _project import HOST, find_tool, stop_pid, use_project_env
 
 __all__ = ["DOMAIN", "MAIL_HOST", "start_unbound"]
 
-from loadtests.stack.settings import DOMAIN, MAIL_HOST
+use_project_env()  # before importing loadtests: the benches import this module first
+from loadtests.stack.settings import DOMAIN, MAIL_HOST  # noqa: E402
 
 
 def free_port_udp_tcp() -> int:

@@ -125,7 +125,6 @@ def scripted():
     servers = []
 
     def start(replies, greeting=b"220 scripted\r\n"):
-        import asyncio
 
         async def handle(reader, writer):
             writer.write(greeting)
@@ -148,20 +147,10 @@ def scripted():
                     break
             writer.close()
 
-        async def serve():
-            return await asyncio.start_server(handle, "127.0.0.1", 0)
-
-        server = bridge.run(serve())
-        servers.append(server)
-        return server.sockets[0].getsockname()[1]
+        return _serve(handle, servers)
 
     yield start
-
-    async def close_all():
-        for server in servers:
-            server.close()
-
-    bridge.run(close_all())
+    _close(servers)
 
 
 ONE = [Envelope(["user0001@example.test"], 1000)]
@@ -282,3 +271,126 @@ def test_a_host_name_is_resolved_and_connected(scripted):
     rec = StepRecorder("SMTP")
     accepted = bridge.run(send_session("localhost", port, ONE, FAST, rec), timeout=30)
     assert accepted == 1 and not rec.failed, rec.steps
+
+
+# -- PIPELINING (RFC 2920): a server that answers a group only once it has all of it ----------
+@pytest.fixture
+def pipelining_server():
+    """Factory: a server offering PIPELINING that answers MAIL only after RCPT and DATA have
+    arrived too (451 when they do not come within 0.5 s: the client did not pipeline), with
+    the group's replies in one write (`rcpt` is the RCPT reply); after the message it expects
+    QUIT already sent and writes the final reply and 221 together. Returns its port."""
+    import asyncio
+
+    servers = []
+
+    def start(rcpt=b"250 ok\r\n"):
+        async def handle(reader, writer):
+            writer.write(b"220 pipelined\r\n")
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    writer.write(b"250-pipelined\r\n250-SIZE 1000000\r\n250 PIPELINING\r\n")
+                elif verb == b"MAIL":
+                    try:
+                        async with asyncio.timeout(0.5):
+                            group = [await reader.readline(), await reader.readline()]
+                    except TimeoutError:
+                        writer.write(b"451 send the group at once\r\n")
+                        continue
+                    assert [g[:4] for g in group] == [b"RCPT", b"DATA"], group
+                    ok = rcpt.startswith(b"2")
+                    writer.write(b"250 ok\r\n" + rcpt + (b"354 go on\r\n" if ok else
+                                                         b"554 no valid recipients\r\n"))
+                    if not ok:
+                        continue
+                    while (await reader.readline()) not in (b".\r\n", b""):
+                        pass
+                    async with asyncio.timeout(0.5):
+                        after = await reader.readline()
+                    writer.write(b"250 queued\r\n" + (b"221 bye\r\n" if after[:4] == b"QUIT"
+                                                      else b"500 expected QUIT\r\n"))
+                    break
+                elif verb == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    break
+            writer.close()
+
+        return _serve(handle, servers)
+
+    yield start
+    _close(servers)
+
+
+ONE_RCPT = [Envelope(["user0001@example.test"], 600)]
+
+
+def test_pipelining_sends_mail_rcpt_data_as_one_group_and_quit_with_the_message(
+        pipelining_server):
+    accepted, rec = session(pipelining_server(), ONE_RCPT)
+    assert accepted == 1 and not rec.failed, rec.steps
+    assert names(rec) == ["CONNECT", "EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+    assert [s.length for s in rec.steps if s.name == "DATA"] == [600]
+
+
+def test_pipelining_off_sends_one_command_at_a_time(pipelining_server):
+    from dataclasses import replace
+
+    accepted, rec = session(pipelining_server(), ONE_RCPT, replace(OPTS, pipelining=False))
+    assert accepted == 0 and names(rec) == ["CONNECT", "EHLO", "MAIL"]
+    assert rec.steps[-1].error.code == 451
+
+
+def test_pipelined_refused_recipient_ends_the_session_at_rcpt(pipelining_server):
+    accepted, rec = session(pipelining_server(rcpt=b"550 no such user\r\n"), ONE_RCPT)
+    assert accepted == 0 and names(rec) == ["CONNECT", "EHLO", "MAIL", "RCPT"]
+    assert rec.steps[-1].error.code == 550 and rec.steps[2].error is None
+
+
+def test_replies_that_arrive_together_are_read_one_by_one():
+    """Several replies in one packet (a pipelined group's), and one split across packets."""
+    import asyncio
+
+    from loadtests.clients.smtp import _Protocol
+
+    class Transport(asyncio.Transport):
+        def get_extra_info(self, name, default=None):
+            return default
+
+    async def read():
+        protocol = _Protocol(asyncio.get_running_loop())
+        protocol.connection_made(Transport())
+        protocol.data_received(b"250 one\r\n250-two\r\n250 two b\r\n354 go")
+        first, second = await protocol.read_response(), await protocol.read_response()
+        third = asyncio.ensure_future(protocol.read_response())
+        await asyncio.sleep(0)
+        assert not third.done()
+        protocol.data_received(b" on\r\n221 bye\r\n")
+        protocol.connection_lost(None)
+        out = [first, second, await third, await protocol.read_response()]
+        with pytest.raises(Exception, match="Connection lost"):
+            await protocol.read_response()
+        return [(r.code, r.message) for r in out]
+
+    assert bridge.run(read(), timeout=5) == [(250, "one"), (250, "two\ntwo b"), (354, "go on"),
+                                  (221, "bye")]
+
+
+def _serve(handle, servers):
+    """Start an asyncio server running `handle` on the bridge loop; its port."""
+    import asyncio
+
+    async def serve():
+        return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+    server = bridge.run(serve())
+    servers.append(server)
+    return server.sockets[0].getsockname()[1]
+
+
+def _close(servers):
+    async def close_all():
+        for server in servers:
+            server.close()
+
+    bridge.run(close_all())

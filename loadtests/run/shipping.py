@@ -1,13 +1,19 @@
 """A worker process's side of the measurements: its records (error texts redacted: the target's
 password never leaves the process), pacer counters and open sessions, shipped to the master
 with every `report_to_master` (REPORT_KEY) and once more, in full, as the final report when the
-master asks it to finish (`FINISH` -> `FINAL`). Used by `mailswarm worker` (loadtests.run.worker)
-and by the Locust plugin's workers (loadtests.locust.shipping); the master merges the reports
-with loadtests.run.workers.WorkerBook.
+master asks it to finish (`FINISH` -> `FINAL`).
+
+A succeeded request travels as a row, `[ts, type, name, ms, len, sc, lag_ms]` (`REQ_ROW`): no
+keys to pack and unpack, nothing to redact; everything else (failed requests, with their error
+text redacted here, and other records) as its record dict, in the order they happened. The
+master (loadtests.run.workers.WorkerBook.take) merges the reports and turns both back into the
+same `req` records. Used by `mailswarm worker` (loadtests.run.worker) and by the Locust
+plugin's workers (loadtests.locust.shipping).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gevent
@@ -20,7 +26,9 @@ from loadtests.schedule.sessions import gauge
 from loadtests.stream import req_dict, tls_listener, to_dict, user_error_record
 from loadtests.stream.redact import Redactor
 
-__all__ = ["WorkerLoad"]
+__all__ = ["REQ_ROW", "WorkerLoad"]
+
+REQ_ROW = ("ts", "type", "name", "ms", "len", "sc", "lag_ms")  # a succeeded request's row
 
 
 class WorkerLoad:
@@ -30,12 +38,27 @@ class WorkerLoad:
 
     def __init__(self) -> None:
         self.pacers = Pacers({})
-        self.buffer: list[dict[str, Any]] = []
+        self.buffer: list[dict[str, Any] | tuple[Any, ...]] = []  # record dicts and req rows
         self.redactor = Redactor()  # the target's password never leaves this process
 
     def keep(self, record: dict[str, Any]) -> None:
         """Buffer a `req` or `error` record dict for the next report, its error text redacted."""
         self.buffer.append(self.redactor.req_dict(record))
+
+    def request(self, request_type: str, name: str, response_time: float,
+                response_length: int | None = 0, exception: BaseException | None = None,
+                context: dict[str, Any] | None = None, start_time: float | None = None,
+                **kw: Any) -> None:
+        """Listener for Locust's `events.request`: a succeeded request as a row (REQ_ROW),
+        a failed one as its record dict (`keep`: its error text redacted)."""
+        if exception is not None:
+            self.keep(req_dict(request_type, name, response_time, response_length, exception,
+                               context, start_time))
+            return
+        ctx = context or {}
+        self.buffer.append((start_time or time.time(), request_type, name,
+                            round(response_time, 3), int(response_length or 0),
+                            ctx.get("scenario"), ctx.get("lag_ms")))
 
     def payload(self, users: int) -> dict[str, Any]:
         records = self.buffer[:]
@@ -50,7 +73,7 @@ class WorkerLoad:
     def ship(self, events: Events, runner: WorkerRunner) -> None:
         """Buffer this process's records, add them to every report to the master, and follow
         the master's `START` and `FINISH`."""
-        events.request.add_listener(lambda **kw: self.keep(req_dict(**kw)))
+        events.request.add_listener(self.request)
         events.user_error.add_listener(lambda user_instance, exception, tb, **_: self.keep(
             to_dict(user_error_record(user_instance, exception))))
         # the TLS versions and ciphers seen, once each, as `tls` records

@@ -125,21 +125,34 @@ class WorkerBook:
         """A worker's shipped records and counters (its final report with `final`)."""
         worker = self.workers.get(worker_id)
         if data:
+            write, count = self.writer.write, self.counters.count
+            # StreamWriter's direct path for a row; any other writer (the Locust plugin's
+            # stand-in before its stream opens) is given the Req record
+            write_ok_req = getattr(self.writer, "write_ok_req", None) or self._write_ok_req
             for shipped in data["records"]:
+                if type(shipped) is list:  # a succeeded request's row (run/shipping.REQ_ROW)
+                    ts, rtype, name, ms, length, sc, lag_ms = shipped
+                    write_ok_req(ts, rtype, name, ms, length, sc, lag_ms, worker_id)
+                    count(name, True, ms, None, None)
+                    continue
                 shipped["worker"] = worker_id
                 record = decode(shipped)
                 if record is None:
                     continue
-                self.writer.write(record)
+                write(record)
                 if type(record) is Req:
-                    self.counters.count(record.name, record.ok, record.ms, record.err,
-                                        record.code)
+                    count(record.name, record.ok, record.ms, record.err, record.code)
             if worker is not None and not worker.lost:
                 worker.pacers = data["pacers"]
                 worker.sessions = data["sessions"]
                 worker.users = data.get("users", worker.users)
         if final and worker is not None:
             worker.finished = True
+
+    def _write_ok_req(self, ts: float, rtype: str, name: str, ms: float, length: int,
+                      sc: str | None, lag_ms: float | None, worker: str | None) -> None:
+        self.writer.write(Req(ts, rtype, name, ms, length, True, None, None, sc, lag_ms,
+                              worker=worker))
 
     def pacer_snapshots(self, elapsed: float) -> dict[str, dict[str, int]]:
         """Every worker's pacer counters summed by scenario (`in_flight_max`: the sum of the

@@ -91,6 +91,18 @@ class StreamWriter:
         for tap in self.taps:
             tap(record)
 
+    def write_ok_req(self, ts: float, rtype: str, name: str, ms: float, length: int,
+                     sc: str | None, lag_ms: float | None, worker: str | None) -> None:
+        """A succeeded `req` (nothing to redact) as `write(Req(...))` writes it; the record
+        object is made only when a tap wants it (a worker's shipped rows, on the master)."""
+        if self.taps:
+            self.write(Req(ts, rtype, name, ms, length, True, None, None, sc, lag_ms,
+                           worker=worker))
+            return
+        self._seq += 1
+        self._buffer.append(req_line(self._seq, ts, rtype, name, ms, length, True, None, None,
+                                     sc, lag_ms, worker))
+
     def on_request(self, request_type: str, name: str, response_time: float,
                    response_length: int | None, exception: BaseException | None = None,
                    context: dict[str, Any] | None = None, start_time: float | None = None,
