@@ -3,8 +3,10 @@ failure comes back as a recorded step carrying the server's reply or the socket 
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
+from cli import ROOT
 
 from loadtests import bridge
 from loadtests.clients.dns import MxResolver
@@ -394,3 +396,23 @@ def _close(servers):
             server.close()
 
     bridge.run(close_all())
+
+
+@pytest.mark.parametrize("setting, expected", [("", True), ("pipelining: false", False)])
+def test_the_profile_turns_pipelining_on_or_off(tmp_path: Path, setting: str,
+                                                expected: bool) -> None:
+    """`smtp: {pipelining: false}` reaches the client's options (default on)."""
+    from loadtests.profiles import load_profile
+    from loadtests.schedule.loadplan import build_load
+    from loadtests.targets import load_target
+
+    extra = f", {setting}" if setting else ""
+    profile = tmp_path / "p.yaml"
+    profile.write_text(
+        "name: p\nduration: 1s\nscenarios:\n  - name: mta\n    user: smtp\n"
+        "    schedule: {kind: closed, users: 1}\n"
+        f"    smtp: {{mx_lookup: false, connect_to: endpoint{extra}}}\n")
+    classes, _ = build_load(load_profile(profile),
+                            load_target(ROOT / "profiles" / "targets" / "stack.yaml"),
+                            allow_remote=False)
+    assert classes[0].smtp_options().pipelining is expected  # type: ignore[attr-defined]

@@ -67,6 +67,12 @@ class SmtpSettings(StrictModel):
         default="plain", description="submission: the SASL mechanism of AUTH")
     tls_resume: bool = Field(
         default=False, description="resume TLS sessions (as real clients do) on TLS endpoints")
+    pipelining: bool = Field(
+        default=True,
+        description="send MAIL, RCPT and DATA in one write when the server offers PIPELINING "
+                    "(RFC 2920, as Postfix's client does); each step is still timed to its own "
+                    "reply, so RCPT and DATA's 354 read as ~0 ms. false: one command per round "
+                    "trip, each step timing its own server turn")
 
 
 class DnsSettings(StrictModel):

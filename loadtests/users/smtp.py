@@ -63,7 +63,7 @@ class SmtpUser(ScenarioUser):
             endpoint = cls.endpoint()
             options = cls._options = SmtpOptions(
                 sender=cls.target.sender, connect_timeout=smtp.connect_timeout,
-                command_timeout=smtp.command_timeout,
+                command_timeout=smtp.command_timeout, pipelining=smtp.pipelining,
                 tls=endpoint_tls(endpoint.host, endpoint.port, endpoint.tls_options(),
                                  resume=smtp.tls_resume))
         return options
