@@ -1,6 +1,7 @@
 """The DNS client against the embedded target's DNS server and a scripted in-test server:
-answers recorded, failures recorded with a readable cause, timeouts, TCP after truncation,
-id multiplexing on the socket pool, the concurrency cap and the cache."""
+answers recorded, failures recorded with a readable cause, timeouts, TCP after truncation (and
+the embedded target's truncation and closed-port faults), id multiplexing on the socket pool,
+the concurrency cap and the cache."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from loadtests.clients.dns import (
 )
 from loadtests.clients.errors import describe
 from loadtests.clients.steps import StepRecorder
-from loadtests.embedded.dns import DnsZone
+from loadtests.embedded.dns import DnsZone, truncated
 
 ZONE = DnsZone("example.test")
 
@@ -86,10 +87,7 @@ class Scripted(asyncio.DatagramProtocol):
         reply = ZONE.answer(data)
         assert reply is not None
         if self.mode == "truncate":
-            msg = dns.message.from_wire(reply)
-            msg.answer.clear()
-            msg.flags |= dns.flags.TC
-            reply = msg.to_wire()
+            reply = truncated(reply)
         elif self.mode == "garbage":
             reply = data[:2] + b"\x81\x80" + b"\xff" * 20
         elif self.mode == "wrong-question-first":
@@ -180,6 +178,41 @@ def test_no_answer_is_a_failed_step_with_a_readable_cause(embedded):
     assert isinstance(result, DnsNoAnswer)
     assert [s.name for s in rec.steps] == ["MX"] and rec.steps[0].error is result
     assert str(describe(result)) == "DnsNoAnswer: mail.example.test has no usable MX record"
+
+
+# -- the embedded target's DNS faults -------------------------------------------------------------
+def udp_query(port: int, name: str = "example.test", rdtype: str = "MX") -> dns.message.Message:
+    """One plain UDP query to the embedded DNS server, its answer parsed."""
+    query = dns.message.make_query(name, rdtype)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3.0)
+        s.sendto(query.to_wire(), ("127.0.0.1", port))
+        return dns.message.from_wire(s.recv(4096))
+
+
+def test_embedded_truncation_is_answered_over_tcp(start_target):
+    port = start_target(dns_fault="truncate").ready["dns_port"]
+    udp = udp_query(port)
+    assert udp.flags & dns.flags.TC and not udp.answer  # UDP alone cannot resolve it
+    rec, result = lookup(MxResolver("127.0.0.1", port))
+    assert result == ("mail.example.test", ["127.0.0.1"]) and not rec.failed
+
+
+def test_embedded_truncation_with_tcp_refused_is_a_readable_failure(start_target):
+    port = start_target(dns_fault="truncate-no-tcp").ready["dns_port"]
+    assert udp_query(port).flags & dns.flags.TC  # UDP still answers, truncated
+    rec, result = lookup(MxResolver("127.0.0.1", port, timeout=3.0))
+    assert isinstance(result, DnsTransportError) and result.code == "ECONNREFUSED"
+    assert [s.name for s in rec.steps] == ["MX"] and rec.steps[0].ms < 1000
+    assert f"TCP to 127.0.0.1:{port}" in str(result)
+
+
+def test_embedded_closed_dns_port_is_refused_fast(start_target):
+    port = start_target(dns_fault="closed").ready["dns_port"]
+    rec, result = lookup(MxResolver("127.0.0.1", port, timeout=3.0))
+    assert isinstance(result, DnsTransportError) and result.code == "ECONNREFUSED"
+    assert [s.name for s in rec.steps] == ["MX"] and rec.steps[0].ms < 1000
+    assert "refused" in str(describe(result)).lower()
 
 
 # -- faults from the scripted server -------------------------------------------------------------

@@ -86,9 +86,12 @@ class EmbeddedSettings(StrictModel):
     http_fault: Literal["none", "stall", "reset", "garbage", "trickle"] = Field(
         default="none", description="webmail connections: never answer, TCP reset, a reply "
                                     "that is not HTTP, or a reply trickled one byte at a time")
-    dns_fault: Literal["none", "drop", "garbage"] = Field(
-        default="none", description="DNS queries: never answered, or answered with bytes that "
-                                    "are not DNS (`dns_delay` makes answers late)")
+    dns_fault: Literal["none", "drop", "garbage", "truncate", "truncate-no-tcp", "closed"] = Field(
+        default="none", description="DNS queries: never answered, answered with bytes that are "
+                                    "not DNS, answered on UDP truncated (TC set, no records; "
+                                    "TCP answers in full, or is refused with truncate-no-tcp), "
+                                    "or nothing listens on the port (closed: UDP gets ICMP port "
+                                    "unreachable, TCP a refusal); `dns_delay` makes answers late")
     imap_max_user_connections: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="IMAP connections per user (like Dovecot's mail_max_userip_connections)")

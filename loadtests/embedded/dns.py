@@ -1,7 +1,10 @@
 """The embedded DNS server: MX for the test domain -> mail.<domain> -> 127.0.0.1 (and ::1; the
 A answer is `mail_address`, to test a client's loopback rule), NXDOMAIN for other names in the
-domain, REFUSED outside it; over UDP and TCP. A datagram that is not a query (not DNS, or a
-response: QR set) is dropped, as servers do — answering responses would let two servers loop."""
+domain, REFUSED outside it; over UDP and TCP (RFC 1035 4.2.2: each message after its 2-byte
+length). A datagram that is not a query (not DNS, or a response: QR set) is dropped, as servers
+do — answering responses would let two servers loop. Faults (`dns_fault`): see `_FaultyZone`,
+`truncated` (UDP answers with TC set, for a client to ask again over TCP) and `serve_dns` (TCP
+refused, or nothing listening at all)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import dns.rrset
 from loadtests.embedded.config import EmbeddedSettings
 from loadtests.embedded.stats import TargetStats
 
-__all__ = ["DnsZone", "serve_dns"]
+__all__ = ["DnsZone", "serve_dns", "truncated"]
 
 
 class DnsZone:
@@ -79,9 +82,21 @@ class _FaultyZone(DnsZone):
         return wire[:2] + b"\xff\xfe garbage, not a DNS answer \x00\x01"
 
 
+def truncated(reply: bytes) -> bytes:
+    """`reply` as a server sends it when it does not fit a datagram: TC set, no records (RFC
+    2181 9: a client then asks again over TCP and uses none of this answer)."""
+    msg = dns.message.from_wire(reply)
+    msg.answer.clear()
+    msg.authority.clear()
+    msg.additional.clear()
+    msg.flags |= dns.flags.TC
+    return msg.to_wire()
+
+
 class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, zone: DnsZone, stats: TargetStats, delay: float) -> None:
-        self.zone, self.stats, self.delay = zone, stats, delay
+    def __init__(self, zone: DnsZone, stats: TargetStats, delay: float,
+                 truncate: bool = False) -> None:
+        self.zone, self.stats, self.delay, self.truncate = zone, stats, delay, truncate
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,6 +107,8 @@ class _Udp(asyncio.DatagramProtocol):
         reply = self.zone.answer(data)
         if reply is None or self.transport is None:
             return
+        if self.truncate:
+            reply = truncated(reply)
         if self.delay > 0:
             asyncio.get_running_loop().call_later(self.delay, self.transport.sendto, reply, addr)
         else:
@@ -120,17 +137,21 @@ async def _tcp_client(zone: DnsZone, stats: TargetStats, delay: float,
 
 async def serve_dns(settings: EmbeddedSettings, stats: TargetStats,
                     ) -> tuple[int, asyncio.DatagramTransport, asyncio.Server]:
-    """Start UDP and TCP on the same port; returns (port, udp transport, tcp server)."""
+    """Start UDP and TCP on the same port; returns (port, udp transport, tcp server).
+    `dns_fault` "truncate-no-tcp" closes the TCP server once bound, "closed" both (the port
+    stays reported: a client finds nothing listening there)."""
     loop = asyncio.get_running_loop()
-    zone = (DnsZone(settings.domain, mail_address=str(settings.mail_address))
-            if settings.dns_fault == "none" else
-            _FaultyZone(settings.dns_fault, settings.domain, str(settings.mail_address)))
+    fault = settings.dns_fault
+    zone = (_FaultyZone(fault, settings.domain, str(settings.mail_address))
+            if fault in ("drop", "garbage") else
+            DnsZone(settings.domain, mail_address=str(settings.mail_address)))
+    truncate = fault in ("truncate", "truncate-no-tcp")
     delay = settings.dns_delay
     port = settings.dns_port
     # bind UDP first (port 0 -> any), then TCP on the same number; retry if TCP's is taken
     for _ in range(20):
         udp, _proto = await loop.create_datagram_endpoint(
-            lambda: _Udp(zone, stats, delay), local_addr=(settings.host, port)
+            lambda: _Udp(zone, stats, delay, truncate), local_addr=(settings.host, port)
         )
         bound = udp.get_extra_info("sockname")[1]
         try:
@@ -142,5 +163,9 @@ async def serve_dns(settings: EmbeddedSettings, stats: TargetStats,
             if port:
                 raise
             continue
+        if fault in ("truncate-no-tcp", "closed"):
+            tcp.close()
+        if fault == "closed":
+            udp.close()
         return bound, udp, tcp
     raise OSError("no port free for DNS on both UDP and TCP")
