@@ -213,6 +213,7 @@ def test_embedded_closed_dns_port_is_refused_fast(start_target):
     assert isinstance(result, DnsTransportError) and result.code == "ECONNREFUSED"
     assert [s.name for s in rec.steps] == ["MX"] and rec.steps[0].ms < 1000
     assert "refused" in str(describe(result)).lower()
+    assert f"UDP to 127.0.0.1:{port}" in str(result)  # which server refused
 
 
 # -- faults from the scripted server -------------------------------------------------------------

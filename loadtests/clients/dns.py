@@ -211,7 +211,9 @@ class _UdpSocket(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         """An ICMP error on the connected socket (port unreachable...): fails every query
         waiting on it, all to the same server."""
-        err = DnsTransportError(str(exc), code=_errno_name(exc))
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        where = f"UDP to {peer[0]}:{peer[1]}: " if peer else "UDP: "
+        err = DnsTransportError(where + str(exc), code=_errno_name(exc))
         for query in list(self.pending.values()):
             self._fail(query, err)
 
