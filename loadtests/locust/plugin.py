@@ -142,6 +142,9 @@ class _Discard:
     def write(self, record: Record) -> None:
         pass
 
+    def write_ok_req(self, *_: Any) -> None:
+        pass
+
     def on_request(self, **_: Any) -> None:
         pass
 

@@ -126,9 +126,7 @@ class WorkerBook:
         worker = self.workers.get(worker_id)
         if data:
             write, count = self.writer.write, self.counters.count
-            # StreamWriter's direct path for a row; any other writer (the Locust plugin's
-            # stand-in before its stream opens) is given the Req record
-            write_ok_req = getattr(self.writer, "write_ok_req", None) or self._write_ok_req
+            write_ok_req = self.writer.write_ok_req
             for shipped in data["records"]:
                 if type(shipped) is list:  # a succeeded request's row (run/shipping.REQ_ROW)
                     ts, rtype, name, ms, length, sc, lag_ms = shipped
@@ -148,11 +146,6 @@ class WorkerBook:
                 worker.users = data.get("users", worker.users)
         if final and worker is not None:
             worker.finished = True
-
-    def _write_ok_req(self, ts: float, rtype: str, name: str, ms: float, length: int,
-                      sc: str | None, lag_ms: float | None, worker: str | None) -> None:
-        self.writer.write(Req(ts, rtype, name, ms, length, True, None, None, sc, lag_ms,
-                              worker=worker))
 
     def pacer_snapshots(self, elapsed: float) -> dict[str, dict[str, int]]:
         """Every worker's pacer counters summed by scenario (`in_flight_max`: the sum of the
