@@ -21,7 +21,7 @@ from cli import ROOT, run_cli, start_cli
 from loadtests.cli import EXIT_WORKER_LOST
 from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule.pacing import ArrivalPacer
-from loadtests.stream import Req, StreamError, Tick, WorkerEvent, read_stream
+from loadtests.stream import Phase, Req, StreamError, Tick, WorkerEvent, read_stream
 
 
 def _workers_of(proc, count: int, timeout: float = 60) -> list[psutil.Process]:
@@ -226,3 +226,28 @@ def test_closed_model_users_are_divided_exactly(tmp_path):
     assert max(t.sessions["IMAP"]["open"] for t in running) == 7
     logins = Counter(r.worker for r in records if type(r) is Req and r.name == "LOGIN")
     assert sum(logins.values()) == 7 and len(logins) == 3
+
+
+def test_a_distributed_ramp_is_streamed_while_it_runs_and_reaches_every_scenario(tmp_path):
+    """The master's ramp takes seconds (Locust's master dispatches it step by step): its ticks
+    and the workers' records reach the stream during it, not after it; six scenarios all get
+    their users."""
+    scenarios = "".join(
+        f"  - name: idle{i}\n    user: imap-idle\n"
+        "    schedule: {kind: closed, users: 4, spawn_rate: 1}\n"
+        "    imap: {mode: idle, hold: 1h}\n" for i in range(6))
+    profile = tmp_path / "ramp.yaml"
+    profile.write_text(f"name: ramp-split\nduration: 1s\ndrain: 0s\nseed: 1\nscenarios:\n"
+                       f"{scenarios}")
+    out = tmp_path / "out"
+    result = run_cli("run", str(profile), "--workers", "2", "--out", str(out), "--quiet",
+                     timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = list(read_stream(out / "results.jsonl"))
+    load_start = next(i for i, r in enumerate(records)
+                      if type(r) is Phase and r.name == "load_start")
+    ramp = records[:load_start]
+    assert sum(type(r) is Tick and r.phase == "spawning" for r in ramp) >= 2
+    assert any(type(r) is Req and r.name == "LOGIN" for r in ramp)
+    logins = Counter(r.sc for r in records if type(r) is Req and r.name == "LOGIN")
+    assert logins == {f"idle{i}": 4 for i in range(6)}

@@ -294,15 +294,22 @@ class Run:
         """Start the users (or the ceiling search's steps) and tick until they are all there."""
         runner, options, shape = self.runner, self.options, self.shape
         total_users = sum(c.fixed_count for c in self.classes)
+        starter: gevent.Greenlet | None = None
         if shape is not None:
             runner.start_shape()
-        else:
-            runner.start(total_users, spawn_rate=spawn_rate(self.profile), wait=False)
+        else:  # a master's start() dispatches the whole ramp before it returns: not here,
+            # where the ramp's records are flushed and its ticks written once a second
+            starter = gevent.spawn(runner.start, total_users,
+                                   spawn_rate=spawn_rate(self.profile), wait=False)
         gevent.sleep(0.1)
-        while shape is None and self.driver.spawning():
-            if options.stop.wait(timeout=1.0):
-                break
-            self.seq.tick()
+        try:
+            while starter is not None and (not starter.dead or self.driver.spawning()):
+                if options.stop.wait(timeout=1.0):
+                    break
+                self.seq.tick()
+        finally:
+            if starter is not None:
+                starter.kill()  # stopped mid-ramp: no spawn message after the stop
 
     def _load(self) -> str:
         """The load phase, until the duration is over, the ceiling found, or a stop request;
