@@ -86,6 +86,14 @@ def test_unbound_config_parses(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+def test_proxy_workers_set_the_mail_proxy_only(tmp_path: Path) -> None:
+    render(["nginx", "roundcube"], config=StackConfig(run_dir=tmp_path, proxy_workers=3))
+    assert "worker_processes 3;" in (tmp_path / "nginx/nginx.conf").read_text()
+    assert "worker_processes 1;" in (tmp_path / "roundcube/nginx.conf").read_text()
+    with pytest.raises(ValueError, match="proxy_workers"):
+        StackConfig(run_dir=tmp_path, proxy_workers=0)
+
+
 def test_container_rendering_binds_everywhere_and_reaches_dovecot_by_ip(tmp_path: Path) -> None:
     cfg = StackConfig(run_dir=tmp_path, listen="0.0.0.0", backend="172.28.0.10",
                       smtp_host="postfix")

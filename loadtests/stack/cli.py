@@ -63,7 +63,8 @@ def _config(args: argparse.Namespace) -> StackConfig:
                        smtp_host=getattr(args, "smtp_host", "127.0.0.1"),
                        users=getattr(args, "users", USER_COUNT),
                        layout=getattr(args, "layout", "flat"),
-                       delivery=_delivery(args))
+                       delivery=_delivery(args),
+                       proxy_workers=getattr(args, "proxy_workers", 1))
 
 
 def _print(states: dict[str, ServiceState], as_json: bool) -> None:
@@ -150,6 +151,10 @@ def _mail_options(parser: argparse.ArgumentParser) -> None:
                             "(virtual_destination_concurrency_limit) [20]")
     group.add_argument("--delivery-processes", type=int, metavar="N",
                        help="virtual delivery processes at most (master.cf maxproc) [100]")
+    proxy = parser.add_argument_group("nginx mail proxy")
+    proxy.add_argument("--proxy-workers", type=int, default=1, metavar="N",
+                       help="worker processes; each holds about 5,000 proxied sessions (two "
+                            "connections each, half the open-files limit) [1]")
     accounts = parser.add_argument_group("accounts")
     accounts.add_argument("--users", type=int, default=USER_COUNT, metavar="N",
                           help=f"accounts user0001..userN, each maildir created at start "

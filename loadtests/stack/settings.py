@@ -161,11 +161,17 @@ class StackConfig:
     users: int = USER_COUNT
     layout: Layout = "flat"
     delivery: DeliveryConcurrency = DeliveryConcurrency()
+    # nginx mail proxy worker processes: each holds worker_connections (half the open-files
+    # limit) connections, two per proxied session, so one holds ~5,000 sessions here
+    proxy_workers: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run_dir", Path(self.run_dir).absolute())
         if self.layout not in ("flat", "hashed"):
             raise ValueError(f"layout must be flat or hashed, not {self.layout!r}")
+        if not isinstance(self.proxy_workers, int) or not 1 <= self.proxy_workers <= 64:
+            raise ValueError(f"proxy_workers must be a whole number from 1 to 64, not "
+                             f"{self.proxy_workers!r}")
         if not isinstance(self.users, int) or not 1 <= self.users <= 1_000_000:
             raise ValueError(f"users must be a whole number from 1 to 1,000,000, not "
                              f"{self.users!r}")

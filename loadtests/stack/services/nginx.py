@@ -25,15 +25,16 @@ def _fd_limit() -> int:
     return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
 
 
-def nginx_main(cfg: StackConfig, name: str, http: str, extra: str = "") -> str:
-    """An nginx.conf living in <run>/<name>/: foreground, own pid/lock/temp paths, one worker."""
+def nginx_main(cfg: StackConfig, name: str, http: str, extra: str = "", workers: int = 1) -> str:
+    """An nginx.conf living in <run>/<name>/: foreground, own pid/lock/temp paths, `workers`
+    worker processes."""
     base = cfg.run_dir / name
     temps = "".join(f"    {t}_temp_path {base}/tmp/{t};\n" for t in _TEMPS)
     return f"""\
 # mailswarm reference stack: {name}
 {extra}daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {_fd_limit()};
 user www-data;
 pid {base}/nginx.pid;
@@ -121,7 +122,8 @@ mail {{
     }}
 {_tls_servers(cfg)}}}
 """
-        conf = nginx_main(cfg, self.name, http, extra=f"load_module {MAIL_MODULE};\n") + mail
+        conf = nginx_main(cfg, self.name, http, extra=f"load_module {MAIL_MODULE};\n",
+                          workers=cfg.proxy_workers) + mail
         return {f"{self.name}/nginx.conf": conf}
 
     def prepare(self, cfg: StackConfig) -> None:
