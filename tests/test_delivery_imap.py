@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import smtplib
+import socket
 import time
 from pathlib import Path
 
@@ -140,6 +141,42 @@ def test_a_dropped_session_reconnects_and_catches_up() -> None:
     assert [r.outcome for r in records] == ["delivered"] * 16
     assert finder.reconnects >= 3 and "Autologout" in (finder.last_error or "")
     assert finder.pushes < 16  # the others were found by catching up after a reconnect
+
+
+def test_a_dead_endpoint_gets_one_probe_at_a_time_and_everyone_gets_in_once_it_is_up() -> None:
+    """50 watched mailboxes, nothing listening for 3 s: after the first round of refusals one
+    session probes with back-off (not 50 each with its own); once a server listens, every
+    watcher gets in."""
+    boxes = [f"user{n:04d}@example.test" for n in range(1, 51)]
+    store = MailStore(users=60, messages_per_user=1)
+    server = ImapServer(store)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # a port nothing listens on, for now
+
+    async def main() -> tuple[int, ImapIdleFinder]:
+        finder = ImapIdleFinder("127.0.0.1", port, password_for("x"),
+                                lambda box: box.partition("@")[0], boxes, timeout=2)
+        stop = False
+        task = asyncio.ensure_future(finder.watch(lambda *_: None, lambda: stop))
+        await asyncio.sleep(3.0)
+        refused = finder.errors
+        listening = await asyncio.start_server(server.handle, "127.0.0.1", port)
+        for _ in range(200):
+            if len(finder.ready) == len(boxes):
+                break
+            await asyncio.sleep(0.05)
+        stop = True
+        await asyncio.wait_for(task, 5)
+        listening.close()
+        return refused, finder
+
+    refused, finder = run_coro(main())
+    assert "Errno 111" in (finder.first_error or ""), finder.first_error
+    # the first round (one per mailbox) and then a probe at 0.5, 1 and 2 s, not 50 x 3 more
+    assert len(boxes) <= refused <= len(boxes) + 5, refused
+    assert finder.ready == set(boxes)
 
 
 @pytest.mark.stack

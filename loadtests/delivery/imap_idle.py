@@ -7,13 +7,17 @@ The watched mailboxes are fixed when the run starts (the target's first N users)
 sessions are opened before the load, so a copy is never delivered before its mailbox is
 watched: the UIDNEXT of the first SELECT is where looking starts (older mail is not this run's).
 A session that fails reconnects with back-off and first catches up from the UID it expected
-next, so a copy delivered while it was away is still found. A copy's "found" time is when the
-push that announced it arrived (the reply to the FETCH, for copies found by catching up).
+next, so a copy delivered while it was away is still found. While the server refuses new
+sessions (a failed connect or login), one session probes it with back-off and the others wait
+until it gets in, so a dead endpoint sees one attempt per back-off, not one per mailbox. A
+copy's "found" time is when the push that announced it arrived (the reply to the FETCH, for
+copies found by catching up).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +55,7 @@ class ImapIdleFinder:
 
     host: str
     port: int
-    password: str
+    password: str = field(repr=False)  # never in a repr or a traceback
     login: Callable[[str], str]
     mailboxes: Sequence[str]
     delete: bool = True
@@ -65,22 +69,33 @@ class ImapIdleFinder:
     errors: int = 0
     first_error: str | None = None
     last_error: str | None = None
+    _up: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _prober: str | None = field(default=None, init=False, repr=False)  # probes while down
 
     async def watch(self, found: Found, stopping: Callable[[], bool]) -> None:
         """Watch every mailbox until `stopping()`; a session ends within ~1 s of it."""
         gate = asyncio.Semaphore(self.connect_concurrency)
+        self._up = asyncio.Event()  # this loop's: the server lets sessions in
+        self._up.set()
         await asyncio.gather(*(self._watch(_Box(box), found, stopping, gate)
                                for box in self.mailboxes))
 
     async def _watch(self, box: _Box, found: Found, stopping: Callable[[], bool],
                      gate: asyncio.Semaphore) -> None:
-        backoff = 0.5
+        backoff, up = 0.5, self._up
         while not stopping():
+            if not up.is_set() and self._prober not in (None, box.name):
+                await _until_set(up, stopping)  # another session probes the server
+                continue
             client = ImapClient(self.host, self.port, connect_timeout=self.timeout,
                                 read_timeout=self.timeout, tls=self.tls)
+            opened = False
             try:
                 async with gate:
                     await self._open(client, box)
+                opened = True
+                self._prober = None
+                up.set()
                 self.ready.add(box.name)
                 backoff = 0.5
                 await self._follow(client, box, found, stopping)
@@ -88,6 +103,9 @@ class ImapIdleFinder:
                 self.errors += 1
                 self.last_error = str(describe(exc))
                 self.first_error = self.first_error or self.last_error
+                if not opened:  # no new sessions get in: one session probes from now on
+                    up.clear()
+                    self._prober = self._prober or box.name
             finally:
                 await client.stop(1.0)
             if not stopping():
@@ -141,6 +159,13 @@ class ImapIdleFinder:
         client.idle_done()
         await client.idle_finish()
         return pushed_at
+
+
+async def _until_set(event: asyncio.Event, stopping: Callable[[], bool]) -> None:
+    """Wait for `event`, looking at `stopping()` every _STOP_CHECK seconds."""
+    while not event.is_set() and not stopping():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), _STOP_CHECK)
 
 
 async def _next_uid(client: ImapClient, info: MailboxInfo) -> int:

@@ -21,7 +21,7 @@ class Pop3Finder:
 
     host: str
     port: int
-    password: str
+    password: str = field(repr=False)  # never in a repr or a traceback
     login: Callable[[str], str]
     delete: bool = True
     timeout: float = 10.0
