@@ -145,7 +145,7 @@ def test_master_and_workers_on_separate_hosts(hosts: Hosts, tmp_path: Path) -> N
         "master", "run", str(_profile(tmp_path / "profile.yaml")), "--target",
         str(_target_file(tmp_path / "target.yaml", hosts.address("target"))), "--master",
         "--expect-workers", "2", "--master-bind", f"{hosts.address('master')}:{MASTER_PORT}",
-        "--allow-remote", "--out", str(out), "--quiet")
+        "--allow-remote", "--worker-timeout", "4", "--out", str(out), "--quiet")
     elsewhere = tmp_path / "worker-host"  # no profile or target file there
     elsewhere.mkdir()
     master_at = f"{hosts.address('master')}:{MASTER_PORT}"

@@ -251,3 +251,41 @@ def test_a_distributed_ramp_is_streamed_while_it_runs_and_reaches_every_scenario
     assert any(type(r) is Req and r.name == "LOGIN" for r in ramp)
     logins = Counter(r.sc for r in records if type(r) is Req and r.name == "LOGIN")
     assert logins == {f"idle{i}": 4 for i in range(6)}
+
+
+def test_a_worker_silent_for_less_than_the_worker_timeout_is_not_lost(tmp_path):
+    """A worker stopped (SIGSTOP) for 6 s, as a saturated host can stall one, and resumed: under
+    the default --worker-timeout (10 s) it is not lost and the run passes; with
+    `--worker-timeout 3` the same stall loses it."""
+    profile = tmp_path / "idle.yaml"
+    profile.write_text(
+        "name: stall-split\nduration: 12s\ndrain: 0s\nseed: 1\nscenarios:\n"
+        "  - name: idle\n    user: imap-idle\n"
+        "    schedule: {kind: closed, users: 4, spawn_rate: 50}\n"
+        "    imap: {mode: idle, hold: 1h}\n")
+    outcomes = {}
+    for timeout in ("10", "3"):
+        out = tmp_path / f"out-{timeout}"
+        proc = start_cli("run", str(profile), "--workers", "2", "--worker-timeout", timeout,
+                         "--out", str(out), "--quiet")
+        try:
+            worker = _workers_of(proc, 2)[0]
+            time.sleep(4)
+            worker.send_signal(signal.SIGSTOP)
+            time.sleep(6)
+            worker.send_signal(signal.SIGCONT)
+            proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        lost = [r for r in read_stream(out / "results.jsonl")
+                if type(r) is WorkerEvent and r.event == "lost"]
+        outcomes[timeout] = (proc.returncode, [r.cause for r in lost])
+    assert outcomes["10"] == (0, [])
+    assert outcomes["3"] == (EXIT_WORKER_LOST, ["no heartbeat for 3 s"])
+
+
+def test_the_worker_timeout_is_checked():
+    result = run_cli("run", "profiles/smtp-50mps.yaml", "--workers", "2",
+                     "--worker-timeout", "1")
+    assert result.returncode == 2 and "--worker-timeout" in result.stderr

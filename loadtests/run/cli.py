@@ -8,10 +8,11 @@ import argparse
 import textwrap
 from typing import Any
 
+from loadtests.run.options import DEFAULT_WORKER_TIMEOUT
 from loadtests.targets import is_loopback
 
-__all__ = ["DEFAULT_MASTER_PORT", "add_master_arguments", "check_master_arguments",
-           "master_options", "register"]
+__all__ = ["DEFAULT_MASTER_PORT", "DEFAULT_WORKER_TIMEOUT", "add_master_arguments",
+           "check_master_arguments", "master_options", "register"]
 
 DEFAULT_MASTER_PORT = 5557  # Locust's
 
@@ -56,6 +57,11 @@ def add_master_arguments(run: argparse.ArgumentParser) -> None:
                           "is split into N parts")
     run.add_argument("--master-bind", type=_host_port, metavar="HOST:PORT",
                      help=f"with --master: listen there (default 127.0.0.1:{DEFAULT_MASTER_PORT})")
+    run.add_argument("--worker-timeout", type=float, default=DEFAULT_WORKER_TIMEOUT,
+                     metavar="SECONDS",
+                     help="with --master or --workers: a worker silent this long (no heartbeat) "
+                          "is lost; a worker on a saturated host can fall silent for seconds "
+                          f"and still be running (default {DEFAULT_WORKER_TIMEOUT:g}, 2 to 600)")
 
 
 def check_master_arguments(args: argparse.Namespace) -> list[str]:
@@ -73,14 +79,16 @@ def check_master_arguments(args: argparse.Namespace) -> list[str]:
                             "--allow-remote if the network is yours)")
     elif args.expect_workers or args.master_bind:
         problems.append("--expect-workers and --master-bind need --master")
+    if not 2 <= args.worker_timeout <= 600:
+        problems.append("--worker-timeout: between 2 and 600 seconds")
     return problems
 
 
 def master_options(args: argparse.Namespace) -> dict[str, Any]:
     """RunOptions fields of the master's flags."""
     if not args.master:
-        return {}
-    return {"expect_workers": args.expect_workers,
+        return {"worker_timeout": args.worker_timeout}
+    return {"expect_workers": args.expect_workers, "worker_timeout": args.worker_timeout,
             "master_bind": args.master_bind or ("127.0.0.1", DEFAULT_MASTER_PORT)}
 
 

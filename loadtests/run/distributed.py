@@ -31,7 +31,7 @@ from locust.runners import STATE_RUNNING, MasterRunner
 
 from loadtests.profiles import Profile
 from loadtests.run.core import RunParts
-from loadtests.run.master import MasterLoad, missing_cause
+from loadtests.run.master import MasterLoad, missing_cause, set_worker_timeout
 from loadtests.run.messages import (
     FINAL,
     HELLO,
@@ -111,6 +111,7 @@ class MasterDriver(MasterLoad):
         self.profile, self.target, self.options = parts.profile, parts.target, parts.options
         self.expected = worker_count(self.options)
         host, self.port = self.options.master_bind or ("127.0.0.1", _free_port())
+        set_worker_timeout(self.options.worker_timeout)
         runner: MasterRunner = parts.env.create_master_runner(host, self.port)
         # every worker walks the same arrival schedule, taking its own part of it
         self.arrival_seed = (str(self.profile.seed) if self.profile.seed is not None

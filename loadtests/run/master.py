@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable, Iterator
 
 import gevent
-from locust.runners import HEARTBEAT_LIVENESS, STATE_MISSING, MasterRunner
+import locust.runners
+from locust.runners import STATE_MISSING, MasterRunner
 
 from loadtests.run.messages import FINISH, START
 from loadtests.run.workers import WorkerBook, WorkerState
 
-__all__ = ["FINAL_GRACE", "LATE_CAUSE", "WATCH_EVERY", "MasterLoad", "missing_cause"]
+__all__ = ["FINAL_GRACE", "LATE_CAUSE", "WATCH_EVERY", "MasterLoad", "missing_cause",
+           "set_worker_timeout"]
 
 FINAL_GRACE = 10.0  # seconds beyond the drain for every worker's final report
 WATCH_EVERY = 0.25  # seconds between two looks at the workers
@@ -31,13 +33,19 @@ log = logging.getLogger(__name__)
 Schedule = Callable[[WorkerState], dict[str, Iterator[float]]]
 
 
+def set_worker_timeout(seconds: float) -> None:
+    """A worker is missing (lost) after `seconds` without a heartbeat: Locust counts down
+    HEARTBEAT_LIVENESS once a second (module-wide, read as workers join and report)."""
+    locust.runners.HEARTBEAT_LIVENESS = max(1, round(seconds) - 1)
+
+
 def missing_cause(runner: MasterRunner, worker_id: str) -> str | None:
     """Why Locust no longer has `worker_id` in the run (left, or silent), else None."""
     node = runner.clients.get(worker_id)
     if node is None:
         return "it left the run before its final report"
     if node.state == STATE_MISSING:
-        return f"no heartbeat for {HEARTBEAT_LIVENESS + 1} s"
+        return f"no heartbeat for {locust.runners.HEARTBEAT_LIVENESS + 1} s"
     return None
 
 

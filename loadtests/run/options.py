@@ -11,12 +11,15 @@ from gevent.event import Event
 
 from loadtests.run.progress import Progress
 
-__all__ = ["RunError", "RunOptions", "RunResult", "worker_count"]
+__all__ = ["DEFAULT_WORKER_TIMEOUT", "RunError", "RunOptions", "RunResult", "worker_count"]
 
 
 class RunError(RuntimeError):
     """The run could not start (e.g. worker processes did not connect)."""
 
+
+
+DEFAULT_WORKER_TIMEOUT = 10.0  # seconds without a worker's heartbeat: it is lost (Locust: 4)
 
 
 @dataclass
@@ -27,6 +30,7 @@ class RunOptions:
     workers: int = 0  # 0: run the users in this process; N: in N local worker processes
     expect_workers: int = 0  # N: be the master of N workers started by hand (mailswarm worker)
     master_bind: tuple[str, int] | None = None  # where the master listens (local: a free port)
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT  # seconds silent (no heartbeat): lost
     profile_file: str | None = None
     on_progress: Callable[[Progress], None] | None = None
     stop: Event = field(default_factory=Event)  # set it (e.g. from a SIGINT handler) to end early
