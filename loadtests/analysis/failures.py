@@ -30,7 +30,7 @@ MAX_MESSAGE = 120
 """Characters of the masked message kept in a cause."""
 
 _KIND = re.compile(r"[A-Za-z_][\w.]*")
-_LEADING_CODE = re.compile(r"^\s*(\d{3})\b")
+_LEADING_CODE = re.compile(r"^\s*(\d{3})\b(?!\.\d)")  # a reply code, not an address's start
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b(?!\.\d)")
 _ERRNO = re.compile(r"\[Errno -?\d+\]|\berrno\s*[=:]?\s*-?\d+\b", re.IGNORECASE)
 _NAMES = re.compile(

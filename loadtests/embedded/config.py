@@ -16,7 +16,7 @@ from loadtests.configfile import ByteSize, Duration, StrictModel
 __all__ = ["FAULTS", "EmbeddedSettings"]
 
 Fault = Literal["none", "stall", "reset", "garbage", "trickle", "reply-4xx", "reply-5xx",
-                "close-mid-data", "close-after-354"]
+                "close-mid-data", "close-after-354", "stall-mail"]
 FAULTS: tuple[str, ...] = get_args(Fault)
 
 
@@ -75,23 +75,32 @@ class EmbeddedSettings(StrictModel):
     fault_ratio: float = Field(
         default=1.0, ge=0, le=1,
         description="share of connections the faults apply to (SMTP's `fault`, `pop3_fault`, "
-                    "`imap_fault`, `http_fault`): e.g. `reset` with 0.3 drops 30 % at accept")
+                    "`imap_fault`, `http_fault`'s connection faults; for `dns_fault` drop and "
+                    "garbage, the share of queries): e.g. `reset` with 0.3 drops 30 % at accept")
     fault_after: Duration = Field(
         default=0.0, description="the fault starts this long after the target starts"
     )
     pop3_fault: Literal["none", "stall", "reset", "garbage", "trickle", "reply-err",
                         "stall-retr", "close-mid-retr", "echo"] = "none"
-    imap_fault: Literal["none", "stall", "reset", "garbage", "trickle", "bye", "drop-idle",
-                        "close-mid-fetch", "echo"] = "none"
-    http_fault: Literal["none", "stall", "reset", "garbage", "trickle"] = Field(
+    imap_fault: Literal["none", "stall", "reset", "garbage", "trickle", "bye", "stall-select",
+                        "drop-idle", "close-mid-fetch", "echo"] = "none"
+    http_fault: Literal["none", "stall", "reset", "garbage", "trickle", "stall-login",
+                        "close-mid-body"] = Field(
         default="none", description="webmail connections: never answer, TCP reset, a reply "
-                                    "that is not HTTP, or a reply trickled one byte at a time")
-    dns_fault: Literal["none", "drop", "garbage", "truncate", "truncate-no-tcp", "closed"] = Field(
+                                    "that is not HTTP, or a reply trickled one byte at a time; "
+                                    "inside a session: the login post never answered, the "
+                                    "inbox page cut halfway through its body")
+    dns_fault: Literal["none", "drop", "garbage", "truncate", "truncate-no-tcp",
+                       "truncate-tcp-reset", "truncate-tcp-stall", "truncate-tcp-cut",
+                       "closed"] = Field(
         default="none", description="DNS queries: never answered, answered with bytes that are "
-                                    "not DNS, answered on UDP truncated (TC set, no records; "
-                                    "TCP answers in full, or is refused with truncate-no-tcp), "
-                                    "or nothing listens on the port (closed: UDP gets ICMP port "
-                                    "unreachable, TCP a refusal); `dns_delay` makes answers late")
+                                    "not DNS (these two on `fault_ratio` of the queries), "
+                                    "answered on UDP truncated (TC set, no records; TCP answers "
+                                    "in full, is refused with truncate-no-tcp, resets, never "
+                                    "answers or closes halfway through its answer with "
+                                    "truncate-tcp-reset/-stall/-cut), or nothing listens on the "
+                                    "port (closed: UDP gets ICMP port unreachable, TCP a "
+                                    "refusal); `dns_delay` makes answers late")
     imap_max_user_connections: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="IMAP connections per user (like Dovecot's mail_max_userip_connections)")

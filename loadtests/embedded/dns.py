@@ -3,12 +3,13 @@ A answer is `mail_address`, to test a client's loopback rule), NXDOMAIN for othe
 domain, REFUSED outside it; over UDP and TCP (RFC 1035 4.2.2: each message after its 2-byte
 length). A datagram that is not a query (not DNS, or a response: QR set) is dropped, as servers
 do — answering responses would let two servers loop. Faults (`dns_fault`): see `_FaultyZone`,
-`truncated` (UDP answers with TC set, for a client to ask again over TCP) and `serve_dns` (TCP
-refused, or nothing listening at all)."""
+`truncated` (UDP answers with TC set, for a client to ask again over TCP), `_tcp_client` (what
+the TCP side then does wrong) and `serve_dns` (TCP refused, or nothing listening at all)."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 
 import dns.exception
@@ -21,6 +22,7 @@ import dns.rdatatype
 import dns.rrset
 
 from loadtests.embedded.config import EmbeddedSettings
+from loadtests.embedded.faults import reset
 from loadtests.embedded.stats import TargetStats
 
 __all__ = ["DnsZone", "serve_dns", "truncated"]
@@ -69,13 +71,16 @@ class DnsZone:
 class _FaultyZone(DnsZone):
     """`dns_fault`: "drop" answers nothing (a server that never answers; over TCP the
     connection closes), "garbage" answers with the query's id followed by bytes that are not
-    a DNS message."""
+    a DNS message; either on `ratio` of the queries, the others answered as they should be."""
 
-    def __init__(self, fault: str, domain: str, mail_address: str) -> None:
+    def __init__(self, fault: str, domain: str, mail_address: str, ratio: float = 1.0) -> None:
         super().__init__(domain, mail_address=mail_address)
-        self.fault = fault
+        self.fault, self.ratio = fault, ratio
+        self._rng = random.Random()
 
     def answer(self, wire: bytes) -> bytes | None:
+        if self._rng.random() >= self.ratio:
+            return super().answer(wire)
         if self.fault == "drop":
             return None
         # the query's id, so the client takes it for the answer, then bytes that are not DNS
@@ -115,19 +120,35 @@ class _Udp(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
-async def _tcp_client(zone: DnsZone, stats: TargetStats, delay: float,
+async def _tcp_client(zone: DnsZone, stats: TargetStats, delay: float, fault: str,
                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answer the queries of one TCP connection. `fault` (`dns_fault`): "truncate-tcp-reset"
+    resets the connection at once, "truncate-tcp-stall" reads the query and never answers,
+    "truncate-tcp-cut" closes the connection halfway through the answer."""
     try:
+        if fault == "truncate-tcp-reset":
+            reset(writer.transport)
+            return
         while True:
             (length,) = struct.unpack("!H", await reader.readexactly(2))
             data = await reader.readexactly(length)
             stats.dns_queries += 1
+            if fault == "truncate-tcp-stall":
+                while await reader.read(4096):  # until the client gives up
+                    pass
+                break
             reply = zone.answer(data)
             if reply is None:
                 break
             if delay > 0:
                 await asyncio.sleep(delay)
-            writer.write(struct.pack("!H", len(reply)) + reply)
+            message = struct.pack("!H", len(reply)) + reply
+            if fault == "truncate-tcp-cut":
+                writer.write(message[:len(message) // 2])
+                await writer.drain()
+                writer.transport.abort()
+                break
+            writer.write(message)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
@@ -142,10 +163,11 @@ async def serve_dns(settings: EmbeddedSettings, stats: TargetStats,
     stays reported: a client finds nothing listening there)."""
     loop = asyncio.get_running_loop()
     fault = settings.dns_fault
-    zone = (_FaultyZone(fault, settings.domain, str(settings.mail_address))
+    zone = (_FaultyZone(fault, settings.domain, str(settings.mail_address),
+                        settings.fault_ratio)
             if fault in ("drop", "garbage") else
             DnsZone(settings.domain, mail_address=str(settings.mail_address)))
-    truncate = fault in ("truncate", "truncate-no-tcp")
+    truncate = fault.startswith("truncate")
     delay = settings.dns_delay
     port = settings.dns_port
     # bind UDP first (port 0 -> any), then TCP on the same number; retry if TCP's is taken
@@ -156,7 +178,7 @@ async def serve_dns(settings: EmbeddedSettings, stats: TargetStats,
         bound = udp.get_extra_info("sockname")[1]
         try:
             tcp = await asyncio.start_server(
-                lambda r, w: _tcp_client(zone, stats, delay, r, w), settings.host, bound
+                lambda r, w: _tcp_client(zone, stats, delay, fault, r, w), settings.host, bound
             )
         except OSError:
             udp.close()

@@ -15,9 +15,10 @@ client must re-arm IDLE before it), `max_user_connections` (like Dovecot's
 mail_max_userip_connections: `NO [LIMIT] ...` then close) and `fault`: "stall" (never greet),
 "reset" (TCP reset), "garbage" (non-IMAP greeting), "trickle" (the greeting one byte every
 half second), "bye" (`* BYE Connection queue full`) — these on `fault_ratio` of the
-connections —, "drop-idle" (close the connection as soon as IDLE starts), "close-mid-fetch"
-(close halfway through the first FETCH answer that carries a literal), "echo" (LOGIN fails with
-a NO that echoes the command, password included, as a careless server might).
+connections —, "stall-select" (SELECT/EXAMINE read and never answered), "drop-idle" (close the
+connection as soon as IDLE starts), "close-mid-fetch" (close halfway through the first FETCH
+answer that carries a literal), "echo" (LOGIN fails with a NO that echoes the command,
+password included, as a careless server might).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ __all__ = ["CAPABILITIES", "IMAP_CONNECTION_FIELDS", "IMAP_FAULTS", "ImapServer"
            "ImapServerStats"]
 
 CAPABILITIES = "IMAP4rev1 LITERAL+ IDLE UIDPLUS"
-IMAP_FAULTS = ("stall", "reset", "garbage", "trickle", "bye", "drop-idle", "close-mid-fetch",
-               "echo")
+IMAP_FAULTS = ("stall", "reset", "garbage", "trickle", "bye", "stall-select", "drop-idle",
+               "close-mid-fetch", "echo")
 _GREETING_FAULTS = ("stall", "reset", "garbage", "trickle", "bye")
 IMAP_CONNECTION_FIELDS = {"opened": "connections", "open": "open", "peak": "peak_open"}
 """The server's connections as the target's stats file names them."""
@@ -404,6 +405,12 @@ class _Session:
         return self.server.store.get(self.user)
 
     async def cmd_select(self, tag: str, args: list[Token], uid: bool) -> None:
+        if self.server.fault == "stall-select":  # alive, but stuck in the command
+            with self.server._lock:
+                self.server.stats.faults += 1
+            while await self.reader.read(4096):  # until the client gives up
+                pass
+            raise _Closed
         self.unselect()
         box = await self._inbox(tag, args)
         if box is None:

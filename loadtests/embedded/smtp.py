@@ -103,6 +103,18 @@ class _CloseAfter354(_DelayedSMTP):
             self.transport.abort()
 
 
+class _StallAtMail(_DelayedSMTP):
+    """Reads MAIL FROM and never answers it: alive, but stuck in the middle of a command."""
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        await asyncio.get_running_loop().create_future()  # cancelled when the client leaves
+
+
+_SESSION_FAULTS: dict[str, type[_DelayedSMTP]] = {"close-after-354": _CloseAfter354,
+                                                   "stall-mail": _StallAtMail}
+"""Faults in the middle of a session, by the server class that plays them."""
+
+
 class SmtpServerFactory:
     """Protocol factory for `loop.create_server`: a healthy or a faulty server per connection."""
 
@@ -143,10 +155,10 @@ class SmtpServerFactory:
                 greeting=f"220 mail.{self.settings.domain} ESMTP mailswarm\r\n".encode())
             if protocol is not None:
                 return protocol
-            if fault == "close-after-354":
-                return _CloseAfter354(self._healthy, delay=self.settings.command_delay,
-                                      hostname=f"mail.{self.settings.domain}", ident="mailswarm",
-                                      **self._tls_kwargs)
+            if fault in _SESSION_FAULTS:
+                return _SESSION_FAULTS[fault](
+                    self._healthy, delay=self.settings.command_delay,
+                    hostname=f"mail.{self.settings.domain}", ident="mailswarm", **self._tls_kwargs)
             handler = self._faulty
         kwargs: dict[str, Any] = {**self._tls_kwargs,
                                   "hostname": f"mail.{self.settings.domain}", "ident": "mailswarm"}

@@ -52,7 +52,13 @@ from loadtests.embedded.faults import connection_fault
 from loadtests.embedded.mailstore import Mailbox, MailStore
 from loadtests.embedded.stats import TargetStats
 
-__all__ = ["WEB_CONNECTION_FIELDS", "WEB_SESSION_FIELDS", "WebmailServer", "start_web"]
+__all__ = ["REQUEST_FAULTS", "WEB_CONNECTION_FIELDS", "WEB_SESSION_FIELDS", "WebmailServer",
+           "start_web"]
+
+REQUEST_FAULTS = ("stall-login", "close-mid-body")
+"""`http_fault`s the webmail plays inside a request (the others are connection faults)."""
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 WEB_SESSION_FIELDS = {"opened": "logins", "open": "sessions_open", "peak": "sessions_peak",
                       "dropped": "sessions_expired"}
@@ -319,7 +325,12 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
         keepalive_timeout = float(getattr(settings, "web_keepalive_timeout",
                                           DEFAULT_KEEPALIVE_TIMEOUT))
     server = WebmailServer(store, session_timeout=session_timeout, counters=counters)
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,
+    fault = str(getattr(settings, "http_fault", "none"))
+    stopping = asyncio.Event()  # ends the stalls of `http_fault: stall-login`
+    app = server.app()
+    if fault in REQUEST_FAULTS:
+        app.middlewares.append(_request_fault(fault, stopping))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            keepalive_timeout=keepalive_timeout)
     await runner.setup()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -333,8 +344,7 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
         await runner.cleanup()
         raise
     faulty: asyncio.Server | None = None
-    fault = str(getattr(settings, "http_fault", "none"))
-    if fault == "none":
+    if fault == "none" or fault in REQUEST_FAULTS:
         site = web.SockSite(runner, sock, backlog=settings.backlog, ssl_context=ssl_context)
         await site.start()
     else:  # `fault_ratio` of the connections get the fault, the others the webmail
@@ -345,6 +355,7 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
     keeper = asyncio.get_running_loop().create_task(_housekeeping(server, runner))
 
     async def stop() -> None:
+        stopping.set()
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
@@ -353,6 +364,32 @@ async def start_web(settings: EmbeddedSettings, store: MailStore, host: str, por
         await runner.cleanup()
 
     return bound, stop
+
+
+def _request_fault(fault: str, stopping: asyncio.Event) -> Middleware:
+    """`http_fault` in the middle of a session, on every connection: "stall-login" reads the
+    login form's post and never answers it (until the server stops), "close-mid-body" sends
+    the inbox page's headers and half its body, then closes the connection."""
+
+    @web.middleware
+    async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if fault == "stall-login" and request.method == "POST" and request.path == "/login":
+            await stopping.wait()
+            raise web.HTTPServiceUnavailable  # the client is long gone
+        response = await handler(request)
+        if (fault == "close-mid-body" and request.path == "/inbox"
+                and isinstance(response, web.Response) and response.body):
+            body = bytes(response.body)  # type: ignore[arg-type]  # the page: bytes
+            cut = web.StreamResponse(status=response.status)
+            cut.content_type, cut.content_length = response.content_type, len(body)
+            await cut.prepare(request)
+            await cut.write(body[:len(body) // 2])
+            if request.transport is not None:
+                request.transport.abort()
+            return cut
+        return response
+
+    return fault_middleware
 
 
 def _faulty_factory(fault: str, ratio: float,
