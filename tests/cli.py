@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROOT", "alive", "run_cli", "start_cli"]
+import psutil
+
+__all__ = ["ROOT", "alive", "run_cli", "start_cli", "workers_of"]
 
 ROOT = Path(__file__).resolve().parent.parent
 _COMMAND = (sys.executable, "-m", "loadtests.cli")
@@ -43,3 +46,16 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
+
+
+def workers_of(proc: subprocess.Popen[str], count: int,
+               timeout: float = 60) -> list[psutil.Process]:
+    """The worker processes the run `proc` started (its children), once `count` are there."""
+    deadline = time.monotonic() + timeout
+    workers: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(workers) < count:
+        workers = [p for p in psutil.Process(proc.pid).children()
+                   if "loadtests.run.worker" in " ".join(p.cmdline())]
+        time.sleep(0.2)
+    assert len(workers) == count
+    return workers

@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 import pytest
-from cli import alive, run_cli, start_cli
+from cli import alive, run_cli, start_cli, workers_of
 
 from loadtests.cli import EXIT_INTERRUPTED, EXIT_WORKER_LOST
 from loadtests.stream import Header, Record, Req, WorkerEvent, read_stream
@@ -197,25 +197,12 @@ def _incomplete_but_rebuilt(out: Path, step: str, at_least: int = 10) -> dict[st
     return summary
 
 
-def _workers_of(proc: subprocess.Popen[str], count: int,
-                timeout: float = 60) -> list[psutil.Process]:
-    """The worker processes the run `proc` started (its children), once `count` are there."""
-    deadline = time.monotonic() + timeout
-    workers: list[psutil.Process] = []
-    while time.monotonic() < deadline and len(workers) < count:
-        workers = [p for p in psutil.Process(proc.pid).children()
-                   if "loadtests.run.worker" in " ".join(p.cmdline())]
-        time.sleep(0.2)
-    assert len(workers) == count
-    return workers
-
-
 def test_sigkill_of_a_worker_is_recorded_and_fails_the_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = start_cli("run", "profiles/smtp-50mps.yaml", "--duration", "12s", "--workers", "2",
                      "--out", str(out), "--quiet")
     try:
-        workers = _workers_of(proc, 2)
+        workers = workers_of(proc, 2)
         time.sleep(7)  # spawning and a few seconds of load
         killed = workers[0].pid
         workers[0].send_signal(signal.SIGKILL)
@@ -256,7 +243,7 @@ def test_sigkill_of_the_master_stops_its_workers_and_leaves_a_stream(tmp_path: P
                      "--out", str(out), "--quiet")
     family: list[psutil.Process] = []  # what the run started: workers, embedded target
     try:
-        workers = _workers_of(proc, 2)
+        workers = workers_of(proc, 2)
         _running(out, proc, marker='"name":"session"')
         time.sleep(2)  # some seconds of load, flushed (the writer flushes once a second)
         family = psutil.Process(proc.pid).children(recursive=True)

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli import ROOT, run_cli, start_cli
+from cli import ROOT, run_cli, start_cli, workers_of
 
+from loadtests.cli import EXIT_WORKER_LOST
 from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule.pacing import ArrivalPacer
 from loadtests.stream import Phase, Req, StreamError, Tick, WorkerEvent, read_stream
@@ -193,7 +195,7 @@ def test_a_worker_silent_for_less_than_the_worker_timeout_is_not_lost(tmp_path):
         proc = start_cli("run", str(profile), "--workers", "2", "--worker-timeout", timeout,
                          "--out", str(out), "--quiet")
         try:
-            worker = _workers_of(proc, 2)[0]
+            worker = workers_of(proc, 2)[0]
             time.sleep(4)
             worker.send_signal(signal.SIGSTOP)
             time.sleep(6)
