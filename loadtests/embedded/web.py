@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from loadtests.counts import SessionCounts
 from loadtests.embedded.config import EmbeddedSettings
@@ -58,7 +59,6 @@ __all__ = ["REQUEST_FAULTS", "WEB_CONNECTION_FIELDS", "WEB_SESSION_FIELDS", "Web
 REQUEST_FAULTS = ("stall-login", "close-mid-body")
 """`http_fault`s the webmail plays inside a request (the others are connection faults)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 WEB_SESSION_FIELDS = {"opened": "logins", "open": "sessions_open", "peak": "sessions_peak",
                       "dropped": "sessions_expired"}
