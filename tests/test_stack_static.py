@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from loadtests.cli import build_parser
-from loadtests.monitor import monitor_groups
 from loadtests.stack import PORTS, SERVICES, StackConfig, render
 from loadtests.stack.settings import TLS_PORTS, DovecotLimits
 from loadtests.stack.targetfile import ENDPOINTS, TLS_ENDPOINTS, render_target
@@ -85,13 +84,6 @@ def test_unbound_config_parses(tmp_path: Path) -> None:
     out = subprocess.run(["unbound-checkconf", str(tmp_path / "unbound/unbound.conf")],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-
-
-def test_monitor_groups_of_the_stack_are_named_after_their_servers() -> None:
-    groups = monitor_groups(load_target(ROOT / "profiles/targets/stack.yaml"))
-    assert {"dovecot", "nginx", "postfix"} <= set(groups)
-    assert "imap-perdition+imap-starttls-perdition" in groups  # two endpoints: their keys
-    assert all(len(name) <= 40 for name in groups), list(groups)
 
 
 def test_proxy_workers_set_the_mail_proxy_only(tmp_path: Path) -> None:
