@@ -119,12 +119,14 @@ class MasterLoad:
         """Each worker drains its sessions, then sends its final report; wait for them all
         (a worker lost meanwhile is not waited for; one silent past the grace is lost)."""
         self.runner.send_message(FINISH, {"drain": seconds})
-        wait_until = time.monotonic() + seconds + FINAL_GRACE
+        # a longer --worker-timeout (a saturated host) also gives the final reports longer
+        grace = max(FINAL_GRACE, locust.runners.HEARTBEAT_LIVENESS + 1.0)
+        wait_until = time.monotonic() + seconds + grace
         while self.book.running() and time.monotonic() < wait_until:
             gevent.sleep(0.1)
         self.check_workers()
         for worker in self.book.running():
-            self.lose(worker, f"no final report within {seconds + FINAL_GRACE:g} s")
+            self.lose(worker, f"no final report within {seconds + grace:g} s")
 
     def after_stop(self) -> None:
         pass
