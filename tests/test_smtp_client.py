@@ -10,6 +10,7 @@ from cli import ROOT
 
 from loadtests import bridge
 from loadtests.clients.dns import MxResolver
+from loadtests.clients.errors import describe
 from loadtests.clients.smtp import Envelope, SmtpOptions, send_session
 from loadtests.clients.steps import StepRecorder
 
@@ -49,6 +50,8 @@ def test_refused_connection():
     accepted, rec = session(port)
     assert accepted == 0 and names(rec) == ["CONNECT"]
     assert "refused" in str(rec.steps[0].error).lower() or "connect" in str(rec.steps[0].error)
+    error = rec.steps[0].error
+    assert error is not None and describe(error).code == "ECONNREFUSED"  # as POP3 and IMAP
 
 
 @pytest.mark.parametrize(("fault", "code"), [("reply-4xx", 451), ("reply-5xx", 554)])

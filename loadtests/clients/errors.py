@@ -67,9 +67,13 @@ def describe(exception: BaseException) -> ErrorInfo:
         return ErrorInfo(kind, exception.code, exception.message)
     if isinstance(exception, ClientError):
         return ErrorInfo(kind, exception.code, exception.text or str(exception) or kind)
-    if isinstance(exception, OSError) and exception.errno is not None:
-        code = errno_names.errorcode.get(exception.errno, exception.errno)
-        return ErrorInfo(kind, code, str(exception))
+    if isinstance(exception, OSError):
+        # aiosmtplib's SMTPConnectError is an OSError without errno; the socket's is its cause
+        cause = exception.__cause__
+        number = exception.errno if exception.errno is not None else (
+            cause.errno if isinstance(cause, OSError) else None)
+        if number is not None:
+            return ErrorInfo(kind, errno_names.errorcode.get(number, number), str(exception))
     return ErrorInfo(kind, None, str(exception) or repr(exception))
 
 
