@@ -215,3 +215,53 @@ def test_the_worker_timeout_is_checked():
     result = run_cli("run", "profiles/smtp-50mps.yaml", "--workers", "2",
                      "--worker-timeout", "1")
     assert result.returncode == 2 and "--worker-timeout" in result.stderr
+
+
+@pytest.mark.parametrize("heard_from", [True, False])
+def test_the_drain_waits_past_the_grace_only_for_workers_still_heard_from(
+        tmp_path, monkeypatch, heard_from):
+    """A worker still heartbeating whose final report comes after the grace (thousands of
+    sessions closing on a busy host) is waited for; a silent one is lost. Locust's master is
+    stood in for by its client table: the drain reads nothing else of it."""
+    import gevent
+    import locust.runners
+
+    from loadtests.run import master
+    from loadtests.run.core import Counters
+    from loadtests.run.workers import WorkerBook, WorkerState
+    from loadtests.stream import StreamWriter
+
+    monkeypatch.setattr(master, "FINAL_GRACE", 0.5)
+    monkeypatch.setattr(locust.runners, "HEARTBEAT_LIVENESS", 0)  # grace: 1 s
+
+    class Node:
+        state = locust.runners.STATE_RUNNING if heard_from else locust.runners.STATE_MISSING
+
+    class Runner:
+        clients = {"w1": Node()}
+
+        def send_message(self, *_args) -> None:
+            pass
+
+    writer = StreamWriter(tmp_path / "results.jsonl")
+    book = WorkerBook(writer, Counters())
+    book.join(WorkerState("w1", 0, 1))
+    load = master.MasterLoad(Runner(), book, lambda worker: {})  # type: ignore[arg-type]
+    final = {"records": [], "pacers": {}, "sessions": {}, "users": 0}
+    started = time.monotonic()
+
+    def report_late() -> None:
+        gevent.sleep(started + 2.0 - time.monotonic())
+        book.take("w1", final, True)
+
+    gevent.spawn(report_late)
+    load.watch()  # as a run does: loses the silent
+    load.drain(0.0)
+    waited = time.monotonic() - started
+    load.close()
+    writer.close()
+    worker = book.workers["w1"]
+    if heard_from:
+        assert worker.finished and not worker.lost and 1.9 < waited < 3.0
+    else:
+        assert worker.lost and waited < 1.9

@@ -20,10 +20,11 @@ from locust.runners import STATE_MISSING, MasterRunner
 from loadtests.run.messages import FINISH, START
 from loadtests.run.workers import WorkerBook, WorkerState
 
-__all__ = ["FINAL_GRACE", "LATE_CAUSE", "WATCH_EVERY", "MasterLoad", "missing_cause",
-           "set_worker_timeout"]
+__all__ = ["FINAL_GRACE", "FINAL_PATIENCE", "LATE_CAUSE", "WATCH_EVERY", "MasterLoad",
+           "missing_cause", "set_worker_timeout"]
 
 FINAL_GRACE = 10.0  # seconds beyond the drain for every worker's final report
+FINAL_PATIENCE = 300.0  # seconds more for workers still heard from (heartbeats) past the grace
 WATCH_EVERY = 0.25  # seconds between two looks at the workers
 LATE_CAUSE = ("joined after the load was split: it has no part of the open-model schedules "
               "(the other workers' parts are unchanged)")
@@ -121,12 +122,20 @@ class MasterLoad:
         self.runner.send_message(FINISH, {"drain": seconds})
         # a longer --worker-timeout (a saturated host) also gives the final reports longer
         grace = max(FINAL_GRACE, locust.runners.HEARTBEAT_LIVENESS + 1.0)
-        wait_until = time.monotonic() + seconds + grace
-        while self.book.running() and time.monotonic() < wait_until:
+        started = time.monotonic()
+        wait_until, told = started + seconds + grace, False
+        while self.book.running() and time.monotonic() < wait_until + FINAL_PATIENCE:
+            # past the grace, wait on only for workers still heard from (closing thousands
+            # of sessions on a busy host takes long); the watcher loses the silent ones
+            if time.monotonic() >= wait_until and not told:
+                log.warning("waiting for the final reports of %d worker(s), still running",
+                            len(self.book.running()))
+                told = True
             gevent.sleep(0.1)
         self.check_workers()
+        waited = time.monotonic() - started
         for worker in self.book.running():
-            self.lose(worker, f"no final report within {seconds + grace:g} s")
+            self.lose(worker, f"no final report within {waited:.0f} s (still running)")
 
     def after_stop(self) -> None:
         pass
