@@ -1,5 +1,6 @@
-"""Distributed-run deployment files without running them: docker/compose.yaml's `master` and
-`worker` services and the Kubernetes manifests in deploy/kubernetes/.
+"""Deployment files without running them: docker/compose.yaml (its `master` and `worker`
+services, the TLS endpoints and the shared test CA), docker/target.yaml, the stack image's
+build-time render, and the Kubernetes manifests in deploy/kubernetes/.
 
 No Docker engine or cluster runs on these machines, so the files are checked statically: they
 parse, the Kubernetes objects validate against the Kubernetes API schemas bundled with
@@ -14,8 +15,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,8 +29,11 @@ import yaml
 
 from loadtests.cli import _load_inputs, build_parser
 from loadtests.profiles import check_against_target, load_profile
+from loadtests.stack import SERVICES, StackConfig
+from loadtests.stack.services.dovecot import postfix_auth_socket
 from loadtests.stack.settings import PORTS
-from loadtests.stack.targetfile import ENDPOINTS
+from loadtests.stack.targetfile import ENDPOINTS, TLS_ENDPOINTS
+from loadtests.stack.tls import CERT_NAMES
 from loadtests.targets import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,20 +82,194 @@ def test_compose_master_and_workers_parse_and_agree(monkeypatch: pytest.MonkeyPa
     assert target is not None and profile.scenarios
 
 
+def _stack_dockerfile_env(name: str) -> str:
+    match = re.search(rf"\b{name}=(\S+)", (DOCKER / "stack.Dockerfile").read_text())
+    assert match, name
+    return match.group(1)
+
+
+def _container_config() -> StackConfig:
+    """What the server containers render: stack.Dockerfile's run folder and addresses."""
+    return StackConfig(run_dir=Path(_stack_dockerfile_env("MAILSWARM_STACK_DIR")),
+                       listen=_stack_dockerfile_env("LISTEN"),
+                       backend=_stack_dockerfile_env("BACKEND"),
+                       smtp_host=_stack_dockerfile_env("SMTP_HOST"))
+
+
+def _servers(services: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The compose services that run one stack server (build arg SERVICE)."""
+    return {n: s for n, s in services.items() if "SERVICE" in s.get("build", {}).get("args", {})}
+
+
+def _mounts(service: dict[str, Any], volume: str) -> list[tuple[Path, bool]]:
+    """Where a service mounts a named volume: (path in the container, read-only)."""
+    out = []
+    for spec in service.get("volumes", []):
+        parts = spec.split("#")[0].strip().split(":")
+        if parts[0] == volume:
+            out.append((Path(parts[1]), parts[2:] == ["ro"]))
+    return out
+
+
+def _server_of(name: str) -> str:
+    return TLS_ENDPOINTS[name].services[0] if name in TLS_ENDPOINTS else ENDPOINTS[name][1][0]
+
+
+def _listens_on(server: str, port: int, cfg: StackConfig) -> bool:
+    """The port is one of the server's ports and its rendered config or command line binds it."""
+    service = SERVICES[server]
+    text = "\n".join(service.files(cfg).values()) + "\n".join(
+        " ".join(d.argv) for d in service.daemons(cfg))
+    return port in service.ports().values() and re.search(rf"\b{port}\b", text) is not None
+
+
 def test_compose_target_is_the_stack_at_its_container_addresses() -> None:
     services = _compose()["services"]
     target = load_target(DOCKER / "target.yaml")
     stack = load_target(ROOT / "profiles/targets/stack.yaml")
-    assert set(target.endpoints) == set(ENDPOINTS) <= set(stack.endpoints)  # TLS: host only
+    assert set(target.endpoints) == set(stack.endpoints) == set(ENDPOINTS) | set(TLS_ENDPOINTS)
     assert target.users == stack.users and target.secret() == stack.secret()
+    cfg = _container_config()
     for name, endpoint in target.endpoints.items():
-        server = ENDPOINTS[name][1][0]
+        server = _server_of(name)
+        there = stack.endpoints[name]
         assert endpoint.host == services[server]["networks"]["mailswarm"]["ipv4_address"], name
-        assert endpoint.port == PORTS[name] and endpoint.protocol == stack.endpoints[name].protocol
+        assert (endpoint.port, endpoint.protocol, endpoint.tls) == (
+            there.port, there.protocol, there.tls), name
+        port = PORTS[TLS_ENDPOINTS[name].port] if name in TLS_ENDPOINTS else PORTS[name]
+        assert endpoint.port == port, name
+        assert _listens_on(server, endpoint.port, cfg), f"{name}: {server} has no {port}"
+        if endpoint.tls != "none":  # verified, against the stack's own CA, by the cert's name
+            assert endpoint.verify and endpoint.ca_file == cfg.tls_dir / "ca.pem", name
+            assert endpoint.server_name in CERT_NAMES and endpoint.host not in CERT_NAMES, name
     master = services["master"]
     assert "./target.yaml:/opt/mailswarm/docker/target.yaml:ro" in master["volumes"]
-    assert set(master["depends_on"]) == {n for n, s in services.items()
-                                         if "SERVICE" in s["build"].get("args", {})}
+    assert set(master["depends_on"]) == set(_servers(services))
+
+
+def test_listening_check_can_fail() -> None:
+    cfg = _container_config()
+    assert _listens_on("dovecot", PORTS["imaps"], cfg)
+    assert not _listens_on("dovecot", PORTS["imaps-nginx"], cfg)
+    assert not _listens_on("nginx", PORTS["nginx-auth"] + 1, cfg)
+
+
+def test_compose_servers_publish_every_port_they_listen_on() -> None:
+    servers = _servers(_compose()["services"])
+    for name, service in servers.items():
+        published = {int(p.split(":")[2].split("/")[0]) for p in service["ports"]}
+        internal = {PORTS["nginx-auth"]}  # nginx's auth_http answers only Dovecot's lookups
+        assert published == set(SERVICES[name].ports().values()) - internal, name
+        assert all(p.startswith("127.0.0.1:") for p in service["ports"]), name
+        host = {p.split(":")[1] for p in service["ports"]}
+        assert host == {str(p) for p in published}, f"{name}: the same port on the host"
+
+
+def test_compose_makes_the_ca_once_and_shares_it(tmp_path: Path) -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert "tls" in compose["volumes"]
+    # the `pki` service: the real CLI's `stack render`, whose run folder's tls/ is the volume
+    pki = services["pki"]
+    render = _parse(pki["command"])
+    assert render.command == "stack" and render.action == "render"
+    tls_dir = StackConfig(run_dir=Path(render.dir)).tls_dir
+    assert _mounts(pki, "tls") == [(tls_dir, False)]
+    assert pki["image"] == services["master"]["image"]  # the generator image: it has trustme
+    # run here into a folder of ours: it makes the CA, and a second start keeps it
+    argv = [str(tmp_path) if a == render.dir else a for a in pki["command"]]
+    mailswarm = [sys.executable, "-c",
+                 "import sys; from loadtests.cli import main; sys.exit(main())"]
+    made = []
+    for _ in range(2):
+        out = subprocess.run([*mailswarm, *argv], capture_output=True, text=True, check=False,
+                             cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        made.append((tmp_path / "tls/ca.pem").read_bytes())
+    assert made[0] == made[1] and b"BEGIN CERTIFICATE" in made[0]
+    # every server reads that volume where `stack run` in its container looks for the PKI,
+    # and starts only once the CA is there
+    cfg = _container_config()
+    assert cfg.tls_dir == tls_dir
+    for name, server in _servers(services).items():
+        assert _mounts(server, "tls") == [(cfg.tls_dir, False)], name
+        assert server["depends_on"]["pki"] == {"condition": "service_completed_successfully"}
+    # the generator (host network, profiles/targets/stack.yaml) and master/workers
+    # (docker/target.yaml) find ca.pem at their target file's `ca_file`, read-only
+    for name, target_file in (("generator", ROOT / "profiles/targets/stack.yaml"),
+                              ("master", DOCKER / "target.yaml"),
+                              ("worker", DOCKER / "target.yaml")):
+        target = load_target(target_file)
+        ca_files = {e.ca_file for e in target.endpoints.values() if e.tls != "none"}
+        assert len(ca_files) == 1, name
+        [ca_file] = ca_files
+        assert ca_file.name == "ca.pem"
+        assert _mounts(services[name], "tls") == [(ca_file.parent, True)], name
+    assert services["generator"]["depends_on"]["pki"]["condition"] == \
+        "service_completed_successfully"
+    generator = _parse([_defaults(a) for a in services["generator"]["command"]])
+    assert generator.command == "run" and generator.target == Path(
+        "profiles/targets/stack.yaml")
+
+
+def test_postfix_reaches_dovecots_auth_socket_across_containers() -> None:
+    """Submission's AUTH: Postfix asks Dovecot's socket, which lives in the dovecot container;
+    its folder is a volume both mount, and its owner (`postfix`) has fixed ids in every image."""
+    services = _compose()["services"]
+    folder = postfix_auth_socket(_container_config()).parent
+    [(at_dovecot, _)] = _mounts(services["dovecot"], "dovecot-run")
+    [(at_postfix, _)] = _mounts(services["postfix"], "dovecot-run")
+    assert at_dovecot == at_postfix == folder
+    dockerfile = (DOCKER / "stack.Dockerfile").read_text()
+    ids = re.findall(r"(?:groupadd|useradd) --system (?:--uid (\d+) )?--gid (\d+)", dockerfile)
+    assert ids and {i for pair in ids for i in pair if i} == {ids[0][1]}
+    assert re.search(r"useradd [^\n]*\\\n[^\n]* postfix\n", dockerfile)
+    assert dockerfile.index("useradd") < dockerfile.index("loadtests.stack install")
+
+
+def test_stack_image_renders_with_only_the_files_it_copies(tmp_path: Path) -> None:
+    """The build-time `stack render` (which makes a PKI) with nothing of loadtests but what
+    stack.Dockerfile copies; the third-party modules it imports are the ones the image installs."""
+    dockerfile = DOCKER / "stack.Dockerfile"
+    text = dockerfile.read_text()
+    image = tmp_path / "opt"
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            *sources, dest = line.split()[1:]
+            for source in sources:
+                to = image / dest / Path(source).name if dest.endswith("/") else image / dest
+                to.parent.mkdir(parents=True, exist_ok=True)
+                copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copyfile
+                copy(ROOT / source, to)
+    ignore = (DOCKER / "stack.Dockerfile.dockerignore").read_text().splitlines()
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert f"!{source}" in ignore or f"!{source}/**" in ignore, source
+    probe = f"""
+import runpy, sys
+# only the copied tree: no editable install of the whole package behind it
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.argv = ["stack", "render", "postfix", "--dir", {str(tmp_path / "run")!r},
+            "--listen", "0.0.0.0", "--backend", "172.28.0.10", "--smtp-host", "postfix"]
+try:
+    runpy.run_module("loadtests.stack", run_name="__main__")
+except SystemExit as exc:
+    assert not exc.code, exc.code
+installed = {{name.split(".")[0] for name, module in list(sys.modules.items())
+             if "-packages" in (getattr(module, "__file__", None) or "")}}
+print(" ".join(sorted(installed)))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=image, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    third_party = {m for m in out.stdout.splitlines()[-1].split()
+                   if m != "_distutils_hack" and "__editable__" not in m}  # venv plumbing
+    # python3-yaml from Debian; trustme (and cryptography, idna, cffi under it) from pip
+    assert third_party <= {"yaml", "_yaml", "trustme", "cryptography", "idna", "cffi",
+                           "_cffi_backend"}, third_party
+    assert "python3-yaml" in text and '"trustme>=1.1,<2"' in text
+    assert (tmp_path / "run/tls/ca.pem").is_file()
 
 
 # --- deploy/kubernetes ---------------------------------------------------------------------

@@ -79,6 +79,14 @@ def test_tls_connections_share_one_receive_buffer_and_read_intact(embedded):
         try:
             for client in clients:
                 await client.connect()
+            # nothing decoded is kept per connection; asked for, it is made from the SSL object
+            transport = clients[0].transport
+            assert transport is not None
+            kept = transport._ssl_protocol._extra  # type: ignore[attr-defined]
+            assert not {"peercert", "cipher", "compression"} & set(kept)
+            assert "subjectAltName" in transport.get_extra_info("peercert")
+            assert transport.get_extra_info("cipher")[1] in ("TLSv1.2", "TLSv1.3")
+            assert transport.get_extra_info("compression") is None
             return [c.transport._ssl_protocol for c in clients]  # type: ignore[union-attr]
         finally:
             for client in clients:
@@ -88,6 +96,7 @@ def test_tls_connections_share_one_receive_buffer_and_read_intact(embedded):
     assert len(first._ssl_buffer) == 0 and len(second._ssl_buffer) == 0  # none of their own
     assert first._ssl_buffer_view is second._ssl_buffer_view  # the thread's one buffer
     assert len(first._ssl_buffer_view) == sslproto.SSLProtocol.max_size == 256 * 1024
+    assert first._write_backlog == []  # a list, not asyncio's deque
 
     # concurrent sessions retrieving every message: the bytes arrive intact through it
     pop3s = embedded.target.endpoints["pop3s"]

@@ -230,6 +230,22 @@ class _Protocol(IMAP4ClientProtocol):
         super().connection_lost(exc)
 
 
+async def _stream_address(loop: asyncio.AbstractEventLoop, host: str,
+                          port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]:
+    """Where to connect: an IP address as it is (as asyncio's create_connection does: no
+    resolver thread, whose pool and per-thread heaps the generator then carries), a name
+    through the loop's resolver."""
+    name = host.strip("[]")
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, name)
+        except OSError:
+            continue
+        return family, ((name, port) if family == socket.AF_INET else (name, port, 0, 0))
+    (family, _, _, _, address), *_ = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    return family, address
+
+
 class _IMAP4(aioimaplib.IMAP4):
     """aioimaplib's client on our protocol; with `tls` (implicit TLS) the TCP connect and the
     TLS handshake are two awaits, so the handshake is timed on its own (`handshake`)."""
@@ -256,9 +272,8 @@ class _IMAP4(aioimaplib.IMAP4):
         fails). Upgrading a connected transport with `start_tls` instead loses connections
         here now and then before the greeting, so the handshake is the socket's first use."""
         assert self.tls is not None
-        (family, type_, proto, _, address), *_ = await loop.getaddrinfo(
-            host.strip("[]"), port, type=socket.SOCK_STREAM)
-        sock = socket.socket(family, type_, proto)
+        family, address = await _stream_address(loop, host, port)
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             if (local := source.local_addr(host, port)) is not None:

@@ -70,7 +70,7 @@ PORTS: dict[str, int] = {
 TLS_PORTS = frozenset(("imaps", "pop3s", "submission", "smtps", "imaps-nginx", "pop3s-nginx",
                        "imaps-perdition", "pop3s-perdition", "https"))
 """The PORTS that speak TLS from the first byte or only after STARTTLS with AUTH (new with TLS;
-the container stack does not publish them)."""
+docker/compose.yaml publishes them too, with one CA shared through a volume)."""
 
 
 def default_run_dir() -> Path:
