@@ -3,7 +3,8 @@
 The runner flushes at least once a second, so a killed run keeps all but its last second.
 `on_request` is the listener for Locust's `events.request` (every protocol's records arrive
 there): it formats the `req` line directly from the event's arguments, without building a
-record; `req_dict` gives the same record as the dict of its line (a worker ships these, several
+record (`on_requests`: a whole session's events at once, see loadtests.users.requests);
+`req_dict` gives the same record as the dict of its line (a worker ships these, several
 per session, so it skips the record object too); `req_record` builds the typed record from the
 same arguments; `user_error_record` the `error` record of Locust's `events.user_error`.
 
@@ -14,7 +15,7 @@ text is redacted on its way in, whether from `on_request` or `write` (a worker's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,14 +109,23 @@ class StreamWriter:
                    context: dict[str, Any] | None = None, start_time: float | None = None,
                    **_: Any) -> None:
         """Listener for Locust's `events.request`: the `req` line, formatted directly."""
-        ctx = context or {}
-        self._seq += 1
-        err, code = _failure(exception, ctx) if exception is not None else (None, None)
-        self._buffer.append(req_line(
-            self._seq, start_time or time.time(), request_type, name, round(response_time, 3),
-            int(response_length or 0), exception is None, self.redactor.optional(err), code,
-            ctx.get("scenario"),
-            ctx.get("lag_ms")))
+        self.on_requests(({"request_type": request_type, "name": name,
+                           "response_time": response_time, "response_length": response_length,
+                           "exception": exception, "context": context,
+                           "start_time": start_time},))
+
+    def on_requests(self, requests: Sequence[dict[str, Any]]) -> None:
+        """`on_request` for each of a session's request events (their keyword arguments)."""
+        append, optional = self._buffer.append, self.redactor.optional
+        for kw in requests:
+            ctx = kw.get("context") or {}
+            exception = kw.get("exception")
+            err, code = _failure(exception, ctx) if exception is not None else (None, None)
+            self._seq += 1
+            append(req_line(
+                self._seq, kw.get("start_time") or time.time(), kw["request_type"], kw["name"],
+                round(kw["response_time"], 3), int(kw.get("response_length") or 0),
+                exception is None, optional(err), code, ctx.get("scenario"), ctx.get("lag_ms")))
 
     def flush(self) -> None:
         if self._file is None:
