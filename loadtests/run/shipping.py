@@ -14,6 +14,7 @@ plugin's workers (loadtests.locust.shipping).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import gevent
@@ -25,6 +26,7 @@ from loadtests.run.pacers import Pacers
 from loadtests.schedule.sessions import gauge
 from loadtests.stream import req_dict, tls_listener, to_dict, user_error_record
 from loadtests.stream.redact import Redactor
+from loadtests.users.requests import BulkListener
 
 __all__ = ["REQ_ROW", "WorkerLoad"]
 
@@ -51,14 +53,22 @@ class WorkerLoad:
                 **kw: Any) -> None:
         """Listener for Locust's `events.request`: a succeeded request as a row (REQ_ROW),
         a failed one as its record dict (`keep`: its error text redacted)."""
-        if exception is not None:
-            self.keep(req_dict(request_type, name, response_time, response_length, exception,
-                               context, start_time))
-            return
-        ctx = context or {}
-        self.buffer.append((start_time or time.time(), request_type, name,
-                            round(response_time, 3), int(response_length or 0),
-                            ctx.get("scenario"), ctx.get("lag_ms")))
+        self.requests(({"request_type": request_type, "name": name,
+                        "response_time": response_time, "response_length": response_length,
+                        "exception": exception, "context": context,
+                        "start_time": start_time},))
+
+    def requests(self, requests: Iterable[dict[str, Any]]) -> None:
+        """`request` for each of a session's request events (their keyword arguments)."""
+        append = self.buffer.append
+        for kw in requests:
+            if kw.get("exception") is not None:
+                self.keep(req_dict(**kw))
+                continue
+            ctx = kw.get("context") or {}
+            append((kw.get("start_time") or time.time(), kw["request_type"], kw["name"],
+                    round(kw["response_time"], 3), int(kw.get("response_length") or 0),
+                    ctx.get("scenario"), ctx.get("lag_ms")))
 
     def payload(self, users: int) -> dict[str, Any]:
         records = self.buffer[:]
@@ -73,7 +83,7 @@ class WorkerLoad:
     def ship(self, events: Events, runner: WorkerRunner) -> None:
         """Buffer this process's records, add them to every report to the master, and follow
         the master's `START` and `FINISH`."""
-        events.request.add_listener(self.request)
+        events.request.add_listener(BulkListener(self.request, self.requests))
         events.user_error.add_listener(lambda user_instance, exception, tb, **_: self.keep(
             to_dict(user_error_record(user_instance, exception))))
         # the TLS versions and ciphers seen, once each, as `tls` records

@@ -15,7 +15,7 @@ text is redacted on its way in, whether from `on_request` or `write` (a worker's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -114,7 +114,7 @@ class StreamWriter:
                            "exception": exception, "context": context,
                            "start_time": start_time},))
 
-    def on_requests(self, requests: Sequence[dict[str, Any]]) -> None:
+    def on_requests(self, requests: Iterable[dict[str, Any]]) -> None:
         """`on_request` for each of a session's request events (their keyword arguments)."""
         append, optional = self._buffer.append, self.redactor.optional
         for kw in requests:
