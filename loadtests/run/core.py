@@ -88,19 +88,17 @@ class Counters:
 
     def on_request(self, name: str, response_time: float = 0.0,
                    exception: BaseException | None = None, **_: Any) -> None:
-        self.on_requests(({"name": name, "response_time": response_time,
-                           "exception": exception},))
+        if exception is None:
+            self.count(name, True, response_time)
+        else:
+            info = describe(exception)
+            self.count(name, False, response_time, str(info), info.code)
 
     def on_requests(self, requests: Iterable[dict[str, Any]]) -> None:
         """`on_request` for each of a session's request events (their keyword arguments)."""
-        count = self.count
+        one = self.on_request
         for kw in requests:
-            exception = kw.get("exception")
-            if exception is None:
-                count(kw["name"], True, kw.get("response_time", 0.0))
-            else:
-                info = describe(exception)
-                count(kw["name"], False, kw.get("response_time", 0.0), str(info), info.code)
+            one(kw["name"], kw.get("response_time", 0.0), kw.get("exception"))
 
 
 @dataclass(frozen=True)

@@ -53,22 +53,21 @@ class WorkerLoad:
                 **kw: Any) -> None:
         """Listener for Locust's `events.request`: a succeeded request as a row (REQ_ROW),
         a failed one as its record dict (`keep`: its error text redacted)."""
-        self.requests(({"request_type": request_type, "name": name,
-                        "response_time": response_time, "response_length": response_length,
-                        "exception": exception, "context": context,
-                        "start_time": start_time},))
+        if exception is not None:
+            self.keep(req_dict(request_type, name, response_time, response_length, exception,
+                               context, start_time))
+            return
+        ctx = context or {}
+        self.buffer.append((start_time or time.time(), request_type, name,
+                            round(response_time, 3), int(response_length or 0),
+                            ctx.get("scenario"), ctx.get("lag_ms")))
 
     def requests(self, requests: Iterable[dict[str, Any]]) -> None:
         """`request` for each of a session's request events (their keyword arguments)."""
-        append = self.buffer.append
+        one = self.request
         for kw in requests:
-            if kw.get("exception") is not None:
-                self.keep(req_dict(**kw))
-                continue
-            ctx = kw.get("context") or {}
-            append((kw.get("start_time") or time.time(), kw["request_type"], kw["name"],
-                    round(kw["response_time"], 3), int(kw.get("response_length") or 0),
-                    ctx.get("scenario"), ctx.get("lag_ms")))
+            one(kw["request_type"], kw["name"], kw["response_time"], kw.get("response_length"),
+                kw.get("exception"), kw.get("context"), kw.get("start_time"))
 
     def payload(self, users: int) -> dict[str, Any]:
         records = self.buffer[:]

@@ -109,23 +109,26 @@ class StreamWriter:
                    context: dict[str, Any] | None = None, start_time: float | None = None,
                    **_: Any) -> None:
         """Listener for Locust's `events.request`: the `req` line, formatted directly."""
-        self.on_requests(({"request_type": request_type, "name": name,
-                           "response_time": response_time, "response_length": response_length,
-                           "exception": exception, "context": context,
-                           "start_time": start_time},))
+        self._req(request_type, name, response_time, response_length, exception, context,
+                  start_time)
 
     def on_requests(self, requests: Iterable[dict[str, Any]]) -> None:
         """`on_request` for each of a session's request events (their keyword arguments)."""
-        append, optional = self._buffer.append, self.redactor.optional
+        req = self._req
         for kw in requests:
-            ctx = kw.get("context") or {}
-            exception = kw.get("exception")
-            err, code = _failure(exception, ctx) if exception is not None else (None, None)
-            self._seq += 1
-            append(req_line(
-                self._seq, kw.get("start_time") or time.time(), kw["request_type"], kw["name"],
-                round(kw["response_time"], 3), int(kw.get("response_length") or 0),
-                exception is None, optional(err), code, ctx.get("scenario"), ctx.get("lag_ms")))
+            req(kw["request_type"], kw["name"], kw["response_time"], kw.get("response_length"),
+                kw.get("exception"), kw.get("context"), kw.get("start_time"))
+
+    def _req(self, request_type: str, name: str, response_time: float,
+             response_length: int | None, exception: BaseException | None,
+             context: dict[str, Any] | None, start_time: float | None) -> None:
+        ctx = context or {}
+        self._seq += 1
+        err, code = _failure(exception, ctx) if exception is not None else (None, None)
+        self._buffer.append(req_line(
+            self._seq, start_time or time.time(), request_type, name, round(response_time, 3),
+            int(response_length or 0), exception is None, self.redactor.optional(err), code,
+            ctx.get("scenario"), ctx.get("lag_ms")))
 
     def flush(self) -> None:
         if self._file is None:
