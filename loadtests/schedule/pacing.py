@@ -26,7 +26,6 @@ from loadtests.schedule.arrivals import arrival_offsets
 __all__ = ["ArrivalPacer", "Token"]
 
 _YIELD_EVERY = 256  # tokens issued back to back (when behind) between two yields to the hub
-_TICK = 0.001  # s: the pacer wakes at most this often; a token is handed out up to this late
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,33 +69,20 @@ class ArrivalPacer:
         self._greenlet = gevent.spawn(self._issue, duration)
 
     def _issue(self, duration: float) -> None:
-        """Issue every token whose intended start has come, waking at most once per `_TICK`:
-        at thousands of arrivals a second one wake-up (a timer and two switches) per arrival
-        costs more than the arrivals themselves, so tokens due within a tick of each other go
-        out together, each up to a tick after its intended time (its lag says by how much)."""
         mono0, wall0 = time.monotonic(), time.time()
         self.started_at = wall0
-        monotonic, offer = time.monotonic, self._offer
-        issued = 0  # back to back since the last yield to the hub
         try:
-            now = mono0
             for offset in self.offsets():
                 if offset >= duration:
                     break
-                due = mono0 + offset
-                if due > now:
-                    now = monotonic()
-                    if due > now:
-                        gevent.sleep(max(due - now, _TICK))
-                        now = monotonic()
-                        issued = 0
-                if issued >= _YIELD_EVERY:  # behind schedule: let signals, ticks, users run
-                    gevent.sleep(0)
-                    now, issued = monotonic(), 0
-                issued += 1
+                delay = mono0 + offset - time.monotonic()
+                if delay > 0:
+                    gevent.sleep(delay)
+                elif self.intended % _YIELD_EVERY == 0:
+                    gevent.sleep(0)  # behind schedule: still let signals, ticks and users run
                 self.intended += 1
-                offer((wall0 + offset, due))
-            remaining = mono0 + duration - monotonic()
+                self._offer((wall0 + offset, mono0 + offset))
+            remaining = mono0 + duration - time.monotonic()
             if remaining > 0:
                 gevent.sleep(remaining)
         finally:
