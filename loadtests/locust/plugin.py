@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,6 +64,7 @@ from loadtests.stream import (
 from loadtests.stream.redact import Redactor
 from loadtests.targets import Endpoint, Target
 from loadtests.units import MAX_DURATION
+from loadtests.users.requests import BulkListener
 
 __all__ = ["CeilingShape", "LocustRun", "profile_of", "settings", "target_of"]
 
@@ -148,6 +149,9 @@ class _Discard:
     def on_request(self, **_: Any) -> None:
         pass
 
+    def on_requests(self, _: Any) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 
@@ -197,7 +201,7 @@ class LocustRun:
                                                                         True))
             ev.worker_connect.add_listener(self.on_worker_connect)
         else:
-            ev.request.add_listener(self._on_request)
+            ev.request.add_listener(BulkListener(self._on_request, self._on_requests))
             # the TLS versions and ciphers seen, once each per test, as `tls` records
             ev.request.add_listener(lambda **kw: self.tls_seen(**kw))
             ev.user_error.add_listener(lambda user_instance, exception, tb, **_: self.writer.write(
@@ -224,8 +228,11 @@ class LocustRun:
         return self.load.book
 
     def _on_request(self, **kw: Any) -> None:
-        self.writer.on_request(**kw)
-        self.counters.on_request(**kw)
+        self._on_requests((kw,))
+
+    def _on_requests(self, requests: Collection[dict[str, Any]]) -> None:
+        self.writer.on_requests(requests)
+        self.counters.on_requests(requests)
 
     def _ticking(self, seq: Sequence) -> None:
         while True:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,6 +57,7 @@ from loadtests.stream import (
 )
 from loadtests.stream.redact import Redactor
 from loadtests.targets import Target
+from loadtests.users.requests import BulkListener
 
 __all__ = ["COMPLETED", "CRASHED", "END_REASONS", "INTERRUPTED", "Counters", "Driver", "Load",
            "Run", "RunParts", "Sequence"]
@@ -92,6 +93,12 @@ class Counters:
         else:
             info = describe(exception)
             self.count(name, False, response_time, str(info), info.code)
+
+    def on_requests(self, requests: Iterable[dict[str, Any]]) -> None:
+        """`on_request` for each of a session's request events (their keyword arguments)."""
+        one = self.on_request
+        for kw in requests:
+            one(kw["name"], kw.get("response_time", 0.0), kw.get("exception"))
 
 
 @dataclass(frozen=True)
@@ -259,8 +266,8 @@ class Run:
         judge = StepJudge(ramp.schedule.stop_when) if ramp is not None else None  # type: ignore[union-attr]
         self.counters = counters = Counters(judge.record if judge is not None else None)
         events = Events()
-        events.request.add_listener(writer.on_request)
-        events.request.add_listener(counters.on_request)
+        events.request.add_listener(BulkListener(writer.on_request, writer.on_requests))
+        events.request.add_listener(BulkListener(counters.on_request, counters.on_requests))
         if any(e.tls != "none" for e in target.endpoints.values()):  # version and cipher, once
             events.request.add_listener(tls_listener(writer.write))
         events.user_error.add_listener(

@@ -14,6 +14,7 @@ plugin's workers (loadtests.locust.shipping).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import gevent
@@ -25,6 +26,7 @@ from loadtests.run.pacers import Pacers
 from loadtests.schedule.sessions import gauge
 from loadtests.stream import req_dict, tls_listener, to_dict, user_error_record
 from loadtests.stream.redact import Redactor
+from loadtests.users.requests import BulkListener
 
 __all__ = ["REQ_ROW", "WorkerLoad"]
 
@@ -60,6 +62,13 @@ class WorkerLoad:
                             round(response_time, 3), int(response_length or 0),
                             ctx.get("scenario"), ctx.get("lag_ms")))
 
+    def requests(self, requests: Iterable[dict[str, Any]]) -> None:
+        """`request` for each of a session's request events (their keyword arguments)."""
+        one = self.request
+        for kw in requests:
+            one(kw["request_type"], kw["name"], kw["response_time"], kw.get("response_length"),
+                kw.get("exception"), kw.get("context"), kw.get("start_time"))
+
     def payload(self, users: int) -> dict[str, Any]:
         records = self.buffer[:]
         self.buffer.clear()
@@ -73,7 +82,7 @@ class WorkerLoad:
     def ship(self, events: Events, runner: WorkerRunner) -> None:
         """Buffer this process's records, add them to every report to the master, and follow
         the master's `START` and `FINISH`."""
-        events.request.add_listener(self.request)
+        events.request.add_listener(BulkListener(self.request, self.requests))
         events.user_error.add_listener(lambda user_instance, exception, tb, **_: self.keep(
             to_dict(user_error_record(user_instance, exception))))
         # the TLS versions and ciphers seen, once each, as `tls` records

@@ -3,7 +3,8 @@
 The runner flushes at least once a second, so a killed run keeps all but its last second.
 `on_request` is the listener for Locust's `events.request` (every protocol's records arrive
 there): it formats the `req` line directly from the event's arguments, without building a
-record; `req_dict` gives the same record as the dict of its line (a worker ships these, several
+record (`on_requests`: a whole session's events at once, see loadtests.users.requests);
+`req_dict` gives the same record as the dict of its line (a worker ships these, several
 per session, so it skips the record object too); `req_record` builds the typed record from the
 same arguments; `user_error_record` the `error` record of Locust's `events.user_error`.
 
@@ -14,7 +15,7 @@ text is redacted on its way in, whether from `on_request` or `write` (a worker's
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -108,14 +109,26 @@ class StreamWriter:
                    context: dict[str, Any] | None = None, start_time: float | None = None,
                    **_: Any) -> None:
         """Listener for Locust's `events.request`: the `req` line, formatted directly."""
+        self._req(request_type, name, response_time, response_length, exception, context,
+                  start_time)
+
+    def on_requests(self, requests: Iterable[dict[str, Any]]) -> None:
+        """`on_request` for each of a session's request events (their keyword arguments)."""
+        req = self._req
+        for kw in requests:
+            req(kw["request_type"], kw["name"], kw["response_time"], kw.get("response_length"),
+                kw.get("exception"), kw.get("context"), kw.get("start_time"))
+
+    def _req(self, request_type: str, name: str, response_time: float,
+             response_length: int | None, exception: BaseException | None,
+             context: dict[str, Any] | None, start_time: float | None) -> None:
         ctx = context or {}
         self._seq += 1
         err, code = _failure(exception, ctx) if exception is not None else (None, None)
         self._buffer.append(req_line(
             self._seq, start_time or time.time(), request_type, name, round(response_time, 3),
             int(response_length or 0), exception is None, self.redactor.optional(err), code,
-            ctx.get("scenario"),
-            ctx.get("lag_ms")))
+            ctx.get("scenario"), ctx.get("lag_ms")))
 
     def flush(self) -> None:
         if self._file is None:

@@ -19,6 +19,7 @@ from loadtests.protocols import user_class
 from loadtests.schedule.pacing import ArrivalPacer, Token
 from loadtests.schedule.sessions import gauge
 from loadtests.targets import Endpoint, Target
+from loadtests.users.requests import Request, fire_requests
 
 T = TypeVar("T")
 
@@ -96,22 +97,23 @@ class ScenarioUser(User):
             gauge.closed(protocol)
 
     # -- recording -------------------------------------------------------------------------
-    def fire(self, step: Step, extra: dict[str, Any] | None = None) -> None:
-        """The step's request event; `extra` adds to its context (e.g. a message's id)."""
+    def request(self, step: Step, extra: dict[str, Any] | None = None) -> Request:
+        """The step's request event (its `events.request` keyword arguments); `extra` adds to
+        its context (e.g. a message's id)."""
         context: dict[str, Any] = {"scenario": self.scenario.name} if extra is None else \
             {"scenario": self.scenario.name, **extra}
         if step.info is not None:  # a TLS step: its version and cipher (loadtests.stream.tls)
             context["tls_version"] = step.info.get("version")
             context["tls_cipher"] = step.info.get("cipher")
-        self.environment.events.request.fire(
-            request_type=step.protocol, name=step.name, response_time=step.ms,
-            response_length=step.length, exception=step.error, start_time=step.started,
-            context=context, response=None, url=None,
-        )
+        return {"request_type": step.protocol, "name": step.name, "response_time": step.ms,
+                "response_length": step.length, "exception": step.error,
+                "start_time": step.started, "context": context, "response": None, "url": None}
 
-    def fire_session(self, protocol: str, token: Token | None, started_wall: float,
-                     started_mono: float, error: BaseException | None, length: int = 0) -> None:
-        """One record for the whole session, timed from the intended start in the open model."""
+    def session_request(self, protocol: str, token: Token | None, started_wall: float,
+                        started_mono: float, error: BaseException | None,
+                        length: int = 0) -> Request:
+        """The request event of the whole session, timed from the intended start in the open
+        model."""
         now = time.monotonic()
         context: dict[str, Any] = {"scenario": self.scenario.name}
         if token is not None:
@@ -119,12 +121,23 @@ class ScenarioUser(User):
             context["lag_ms"] = round(token.lag * 1000, 3)
         else:
             elapsed, start = now - started_mono, started_wall
-        self.environment.events.request.fire(
-            request_type=protocol, name="session", response_time=elapsed * 1000,
-            response_length=length, exception=error, start_time=start, context=context,
-            response=None, url=None,
-        )
+        return {"request_type": protocol, "name": "session", "response_time": elapsed * 1000,
+                "response_length": length, "exception": error, "start_time": start,
+                "context": context, "response": None, "url": None}
 
+    def fire(self, step: Step, extra: dict[str, Any] | None = None) -> None:
+        """The step's request event, now (a long session reports its steps as they end)."""
+        self.environment.events.request.fire(**self.request(step, extra))
+
+    def fire_session(self, protocol: str, token: Token | None, started_wall: float,
+                     started_mono: float, error: BaseException | None, length: int = 0) -> None:
+        """One record for the whole session, timed from the intended start in the open model."""
+        self.environment.events.request.fire(**self.session_request(
+            protocol, token, started_wall, started_mono, error, length))
+
+    def fire_all(self, requests: list[Request]) -> None:
+        """A finished session's request events at once (see loadtests.users.requests)."""
+        fire_requests(self.environment.events.request, requests)
 
 def user_class_for(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | None,
                    allow_remote: bool, seed: int | None) -> type[ScenarioUser]:

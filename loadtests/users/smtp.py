@@ -122,18 +122,21 @@ class SmtpUser(ScenarioUser):
         dns_rec, smtp_rec = self.run_session("SMTP", self._session(envelopes))
         error: BaseException | None = None
         messages = iter(envelopes)  # DATA steps come in envelope order
+        requests = []
         for step in (*dns_rec.steps, *smtp_rec.steps):
             if step.name == "DATA" and step.protocol == "SMTP":
                 env = next(messages)  # its id and recipients: delivery tracking's `sent`
-                self.fire(step, {"message_id": env.message_id, "rcpt": env.recipients})
+                requests.append(self.request(step, {"message_id": env.message_id,
+                                                    "rcpt": env.recipients}))
             else:
-                self.fire(step)
+                requests.append(self.request(step))
             error = error or step.error
         if not smtp_rec.steps and error is None:
             error = RuntimeError("session ended before connecting")
         sent = sum(s.length for s in smtp_rec.steps if s.name == "DATA" and s.error is None)
-        self.fire_session("SMTP", token, started_wall, started_mono, error, sent)
-
+        requests.append(self.session_request("SMTP", token, started_wall, started_mono, error,
+                                             sent))
+        self.fire_all(requests)
 
 async def _refuse(host: str) -> Any:
     raise RemoteAddressRefused(f"the MX answer {host} is not a loopback address; pass "
