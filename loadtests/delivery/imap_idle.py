@@ -140,6 +140,10 @@ class ImapIdleFinder:
                 found(box.name, [(verify(m.body), pushed_at or now) for m in new])
                 if self.delete:
                     await _delete_ours(client, new)
+                    # a copy that came meanwhile was announced in the STORE/EXPUNGE replies,
+                    # and the next IDLE would not announce it again: look once more first
+                    pushed_at = None
+                    continue
             if any(b"EXISTS" in line.upper() for line in changes):
                 pushed_at = now  # told with the reply: fetch again before idling
                 continue
