@@ -14,13 +14,26 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import gevent
+import locust.runners
 import pytest
 from cli import ROOT, run_cli, start_cli, workers_of
 
 from loadtests.cli import EXIT_WORKER_LOST
 from loadtests.profiles import ArrivalSchedule
+from loadtests.run import master
+from loadtests.run.core import Counters
+from loadtests.run.workers import WorkerBook, WorkerState
 from loadtests.schedule.pacing import ArrivalPacer
-from loadtests.stream import Phase, Req, StreamError, Tick, WorkerEvent, read_stream
+from loadtests.stream import (
+    Phase,
+    Req,
+    StreamError,
+    StreamWriter,
+    Tick,
+    WorkerEvent,
+    read_stream,
+)
 
 
 def test_two_workers_share_the_rate_and_report_everything(tmp_path):
@@ -223,14 +236,6 @@ def test_the_drain_waits_past_the_grace_only_for_workers_still_heard_from(
     """A worker still heartbeating whose final report comes after the grace (thousands of
     sessions closing on a busy host) is waited for; a silent one is lost. Locust's master is
     stood in for by its client table: the drain reads nothing else of it."""
-    import gevent
-    import locust.runners
-
-    from loadtests.run import master
-    from loadtests.run.core import Counters
-    from loadtests.run.workers import WorkerBook, WorkerState
-    from loadtests.stream import StreamWriter
-
     monkeypatch.setattr(master, "FINAL_GRACE", 0.5)
     monkeypatch.setattr(locust.runners, "HEARTBEAT_LIVENESS", 0)  # grace: 1 s
 

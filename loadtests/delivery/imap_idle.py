@@ -69,8 +69,10 @@ class ImapIdleFinder:
     errors: int = 0
     first_error: str | None = None
     last_error: str | None = None
+    # while a session fails to get in, `_prober` names the one that retries; `_up` wakes the
+    # others when it is in (set exactly when `_prober` is None)
     _up: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
-    _prober: str | None = field(default=None, init=False, repr=False)  # probes while down
+    _prober: str | None = field(default=None, init=False, repr=False)
 
     async def watch(self, found: Found, stopping: Callable[[], bool]) -> None:
         """Watch every mailbox until `stopping()`; a session ends within ~1 s of it."""
@@ -84,8 +86,8 @@ class ImapIdleFinder:
                      gate: asyncio.Semaphore) -> None:
         backoff, up = 0.5, self._up
         while not stopping():
-            if not up.is_set() and self._prober not in (None, box.name):
-                await _until_set(up, stopping)  # another session probes the server
+            if self._prober not in (None, box.name):  # another session probes the server
+                await _until_set(up, stopping)
                 continue
             client = ImapClient(self.host, self.port, connect_timeout=self.timeout,
                                 read_timeout=self.timeout, tls=self.tls)

@@ -22,7 +22,7 @@ import dns.rdatatype
 import dns.rrset
 
 from loadtests.embedded.config import EmbeddedSettings
-from loadtests.embedded.faults import reset
+from loadtests.embedded.faults import reset, until_client_leaves
 from loadtests.embedded.stats import TargetStats
 
 __all__ = ["DnsZone", "serve_dns", "truncated"]
@@ -134,8 +134,7 @@ async def _tcp_client(zone: DnsZone, stats: TargetStats, delay: float, fault: st
             data = await reader.readexactly(length)
             stats.dns_queries += 1
             if fault == "truncate-tcp-stall":
-                while await reader.read(4096):  # until the client gives up
-                    pass
+                await until_client_leaves(reader)
                 break
             reply = zone.answer(data)
             if reply is None:

@@ -10,7 +10,7 @@ import socket
 import struct
 
 __all__ = ["TRICKLE_INTERVAL", "GarbageProtocol", "ResetProtocol", "StallProtocol",
-           "TrickleProtocol", "connection_fault", "reset", "trickle"]
+           "TrickleProtocol", "connection_fault", "reset", "trickle", "until_client_leaves"]
 
 TRICKLE_INTERVAL = 0.5
 """Seconds between two bytes of a trickled greeting: every read gets a byte well within any
@@ -25,6 +25,12 @@ def reset(transport: asyncio.BaseTransport) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     assert isinstance(transport, asyncio.WriteTransport)  # a TCP connection's transport
     transport.abort()
+
+
+async def until_client_leaves(reader: asyncio.StreamReader) -> None:
+    """Say nothing, ignore what comes, return when the client closes (a stalled server)."""
+    while await reader.read(4096):
+        pass
 
 
 async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes,

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from loadtests.counts import SessionCounts
-from loadtests.embedded.faults import reset, trickle
+from loadtests.embedded.faults import reset, trickle, until_client_leaves
 from loadtests.embedded.imap_proto import (
     SYSTEM_FLAGS,
     FetchItem,
@@ -134,8 +134,7 @@ class ImapServer:
         with self._lock:
             self.stats.faults += 1
         if self.fault == "stall":
-            while await reader.read(4096):  # until the client gives up
-                pass
+            await until_client_leaves(reader)
         elif self.fault == "reset":
             reset(writer.transport)
         elif self.fault == "garbage":
@@ -408,8 +407,7 @@ class _Session:
         if self.server.fault == "stall-select":  # alive, but stuck in the command
             with self.server._lock:
                 self.server.stats.faults += 1
-            while await self.reader.read(4096):  # until the client gives up
-                pass
+            await until_client_leaves(self.reader)
             raise _Closed
         self.unselect()
         box = await self._inbox(tag, args)

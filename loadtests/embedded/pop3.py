@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from loadtests.clients.pop3 import apop_digest
 from loadtests.counts import SessionCounts
-from loadtests.embedded.faults import reset, trickle
+from loadtests.embedded.faults import reset, trickle, until_client_leaves
 from loadtests.embedded.mailstore import Mailbox, MailStore, Message, password_for
 
 __all__ = ["POP3_CONNECTION_FIELDS", "POP3_FAULTS", "Pop3Counters", "Pop3Server", "dot_stuff",
@@ -108,12 +108,6 @@ class Pop3Counters:
     def closed(self) -> None:
         with self._lock:
             self.connections.closed()
-
-
-async def _until_client_leaves(reader: asyncio.StreamReader) -> None:
-    """Say nothing, ignore what comes, return when the client closes (a stalled server)."""
-    while await reader.read(4096):
-        pass
 
 
 class _Closed(Exception):
@@ -210,7 +204,7 @@ class Pop3Server:
                                 writer: asyncio.StreamWriter) -> bool:
         """Apply a connection-level fault; True when the connection is done with."""
         if self.fault == "stall":
-            await _until_client_leaves(reader)
+            await until_client_leaves(reader)
             return True
         if self.fault == "reset":
             reset(writer.transport)
@@ -370,7 +364,7 @@ class Pop3Server:
 
     async def _send_message(self, session: _Session, message: Message, data: bytes) -> None:
         if self.fault == "stall-retr":
-            await _until_client_leaves(session.reader)
+            await until_client_leaves(session.reader)
             raise _Closed
         body = dot_stuff(data)
         if self.fault == "close-mid-retr":

@@ -123,19 +123,22 @@ class MasterLoad:
         # a longer --worker-timeout (a saturated host) also gives the final reports longer
         grace = max(FINAL_GRACE, locust.runners.HEARTBEAT_LIVENESS + 1.0)
         started = time.monotonic()
-        wait_until, told = started + seconds + grace, False
-        while self.book.running() and time.monotonic() < wait_until + FINAL_PATIENCE:
+        self._wait_final(started + seconds + grace)
+        if self.book.running():
             # past the grace, wait on only for workers still heard from (closing thousands
-            # of sessions on a busy host takes long); the watcher loses the silent ones
-            if time.monotonic() >= wait_until and not told:
-                log.warning("waiting for the final reports of %d worker(s), still running",
-                            len(self.book.running()))
-                told = True
-            gevent.sleep(0.1)
+            # of sessions on a busy host takes long): the watcher loses the silent ones
+            log.warning("waiting for the final reports of %d worker(s), still running",
+                        len(self.book.running()))
+            self._wait_final(started + seconds + grace + FINAL_PATIENCE)
         self.check_workers()
         waited = time.monotonic() - started
         for worker in self.book.running():
             self.lose(worker, f"no final report within {waited:.0f} s (still running)")
+
+    def _wait_final(self, until: float) -> None:
+        """Until every running worker has sent its final report, or `until` (monotonic)."""
+        while self.book.running() and time.monotonic() < until:
+            gevent.sleep(0.1)
 
     def after_stop(self) -> None:
         pass

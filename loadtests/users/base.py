@@ -139,6 +139,7 @@ class ScenarioUser(User):
         """A finished session's request events at once (see loadtests.users.requests)."""
         fire_requests(self.environment.events.request, requests)
 
+
 def user_class_for(scenario: Scenario, target: Target, *, pacer: ArrivalPacer | None,
                    allow_remote: bool, seed: int | None) -> type[ScenarioUser]:
     """A concrete Locust user class for one scenario, its count fixed by the schedule."""

@@ -138,6 +138,7 @@ class SmtpUser(ScenarioUser):
                                              sent))
         self.fire_all(requests)
 
+
 async def _refuse(host: str) -> Any:
     raise RemoteAddressRefused(f"the MX answer {host} is not a loopback address; pass "
                                "--allow-remote to use it")
