@@ -352,6 +352,36 @@ def test_pipelined_refused_recipient_ends_the_session_at_rcpt(pipelining_server)
     assert rec.steps[-1].error.code == 550 and rec.steps[2].error is None
 
 
+def test_a_finished_session_leaves_no_reference_cycle(pipelining_server, monkeypatch):
+    """asyncio's socket transport refers to itself (its read callback): the client drops
+    that once the connection is lost, so the transport and its socket go with their last
+    reference instead of waiting for a garbage collection."""
+    import asyncio
+    import gc
+    import weakref
+
+    from loadtests.clients.smtp import _Protocol
+
+    transports = []
+    made = _Protocol.connection_made
+
+    def keep(self, transport):
+        transports.append(weakref.ref(transport))
+        made(self, transport)
+
+    monkeypatch.setattr(_Protocol, "connection_made", keep)
+    port = pipelining_server()
+    gc.collect()
+    gc.disable()
+    try:
+        accepted, _rec = session(port, ONE_RCPT)
+        bridge.run(asyncio.sleep(0.01))  # the transport's connection_lost runs meanwhile
+        assert accepted == 1 and len(transports) == 1
+        assert transports[0]() is None
+    finally:
+        gc.enable()
+
+
 def test_replies_that_arrive_together_are_read_one_by_one():
     """Several replies in one packet (a pipelined group's), and one split across packets."""
     import asyncio

@@ -258,6 +258,7 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._end("Connection lost", exc)
+        _unlink(self.transport)
         self.transport = None
 
     # -- the session's side ------------------------------------------------------------------
@@ -575,6 +576,16 @@ class _Session:
             self._transport.close()  # a no-op when already closing
         elif self._sock is not None:
             self._sock.close()
+
+
+def _unlink(transport: asyncio.BaseTransport | None) -> None:
+    """Drop the bound method of itself that asyncio's plain socket transport keeps (its read
+    callback): a reference cycle per connection, otherwise left to the cyclic garbage
+    collector with the transport and its socket, the generator's main source of garbage
+    cycles. Once the connection is lost nothing reads any more; None is the callback the
+    transport starts with."""
+    if getattr(transport, "_read_ready_cb", None) is not None:
+        transport._read_ready_cb = None  # type: ignore[union-attr]  # asyncio private
 
 
 def _read_timeout(timeout: float) -> aiosmtplib.SMTPReadTimeoutError:
