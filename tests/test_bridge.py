@@ -1,6 +1,7 @@
 """The asyncio <-> gevent bridge: results, errors, cancellation when a user is stopped, shutdown."""
 
 import asyncio
+import gc
 import subprocess
 import sys
 import textwrap
@@ -24,6 +25,18 @@ def _loop():
 
 def test_start_is_idempotent():
     assert bridge.start() is bridge.start() is bridge.loop()
+
+
+def test_start_makes_the_youngest_gc_generation_larger_unless_collection_is_off():
+    saved = gc.get_threshold()
+    try:
+        for young, expected in ((700, bridge._GC_YOUNG), (50_000, 50_000), (0, 0)):
+            bridge.stop()
+            gc.set_threshold(young, 10, 10)
+            bridge.start()
+            assert gc.get_threshold() == (expected, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
 
 
 def test_returns_results_and_raises_the_coroutines_errors():
