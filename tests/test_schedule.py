@@ -76,3 +76,17 @@ def test_pacer_keeps_the_rate_with_free_channels():
     assert s["intended"] == 200 and s["dropped"] == 0 and s["late"] == 0
     assert s["completed"] >= 195
     assert elapsed == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_token_handed_to_a_channel_stopped_before_taking_it_is_dropped():
+    schedule = ArrivalSchedule(kind="arrival", rate=1, max_in_flight=1)
+    pacer = ArrivalPacer(schedule, random.Random(1))
+    pacer._run_callback = gevent.get_hub().loop.run_callback  # as start() sets it
+    channel = gevent.spawn(pacer.take)
+    gevent.sleep(0)  # the channel waits for a token
+    channel.kill(block=False)  # its GreenletExit is queued on the hub first,
+    pacer._offer((time.time(), time.monotonic()))  # then the hand-over of a token
+    channel.join()
+    gevent.sleep(0)  # the hand-over ran too
+    s = pacer.snapshot()
+    assert (s["dropped"], s["started"], s["idle"]) == (1, 0, 0)

@@ -14,11 +14,11 @@ import itertools
 import random
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import gevent
-from gevent.event import AsyncResult
+from gevent.hub import Waiter
 
 from loadtests.profiles import ArrivalSchedule
 from loadtests.schedule.arrivals import arrival_offsets
@@ -47,7 +47,10 @@ class ArrivalPacer:
         self._rng = rng
         self._queue: deque[tuple[float, float]] = deque()  # (wall, monotonic) intended starts
         # idle channels, longest idle first; each is handed a (wall, monotonic) intended start
-        self._waiters: deque[AsyncResult[tuple[float, float]]] = deque()
+        # through a bare Waiter, switched to by a hub callback (no AsyncResult, its links and
+        # its Timeout context per session)
+        self._waiters: deque[Waiter[tuple[float, float]]] = deque()
+        self._run_callback: Callable[..., object] | None = None  # the hub's, set by start()
         self._greenlet: gevent.Greenlet | None = None
         self.idle = 0
         self.intended = 0
@@ -66,6 +69,7 @@ class ArrivalPacer:
     # -- the schedule's side ---------------------------------------------------------------
     def start(self, duration: float) -> None:
         """Start issuing tokens now, for `duration` seconds."""
+        self._run_callback = gevent.get_hub().loop.run_callback
         self._greenlet = gevent.spawn(self._issue, duration)
 
     def _issue(self, duration: float) -> None:
@@ -127,7 +131,8 @@ class ArrivalPacer:
     def _offer(self, item: tuple[float, float]) -> None:
         """A token is due: straight to the channel idle longest, else into the backlog."""
         if self._waiters:
-            self._waiters.popleft().set(item)
+            assert self._run_callback is not None, "tokens are offered after start()"
+            self._run_callback(self._waiters.popleft().switch, item)
         else:
             self._expire(time.monotonic())
             self._queue.append(item)
@@ -139,18 +144,16 @@ class ArrivalPacer:
         if backlog:
             wall, mono = self._queue.popleft()
         else:
-            waiter: AsyncResult[tuple[float, float]] = AsyncResult()
+            waiter: Waiter[tuple[float, float]] = Waiter()
             self._waiters.append(waiter)
             self.idle += 1
             try:
-                due = waiter.get()
-                assert due is not None  # get() blocks until put() sets an intended start
-                wall, mono = due
+                wall, mono = waiter.get()
             except BaseException:
-                if waiter.ready():
-                    self.dropped += 1  # handed to us as we were stopped: nobody will run it
-                else:
+                if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                else:
+                    self.dropped += 1  # handed to us as we were stopped: nobody will run it
                 raise
             finally:
                 self.idle -= 1
