@@ -382,6 +382,24 @@ def test_a_finished_session_leaves_no_reference_cycle(pipelining_server, monkeyp
         gc.enable()
 
 
+def test_a_plain_session_to_an_address_skips_create_connection(pipelining_server,
+                                                                monkeypatch):
+    """The connected socket becomes the transport directly (no wait for connection_made);
+    the greeting is still read."""
+    calls = []
+    ev_loop = bridge.loop()
+    create = ev_loop.create_connection
+
+    async def counted(*args, **kwargs):
+        calls.append(kwargs)
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(ev_loop, "create_connection", counted)
+    accepted, rec = session(pipelining_server(), ONE_RCPT)
+    assert accepted == 1 and not rec.failed, rec.steps
+    assert calls == []
+
+
 def test_replies_that_arrive_together_are_read_one_by_one():
     """Several replies in one packet (a pipelined group's), and one split across packets."""
     import asyncio

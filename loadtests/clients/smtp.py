@@ -401,7 +401,7 @@ class _Session:
         and the server's greeting, within `connect_timeout`."""
         cancelling = self._arm(self._options.connect_timeout)
         try:
-            self._transport = await self._open(host, port)
+            self._transport = await self._open(host, port, plain=tls is None)
         except asyncio.CancelledError:
             if not self._timed_out(cancelling):
                 raise
@@ -486,7 +486,7 @@ class _Session:
             raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
         return response
 
-    async def _open(self, host: str, port: int) -> asyncio.Transport:
+    async def _open(self, host: str, port: int, *, plain: bool = False) -> asyncio.Transport:
         """The transport; for an IP literal over a plain C-level socket.
 
         Under gevent's monkey-patching `socket.socket` is gevent's cooperative wrapper, whose
@@ -494,6 +494,11 @@ class _Session:
         socket through its own selector. On loopback the handshake is complete by the time a
         non-blocking connect returns, so a second connect usually confirms it at once and the
         selector round for writability is skipped. Names go through asyncio's own connect.
+
+        `plain` (no TLS to start on it): the connected socket becomes asyncio's own socket
+        transport directly, without `create_connection`'s wait for `connection_made` (a
+        future and a task wake-up per session): `connection_made` and the transport's reader
+        are queued on the loop before anything of ours can read.
         """
         family = _literal_family(host)
         local = source.local_addr(host, port)
@@ -514,6 +519,9 @@ class _Session:
             await self._loop.sock_connect(sock, address)
         elif err not in (0, errno.EISCONN):
             raise OSError(err, os.strerror(err))
+        make = getattr(self._loop, "_make_socket_transport", None)  # asyncio's selector loop
+        if plain and make is not None:
+            return cast(asyncio.Transport, make(sock, self._protocol))
         transport, _ = await self._loop.create_connection(lambda: self._protocol, sock=sock)
         return transport
 
