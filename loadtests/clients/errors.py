@@ -81,7 +81,7 @@ def describe(exception: BaseException) -> ErrorInfo:
     return ErrorInfo(kind, None, visible(str(exception) or repr(exception)))
 
 
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_CONTROLS: dict[int, str | None] = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
 _CONTROLS.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): None})
 
 
