@@ -24,26 +24,70 @@ from typing import Any
 __all__ = ["SharedBufferSSLProtocol", "share_receive_buffers"]
 
 _LOCAL = threading.local()  # greenlet-local once gevent patched threading: still exclusive
+_READ_SIZE: int = sslproto.SSLProtocol.max_size  # asyncio's 256 KiB
+_NO_BUFFER = bytearray()
 
 
 def _receive_buffer() -> memoryview:
     """This thread's (greenlet's) receive buffer: made on first use, kept."""
     view: memoryview | None = getattr(_LOCAL, "view", None)
     if view is None:
-        view = _LOCAL.view = memoryview(bytearray(sslproto.SSLProtocol.max_size))
+        view = _LOCAL.view = memoryview(bytearray(_READ_SIZE))
     return view
+
+
+_STATE = (  # every attribute asyncio's SSLProtocol (3.11) sets on an instance
+    "_app_protocol", "_app_protocol_buffer_updated", "_app_protocol_get_buffer",
+    "_app_protocol_is_buffer", "_app_reading_paused", "_app_state", "_app_transport",
+    "_app_transport_created", "_app_writing_paused", "_conn_lost", "_eof_received", "_extra",
+    "_handshake_start_time", "_handshake_timeout_handle", "_incoming", "_incoming_high_water",
+    "_incoming_low_water", "_loop", "_outgoing", "_outgoing_high_water", "_outgoing_low_water",
+    "_server_hostname", "_server_side", "_shutdown_timeout_handle", "_ssl_buffer",
+    "_ssl_buffer_view", "_ssl_handshake_timeout", "_ssl_reading_paused",
+    "_ssl_shutdown_timeout", "_ssl_writing_paused", "_sslcontext", "_sslobj", "_state",
+    "_transport", "_waiter", "_write_backlog", "_write_buffer_size")
+
+
+class _Transport(sslproto._SSLProtocolTransport):
+    """asyncio's SSL app transport with its two attributes in slots (no instance dict)."""
+
+    __slots__ = ("_closed", "_ssl_protocol")
 
 
 class SharedBufferSSLProtocol(sslproto.SSLProtocol):
     """asyncio's SSLProtocol receiving into the thread's shared buffer (see the module)."""
 
+    # asyncio's class has no __slots__, so each instance had a dict; its 37 attributes are more
+    # than a class's shared dict keys hold (30), so every instance had a full dict of its own
+    # (1.6 KiB). Slots here take every assignment (a slot wins over the instance dict), and
+    # the instance dict is never made.
+    __slots__ = _STATE
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.max_size = 0  # type: ignore[misc]  # the parent's own receive buffer: empty
+        # the parent's class-level defaults, which these slots now hide
+        self._handshake_start_time = self._handshake_timeout_handle = None
+        self._shutdown_timeout_handle = None
+        self._sslobj = None  # max_size is 0 until the parent made the SSL object (below)
         super().__init__(*args, **kwargs)
-        del self.max_size  # the class's 256 KiB again, for reads of decrypted data
         # the parent's write backlog is a deque (a 64-slot block, ~0.6 KiB, per connection);
         # it is only appended to, read and deleted at [0], and cleared: a list does that
         self._write_backlog = []  # type: ignore[assignment]
+        self._ssl_buffer = _NO_BUFFER  # the parent's own (empty) one; get_buffer gives ours
+        self._ssl_buffer_view = _receive_buffer()
+
+    @property  # type: ignore[override]
+    def max_size(self) -> int:
+        """How much one read asks for: the parent's 256 KiB; 0 while the parent's __init__
+        sizes its own receive buffer (before it makes the SSL object), so it allocates none."""
+        return 0 if self._sslobj is None else _READ_SIZE
+
+    def _get_app_transport(self) -> Any:
+        if self._app_transport is None:
+            if self._app_transport_created:
+                raise RuntimeError("Creating _SSLProtocolTransport twice")
+            self._app_transport = _Transport(self._loop, self)
+            self._app_transport_created = True
+        return self._app_transport
 
     def get_buffer(self, n: int) -> memoryview:
         # buffer_updated(), called right after recv_into() fills it, copies from this view
