@@ -26,6 +26,8 @@ __all__ = ["SharedBufferSSLProtocol", "share_receive_buffers"]
 _LOCAL = threading.local()  # greenlet-local once gevent patched threading: still exclusive
 _READ_SIZE: int = sslproto.SSLProtocol.max_size  # asyncio's 256 KiB
 _NO_BUFFER = bytearray()
+_HANDSHAKE_SLICE = 512  # bytes written to the incoming BIO at once during the handshake
+_DO_HANDSHAKE = sslproto.SSLProtocolState.DO_HANDSHAKE
 
 
 def _receive_buffer() -> memoryview:
@@ -93,6 +95,26 @@ class SharedBufferSSLProtocol(sslproto.SSLProtocol):
         # buffer_updated(), called right after recv_into() fills it, copies from this view
         view = self._ssl_buffer_view = _receive_buffer()
         return view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        # OpenSSL's memory BIO keeps the largest buffer it ever held (x4/3) for the whole
+        # connection; the server's first flight (certificate chain...) is the largest write a
+        # mostly idle connection sees, so during the handshake the BIO gets it in slices, each
+        # processed before the next (as if it came in small TCP segments)
+        if nbytes <= _HANDSHAKE_SLICE or self._state is not _DO_HANDSHAKE:
+            super().buffer_updated(nbytes)
+            return
+        view = self._ssl_buffer_view
+        try:
+            start = 0
+            while start < nbytes:
+                end = (min(start + _HANDSHAKE_SLICE, nbytes) if self._state is _DO_HANDSHAKE
+                       else nbytes)  # done: the rest in one piece
+                self._ssl_buffer_view = view[start:end]
+                super().buffer_updated(end - start)
+                start = end
+        finally:
+            self._ssl_buffer_view = view
 
     def _on_handshake_complete(self, handshake_exc: BaseException | None) -> None:
         # asyncio stores the peer certificate as getpeercert()'s dict (~2.5 KiB of Python
