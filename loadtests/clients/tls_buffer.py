@@ -7,9 +7,18 @@ plaintext IMAP session costs the generator. The transport fills it (`get_buffer`
 `recv_into`) and the protocol copies what came into its OpenSSL memory BIO (`buffer_updated`)
 right away, in the same callback, without yielding: so every connection of a thread (or
 greenlet) can use the same buffer, and reads stay 256 KiB. The protocol also keeps less per
-connection than asyncio's: no decoded peer certificate, cipher tuple or compression in the
-extra info (made from the SSL object when `get_extra_info` asks), and a list for the write
-backlog instead of a deque (bench/imap_idle: ~3.5 KiB less per idle TLS session).
+connection than asyncio's (bench/imap_idle, idle TLS IMAP sessions):
+- no decoded peer certificate, cipher tuple or compression in the extra info (made from the
+  SSL object when `get_extra_info` asks), a list for the write backlog instead of a deque
+  (~3.5 KiB);
+- its state in slots, and its app transport's: asyncio's 37 attributes overflowed the class's
+  shared dict keys (30), so each connection had a full dict of its own (~1.5 KiB);
+- the server's handshake flight written to the incoming memory BIO in 512-byte slices, each
+  processed before the next (OpenSSL's memory BIO keeps the largest buffer it held, x4/3, for
+  the connection's life; after the handshake data is written as it comes);
+- a heap trim after handshakes (clients/tls_trim.py: the pages their transient allocations
+  freed, given back; at most once every few seconds).
+What goes over the wire is asyncio's: the same handshake, records and close_notify.
 `share_receive_buffers()` makes asyncio build its SSL transports with
 `SharedBufferSSLProtocol` from then on (idempotent; the generator calls it when it builds a
 client TLS context: the embedded target's process keeps asyncio's own).
@@ -20,6 +29,8 @@ from __future__ import annotations
 import threading
 from asyncio import sslproto
 from typing import Any
+
+from loadtests.clients.tls_trim import handshake_done
 
 __all__ = ["SharedBufferSSLProtocol", "share_receive_buffers"]
 
@@ -131,6 +142,7 @@ class SharedBufferSSLProtocol(sslproto.SSLProtocol):
             sslobj.__class__ = cls
         for name in _LAZY:
             self._extra.pop(name, None)
+        handshake_done(self._loop)  # the pages its transient allocations freed: given back
 
     def _get_extra_info(self, name: str, default: Any = None) -> Any:
         sslobj = self._extra.get("ssl_object")
@@ -162,5 +174,5 @@ def _not_now(self: Any, *args: Any) -> None:
 
 def share_receive_buffers() -> None:
     """asyncio's SSL transports made from now on in this process share receive buffers."""
-    if sslproto.SSLProtocol is not SharedBufferSSLProtocol:
+    if not issubclass(sslproto.SSLProtocol, SharedBufferSSLProtocol):  # ours or a subclass
         sslproto.SSLProtocol = SharedBufferSSLProtocol  # type: ignore[misc]
