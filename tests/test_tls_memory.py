@@ -6,6 +6,7 @@ it is intact both ways; the heap is trimmed after handshakes, at most once per i
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import ssl
 import time
@@ -152,6 +153,33 @@ def test_trims_follow_handshakes_at_most_once_per_interval(monkeypatch):
 
     bridge.run(handshakes(), timeout=10)
     assert tls_trim.stats()["trims"] == 2
+
+
+def test_a_slow_trim_spaces_the_next_ones_out(monkeypatch):
+    calls: list[float] = []
+
+    def slow(pad: int) -> int:
+        calls.append(time.monotonic())
+        time.sleep(0.02)
+        return 1
+
+    trimmer = tls_trim._Trimmer()
+    trimmer.trim, trimmer.looked_up = slow, True
+    monkeypatch.setattr(tls_trim, "_TRIMMER", trimmer)
+    monkeypatch.setattr(tls_trim, "DELAY", 0.01)
+    monkeypatch.setattr(tls_trim, "INTERVAL", 0.1)
+    monkeypatch.setattr(tls_trim, "SHARE", 0.05)  # 20 ms trims: 0.4 s apart at least
+
+    async def handshakes() -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(40):  # a handshake every 25 ms for a second
+            tls_trim.handshake_done(loop)
+            await asyncio.sleep(0.025)
+        await asyncio.sleep(0.5)
+
+    bridge.run(handshakes(), timeout=10)
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert 2 <= len(calls) <= 5 and min(gaps) >= 0.4  # INTERVAL alone: 0.1 s apart
 
 
 def test_glibc_trims_after_a_real_handshake(embedded, monkeypatch):
