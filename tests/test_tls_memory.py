@@ -182,6 +182,26 @@ def test_a_slow_trim_spaces_the_next_ones_out(monkeypatch):
     assert 2 <= len(calls) <= 5 and min(gaps) >= 0.4  # INTERVAL alone: 0.1 s apart
 
 
+def test_a_trim_due_on_a_closed_loop_does_not_block_the_next(monkeypatch):
+    calls: list[float] = []
+    trimmer = tls_trim._Trimmer()
+    trimmer.trim, trimmer.looked_up = (lambda pad: calls.append(time.monotonic()) or 1), True
+    monkeypatch.setattr(tls_trim, "_TRIMMER", trimmer)
+    monkeypatch.setattr(tls_trim, "DELAY", 0.05)
+
+    other = asyncio.new_event_loop()
+    tls_trim.handshake_done(other)
+    other.close()  # before the trim was due: it never runs there
+    assert not calls
+
+    async def later() -> None:
+        tls_trim.handshake_done(asyncio.get_running_loop())
+        await asyncio.sleep(0.2)
+
+    bridge.run(later(), timeout=10)
+    assert len(calls) == 1
+
+
 def test_glibc_trims_after_a_real_handshake(embedded, monkeypatch):
     monkeypatch.setattr(tls_trim, "_TRIMMER", tls_trim._Trimmer())
     monkeypatch.setattr(tls_trim, "DELAY", 0.05)

@@ -47,13 +47,12 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 class _Trimmer:
-    """This process's trims: the one due (on which loop), the last one's time, totals."""
+    """This process's trims: where the next one is due, the last one's time, totals."""
 
     def __init__(self) -> None:
         self.trim: Callable[[int], int] | None = None
         self.looked_up = False  # malloc_trim is looked up at the first handshake
-        self.due: asyncio.TimerHandle | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # where the next trim is due
         self.last = -INTERVAL  # time.monotonic() of the last trim's end
         self.took = 0.0  # the last trim's time, seconds
         self.count = 0
@@ -62,14 +61,15 @@ class _Trimmer:
     def request(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self.looked_up:
             self.trim, self.looked_up = _malloc_trim(), True
-        if self.trim is None or (self.due is not None and self.loop is loop):
-            return  # no glibc, or one is due on this loop already
+        if self.trim is None or (self.loop is not None and not self.loop.is_closed()):
+            return  # no glibc, or one is due (on any loop: a trim is process-wide)
         gap = max(INTERVAL, self.took / SHARE)
         delay = max(DELAY, self.last + gap - time.monotonic())
-        self.loop, self.due = loop, loop.call_later(delay, self.run)
+        self.loop = loop
+        loop.call_later(delay, self.run)
 
     def run(self) -> None:
-        self.due = self.loop = None
+        self.loop = None
         assert self.trim is not None
         t0 = time.monotonic()
         self.trim(0)
