@@ -131,13 +131,26 @@ def test_a_large_flight_and_bulk_data_both_ways(tmp_path, incoming_writes):
     assert max(size for size, _ in incoming_writes) > SLICE  # bulk data is not
 
 
-def test_trims_follow_handshakes_at_most_once_per_interval(monkeypatch):
+def _fake_trims(monkeypatch: pytest.MonkeyPatch, pause: float = 0.0,
+                **settings: float) -> list[float]:
+    """A fresh trimmer whose trims (each taking `pause` s) are noted; tls_trim's settings."""
     calls: list[float] = []
+
+    def trim(pad: int) -> int:
+        calls.append(time.monotonic())
+        time.sleep(pause)
+        return 1
+
     trimmer = tls_trim._Trimmer()
-    trimmer.trim, trimmer.looked_up = (lambda pad: calls.append(time.monotonic()) or 1), True
+    trimmer.trim, trimmer.looked_up = trim, True
     monkeypatch.setattr(tls_trim, "_TRIMMER", trimmer)
-    monkeypatch.setattr(tls_trim, "DELAY", 0.05)
-    monkeypatch.setattr(tls_trim, "INTERVAL", 0.5)
+    for name, value in settings.items():
+        monkeypatch.setattr(tls_trim, name, value)
+    return calls
+
+
+def test_trims_follow_handshakes_at_most_once_per_interval(monkeypatch):
+    calls = _fake_trims(monkeypatch, DELAY=0.05, INTERVAL=0.5)
 
     async def handshakes() -> None:
         loop = asyncio.get_running_loop()
@@ -156,19 +169,8 @@ def test_trims_follow_handshakes_at_most_once_per_interval(monkeypatch):
 
 
 def test_a_slow_trim_spaces_the_next_ones_out(monkeypatch):
-    calls: list[float] = []
-
-    def slow(pad: int) -> int:
-        calls.append(time.monotonic())
-        time.sleep(0.02)
-        return 1
-
-    trimmer = tls_trim._Trimmer()
-    trimmer.trim, trimmer.looked_up = slow, True
-    monkeypatch.setattr(tls_trim, "_TRIMMER", trimmer)
-    monkeypatch.setattr(tls_trim, "DELAY", 0.01)
-    monkeypatch.setattr(tls_trim, "INTERVAL", 0.1)
-    monkeypatch.setattr(tls_trim, "SHARE", 0.05)  # 20 ms trims: 0.4 s apart at least
+    # 20 ms trims, SHARE 5%: 0.4 s apart at least
+    calls = _fake_trims(monkeypatch, 0.02, DELAY=0.01, INTERVAL=0.1, SHARE=0.05)
 
     async def handshakes() -> None:
         loop = asyncio.get_running_loop()
@@ -183,11 +185,7 @@ def test_a_slow_trim_spaces_the_next_ones_out(monkeypatch):
 
 
 def test_a_trim_due_on_a_closed_loop_does_not_block_the_next(monkeypatch):
-    calls: list[float] = []
-    trimmer = tls_trim._Trimmer()
-    trimmer.trim, trimmer.looked_up = (lambda pad: calls.append(time.monotonic()) or 1), True
-    monkeypatch.setattr(tls_trim, "_TRIMMER", trimmer)
-    monkeypatch.setattr(tls_trim, "DELAY", 0.05)
+    calls = _fake_trims(monkeypatch, DELAY=0.05)
 
     other = asyncio.new_event_loop()
     tls_trim.handshake_done(other)
