@@ -17,7 +17,7 @@ connection than asyncio's (bench/imap_idle, idle TLS IMAP sessions):
   processed before the next (OpenSSL's memory BIO keeps the largest buffer it held, x4/3, for
   the connection's life; after the handshake data is written as it comes);
 - a heap trim after handshakes (clients/tls_trim.py: the pages their transient allocations
-  freed, given back; at most once every few seconds).
+  freed, given back; at most once a second and 1% of the loop's time).
 What goes over the wire is asyncio's: the same handshake, records and close_notify.
 `share_receive_buffers()` makes asyncio build its SSL transports with
 `SharedBufferSSLProtocol` from then on (idempotent; the generator calls it when it builds a

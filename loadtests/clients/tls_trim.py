@@ -1,4 +1,4 @@
-"""Heap pages freed by TLS handshakes given back to the system, at most once every few seconds.
+"""Heap pages freed by TLS handshakes given back to the system: at most once a second, <= 1%.
 
 A TLS handshake allocates much more than the connection keeps (OpenSSL's 16 KiB record buffers,
 the handshake buffer, certificate parsing and crypto temporaries) and frees it between blocks
