@@ -75,6 +75,7 @@ class SharedBufferSSLProtocol(sslproto.SSLProtocol):
     # (1.6 KiB). Slots here take every assignment (a slot wins over the instance dict), and
     # the instance dict is never made.
     __slots__ = _STATE
+    _state: Any  # asyncio's handshake/wrapped/flushing/shutdown state (not in the stubs)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # the parent's class-level defaults, which these slots now hide
@@ -88,8 +89,8 @@ class SharedBufferSSLProtocol(sslproto.SSLProtocol):
         self._ssl_buffer = _NO_BUFFER  # the parent's own (empty) one; get_buffer gives ours
         self._ssl_buffer_view = _receive_buffer()
 
-    @property  # type: ignore[override]
-    def max_size(self) -> int:
+    @property
+    def max_size(self) -> int:  # type: ignore[override]
         """How much one read asks for: the parent's 256 KiB; 0 while the parent's __init__
         sizes its own receive buffer (before it makes the SSL object), so it allocates none."""
         return 0 if self._sslobj is None else _READ_SIZE
@@ -133,7 +134,7 @@ class SharedBufferSSLProtocol(sslproto.SSLProtocol):
         # extra info; nothing here reads them there, so they are made only when asked for
         # (for the parent's call only, the SSL object's class answers None to them: a class
         # swap, as an attribute set on the object would give it a dict of its own to keep)
-        sslobj = self._sslobj  # type: ignore[attr-defined]
+        sslobj = self._sslobj
         cls = type(sslobj)
         sslobj.__class__ = _undecoded(cls)
         try:
