@@ -60,3 +60,20 @@ def test_the_families_keep_their_other_bases() -> None:
 def test_an_http_status_is_shown_as_a_reply_code() -> None:
     assert str(describe(ServerError("INBOX", 502, "Bad Gateway"))) == "ServerError: 502 Bad Gateway"
     assert str(describe(ImapByeError("autologout"))) == "ImapByeError: autologout"
+
+
+def test_what_a_server_sent_is_recorded_on_one_line_without_control_characters() -> None:
+    import aiosmtplib
+
+    from loadtests.clients.imap_errors import ImapProtocolError
+
+    malformed = describe(aiosmtplib.SMTPResponseException(
+        -1, "Malformed SMTP response line: \x00\xff garbage, not an SMTP greeting\r\n"))
+    assert malformed.code is None  # aiosmtplib's -1: the server gave no reply code
+    assert malformed.text == "Malformed SMTP response line: \\x00\xff garbage, not an SMTP greeting"
+    assert str(malformed).startswith("SMTPResponseException: Malformed")
+    two_lines = describe(aiosmtplib.SMTPResponseException(550, "5.7.1 denied\n5.7.1 by policy"))
+    assert (two_lines.code, two_lines.text) == (550, "5.7.1 denied 5.7.1 by policy")
+    bell = describe(ImapProtocolError("odd\x07greeting\x1b[2J"))
+    assert bell.text == "odd\\x07greeting\\x1b[2J"  # no terminal escape reaches a console
+    assert not any(ord(c) < 32 for info in (malformed, two_lines, bell) for c in str(info))

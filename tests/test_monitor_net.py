@@ -207,7 +207,7 @@ def test_netlink_counts_made_up_records() -> None:
 
 
 def test_count_tcp_falls_back_to_proc_when_netlink_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse() -> list[bytes]:
+    def refuse(ports: object = None) -> list[bytes]:
         raise PermissionError(1, "netlink refused")
 
     monkeypatch.setattr(sockdiag, "dump_tcp", refuse)
@@ -223,3 +223,78 @@ def test_count_tcp_falls_back_to_proc_when_netlink_fails(monkeypatch: pytest.Mon
             count_tcp([port], source="netlink")
     finally:
         srv.close()
+
+
+# -- the kernel-side port filter -------------------------------------------------------------------
+
+def _ports_of(chunks: list[bytes]) -> list[tuple[int, int]]:
+    """(local port, remote port) of every socket record in sock_diag reply datagrams."""
+    out = []
+    for chunk in chunks:
+        off = 0
+        while off + sockdiag.HEAD <= len(chunk):
+            length, kind = sockdiag.HEADER.unpack_from(chunk, off)
+            if kind in sockdiag.RECORD_TYPES and length >= sockdiag.MIN_LEN:
+                out.append(struct.unpack_from(">HH", chunk, off + sockdiag.AT_SPORT))
+            off += (length + 3) & ~3
+    return out
+
+
+def test_port_ranges_merge_consecutive_ports() -> None:
+    assert sockdiag.port_ranges([25, 10143, 24, 10144, 26, 80, 10143]) == \
+        [(24, 26), (80, 80), (10143, 10144)]
+    assert sockdiag.port_filter([]) == b""
+    assert len(sockdiag.port_filter([25])) == 2 * 16 + 4  # (local, remote) x (>=, <=), a jump
+
+
+def test_the_kernel_sends_only_the_sockets_on_the_filtered_ports(diag_request: str) -> None:
+    a, a_clients, a_servers = _established_pairs(3)
+    b, b_clients, b_servers = _established_pairs(2)
+    port_a, port_b = a.getsockname()[1], b.getsockname()[1]
+    try:
+        everything = _ports_of(sockdiag.dump_tcp())
+        assert sum(port_b in pair for pair in everything) == 5  # the unfiltered dump has b's
+        only_a = _ports_of(sockdiag.dump_tcp([port_a]))
+        assert only_a and all(port_a in pair for pair in only_a), only_a
+        assert sum(pair[0] == port_a for pair in only_a) == 4  # listener + 3 accepted
+        assert sum(pair[1] == port_a for pair in only_a) == 3  # the clients
+        both = _ports_of(sockdiag.dump_tcp([port_a, port_b, port_b + 1, 1]))  # 3+ runs
+        assert sum(port_a in pair for pair in both) == 7
+        assert sum(port_b in pair for pair in both) == 5
+        assert sockdiag._filters  # the kernel took every filter
+    finally:
+        for s in [a, b, *a_clients, *a_servers, *b_clients, *b_servers]:
+            s.close()
+
+
+def test_states_count_the_ports_sockets_unless_host_states_is_asked() -> None:
+    srv, clients, servers = _established_pairs(3)
+    other, o_clients, o_servers = _established_pairs(2)
+    port = srv.getsockname()[1]
+    try:
+        for source in ("netlink", "proc"):
+            ours = count_tcp([port], source=source)
+            assert ours.states == {"LISTEN": 1, "ESTABLISHED": 6}, source
+            host = count_tcp([port], source=source, host_states=True)
+            assert host.states["ESTABLISHED"] >= 10 and host.states["LISTEN"] >= 2, source
+            assert _port_view(host, port) == _port_view(ours, port), source
+        assert count_tcp([]).states == {}  # no port of interest: nothing asked of the kernel
+    finally:
+        for s in [srv, other, *clients, *servers, *o_clients, *o_servers]:
+            s.close()
+
+
+def test_a_filter_the_kernel_refuses_falls_back_to_the_whole_dump(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sockdiag, "_filters", True)
+    monkeypatch.setattr(sockdiag, "port_filter", lambda ports: bytes([0xFF, 4, 4, 0]))  # no op
+    srv, clients, servers = _established_pairs(2)
+    port = srv.getsockname()[1]
+    try:
+        c = count_tcp([port], source="netlink")
+        assert c.local[port] == {"LISTEN": 1, "ESTABLISHED": 2}
+        assert c.states == {"LISTEN": 1, "ESTABLISHED": 4}  # the others skipped in Python
+        assert sockdiag._filters is False  # not sent again
+    finally:
+        for s in [srv, *clients, *servers]:
+            s.close()

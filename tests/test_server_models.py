@@ -64,3 +64,15 @@ def test_open_files_limit_stops_new_sessions(start_target):
     served = [a for a in answers if a and a.startswith(b"* OK")]
     assert 30 <= len(served) < 64  # the process's own files and sockets use part of the 64
     assert not answers[-1]  # beyond the limit: no greeting (left waiting, or cut off)
+
+
+def test_thread_mode_serves_connections_past_descriptor_1023(start_target):
+    # a connection's own event loop must not use select(): it refuses a descriptor >= 1024
+    target = start_target(mode="thread", thread_limit=1300, nofile_limit=4000)
+    port = target.ready["pop3_port"]
+    answers = [greet(port, timeout=5) for _ in range(1150)]
+    assert all(a and a.startswith(b"+OK") for a in answers), \
+        [(i, a) for i, a in enumerate(answers) if not (a and a.startswith(b"+OK"))][:3]
+    last = _open[-1]
+    last.sendall(b"QUIT\r\n")
+    assert last.recv(200).startswith(b"+OK")

@@ -286,3 +286,47 @@ def test_dovecot_config_parses_with_the_hashed_layout(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert "%-2.2n/%-4.2n/%n" in out.stdout
+
+
+_INSTALL_AT_ONCE = """
+import sys, threading
+from pathlib import Path
+from loadtests.stack import StackConfig
+from loadtests.stack.tls import install_service_key
+cfg = StackConfig(run_dir=Path(sys.argv[1]))
+errors = []
+start = threading.Barrier(4)
+
+def install():
+    start.wait()
+    try:
+        for _ in range(300):
+            install_service_key(cfg, "root")
+    except Exception as exc:
+        errors.append(exc)
+
+sys.setswitchinterval(1e-6)  # threads interleave between any two steps of an install
+threads = [threading.Thread(target=install) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(repr(errors[:3]))
+"""
+
+
+def test_service_key_copies_installed_at_once_do_not_collide(tmp_path: Path) -> None:
+    from loadtests.stack.tls import service_key
+
+    cfg = StackConfig(run_dir=tmp_path)
+    cfg.tls_dir.mkdir(parents=True)
+    key = b"-----BEGIN PRIVATE KEY-----\n" + bytes(range(48, 112)) * 40 + b"\n"
+    (cfg.tls_dir / "server.key").write_bytes(key)
+    # nginx and Roundcube share www-data's copy; "root" is a user every machine has. OS threads
+    # in a process of its own: this one is gevent-patched (its threads would take turns)
+    done = subprocess.run([sys.executable, "-c", _INSTALL_AT_ONCE, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr)
+    copy = service_key(cfg, "root")
+    assert copy.read_bytes() == key and copy.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in cfg.tls_dir.iterdir()) == sorted(["server.key", copy.name])

@@ -95,8 +95,10 @@ def test_tls_connections_share_one_receive_buffer_and_read_intact(embedded):
     first, second = bridge.run(two(), timeout=20)
     assert len(first._ssl_buffer) == 0 and len(second._ssl_buffer) == 0  # none of their own
     assert first._ssl_buffer_view is second._ssl_buffer_view  # the thread's one buffer
-    assert len(first._ssl_buffer_view) == sslproto.SSLProtocol.max_size == 256 * 1024
+    assert len(first._ssl_buffer_view) == first.max_size == 256 * 1024  # reads stay 256 KiB
     assert first._write_backlog == []  # a list, not asyncio's deque
+    # every attribute asyncio set went into a slot: the instance dicts stayed empty
+    assert vars(first) == {} and vars(first._app_transport) == {}
 
     # concurrent sessions retrieving every message: the bytes arrive intact through it
     pop3s = embedded.target.endpoints["pop3s"]

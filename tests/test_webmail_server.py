@@ -67,8 +67,10 @@ def start_webmail(workdir: Path, *args: str) -> Webmail:
     assert proc.stdout is not None
     line = b""
     deadline = time.monotonic() + 20
+    waiting = select.poll()  # not select(): this process may already hold fds past 1023
+    waiting.register(proc.stdout, select.POLLIN)
     while not line.endswith(b"\n") and time.monotonic() < deadline:
-        if select.select([proc.stdout], [], [], 0.2)[0]:
+        if waiting.poll(200):
             chunk = os.read(proc.stdout.fileno(), 4096)
             if not chunk:
                 break

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 __all__ = ["REDACTED", "ClientError", "ErrorInfo", "TlsError", "describe", "redact",
-           "tls_error"]
+           "tls_error", "visible"]
 
 REDACTED = "[REDACTED]"
 
@@ -59,22 +59,36 @@ class ErrorInfo:
 
 
 def describe(exception: BaseException) -> ErrorInfo:
-    """The `ErrorInfo` of any exception a client step can raise."""
+    """The `ErrorInfo` of any exception a client step can raise; its text on one line, with
+    any other control character a server sent shown as `\\xNN` (a NUL in a garbage greeting)."""
     if isinstance(exception, ssl.SSLError):
         exception = tls_error(exception)
     kind = type(exception).__name__
     if isinstance(exception, aiosmtplib.SMTPResponseException):
-        return ErrorInfo(kind, exception.code, exception.message)
+        # aiosmtplib says -1 where the server gave no reply code (a malformed line)
+        code = exception.code if exception.code >= 0 else None
+        return ErrorInfo(kind, code, visible(exception.message))
     if isinstance(exception, ClientError):
-        return ErrorInfo(kind, exception.code, exception.text or str(exception) or kind)
+        return ErrorInfo(kind, exception.code, visible(exception.text or str(exception) or kind))
     if isinstance(exception, OSError):
         # aiosmtplib's SMTPConnectError is an OSError without errno; the socket's is its cause
         cause = exception.__cause__
         number = exception.errno if exception.errno is not None else (
             cause.errno if isinstance(cause, OSError) else None)
         if number is not None:
-            return ErrorInfo(kind, errno_names.errorcode.get(number, number), str(exception))
-    return ErrorInfo(kind, None, str(exception) or repr(exception))
+            return ErrorInfo(kind, errno_names.errorcode.get(number, number),
+                             visible(str(exception)))
+    return ErrorInfo(kind, None, visible(str(exception) or repr(exception)))
+
+
+_CONTROLS: dict[int, str | None] = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_CONTROLS.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): None})
+
+
+def visible(text: str) -> str:
+    """`text` on one line (tabs and line breaks as spaces) with every other control character
+    written as `\\xNN`."""
+    return text.translate(_CONTROLS).strip()
 
 
 def tls_error(exc: BaseException) -> TlsError:

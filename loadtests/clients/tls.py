@@ -11,7 +11,9 @@ Hostname mismatch, ...") and whose code is the failure's short name
 (`CERTIFICATE_VERIFY_FAILED`), never a traceback. `picks_tls(share, index, phase)` says which
 sessions of a scenario use TLS when only a share of them does.
 Building a context makes this process's SSL transports share one receive buffer
-(clients/tls_buffer.py: asyncio's is 256 KiB per connection). No Locust here.
+(clients/tls_buffer.py: asyncio's is 256 KiB per connection; that protocol also keeps its
+state in slots, feeds the handshake flight to OpenSSL in slices and has the heap trimmed after
+handshakes, clients/tls_trim.py). No Locust here.
 """
 
 from __future__ import annotations

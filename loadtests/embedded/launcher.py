@@ -73,9 +73,10 @@ class EmbeddedTarget:
         assert self.process.stdout is not None
         deadline = time.monotonic() + timeout
         line = b""
+        waiting = select.poll()  # not select(): it fails on a descriptor past 1023
+        waiting.register(self.process.stdout, select.POLLIN)
         while time.monotonic() < deadline and not line.endswith(b"\n"):
-            ready, _, _ = select.select([self.process.stdout], [], [], 0.2)
-            if ready:
+            if waiting.poll(200):
                 chunk = os.read(self.process.stdout.fileno(), 4096)
                 if not chunk:
                     break

@@ -97,7 +97,8 @@ def _start_threaded(name: str, handler: Handler, host: str, port: int,
             finally:
                 writer.close()
 
-        loop = asyncio.SelectorEventLoop(selectors.SelectSelector())  # no epoll fd per thread
+        # poll(): no epoll fd per thread, and unlike select() no limit at fd 1024
+        loop = asyncio.SelectorEventLoop(selectors.PollSelector())
         try:
             loop.run_until_complete(run())
         except Exception:

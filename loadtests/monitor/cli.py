@@ -84,7 +84,8 @@ def _cmd_agent(args: argparse.Namespace) -> int:
         print("mailswarm agent: nothing to monitor: give --target FILE (with monitor: lists) or "
               "--pid/--pid-file/--process-name/--port", file=sys.stderr)
         return 2
-    sampler = Sampler(named, ports, generator=False, pss_every=args.pss_every)
+    sampler = Sampler(named, ports, generator=False, pss_every=args.pss_every,
+                      host_states=True)  # the `tcp_sockets` gauge: the whole host
     log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
     try:
         server = make_server(sampler, host, port, log=log)

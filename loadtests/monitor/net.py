@@ -1,11 +1,14 @@
 """TCP sockets by state, filtered by port, and listen-queue counters.
 
 `count_tcp` asks the kernel through netlink sock_diag (`loadtests.monitor.sockdiag`): binary
-records, no text formatting, ~1 µs a socket in all. Where netlink is not available it falls back
-to /proc/net/tcp and tcp6: one split pass over the tables (~15 ms of Python for 20,000 sockets,
-plus what the kernel takes to print them, ~3 µs a socket). Both count every socket of the host
-by state; only sockets touching a port of interest are decoded further. Also the generator's
-ephemeral ports in use toward those ports.
+records, no text formatting, ~1 µs a socket in all. By default the kernel sends only the
+sockets on the ports of interest (an inet_diag filter), so sockets of other services or left in
+TIME_WAIT by earlier runs cost next to nothing; `host_states=True` asks for every socket, to
+count the whole host's sockets by state (the monitor agent's `tcp_sockets`). Where netlink is
+not available it falls back to /proc/net/tcp and tcp6: one split pass over the tables (~15 ms
+of Python for 20,000 sockets, plus what the kernel takes to print them, ~3 µs a socket). Only
+sockets touching a port of interest are decoded further. Also the generator's ephemeral ports
+in use toward those ports.
 """
 
 from __future__ import annotations
@@ -49,9 +52,11 @@ _LISTEN = 10
 class TcpCounts:
     """Socket states per port of interest: `local` = the port is the socket's own (server side),
     `remote` = the socket talks to that port (client side). `listen_queue` is the current accept
-    queue of the listeners on each port. Ephemeral = client sockets toward the ports whose local
-    port lies in ip_local_port_range; `ephemeral_max_per_destination` is the largest count toward
-    one (address, port), which is what the range bounds."""
+    queue of the listeners on each port. `states` counts by state every socket of the host, or
+    with `host_states=False` only those touching a port of interest. Ephemeral = client sockets
+    toward the ports whose local port lies in ip_local_port_range;
+    `ephemeral_max_per_destination` is the largest count toward one (address, port), which is
+    what the range bounds."""
 
     local: dict[int, Counter[str]] = field(default_factory=dict)
     remote: dict[int, Counter[str]] = field(default_factory=dict)
@@ -76,7 +81,8 @@ class TcpCounts:
 
 
 def tcp_counts_from_tables(tables: Iterable[bytes], ports: Iterable[int] = (),
-                           ephemeral: tuple[int, int] | None = None) -> TcpCounts:
+                           ephemeral: tuple[int, int] | None = None, *,
+                           host_states: bool = True) -> TcpCounts:
     """Count sockets in /proc/net/tcp-format tables (pure; see `count_tcp` for the I/O)."""
     wanted = {f"{p:04X}".encode(): p for p in ports}
     lo, hi = ephemeral or (1, 0)
@@ -91,8 +97,9 @@ def tcp_counts_from_tables(tables: Iterable[bytes], ports: Iterable[int] = (),
             if len(parts) < 5:
                 continue
             local, remote, st = parts[1], parts[2], parts[3]
-            state_counts[st] += 1
             lport, rport = local[-4:], remote[-4:]
+            if host_states or lport in wanted or rport in wanted:
+                state_counts[st] += 1
             if lport in wanted:
                 port = wanted[lport]
                 out.local[port][TCP_STATES.get(st, st.decode())] += 1
@@ -110,7 +117,8 @@ def tcp_counts_from_tables(tables: Iterable[bytes], ports: Iterable[int] = (),
 
 
 def tcp_counts_from_diag(chunks: Iterable[bytes], ports: Iterable[int] = (),
-                         ephemeral: tuple[int, int] | None = None) -> TcpCounts:
+                         ephemeral: tuple[int, int] | None = None, *,
+                         host_states: bool = True) -> TcpCounts:
     """Count sock_diag reply datagrams (`sockdiag.dump_tcp`) the way `tcp_counts_from_tables`
     counts /proc rows: same states, sides, accept queues and ephemeral ports. One Python step
     per socket (~0.35 µs): the state byte and both ports; the rest only for sockets on a port
@@ -129,9 +137,10 @@ def tcp_counts_from_diag(chunks: Iterable[bytes], ports: Iterable[int] = (),
             length, kind = header(chunk, off)
             if kind in records and length >= min_len:
                 st = chunk[off + at_state]
-                state_counts[st] += 1
                 lport = chunk[off + at_sport] << 8 | chunk[off + at_sport + 1]
                 rport = chunk[off + at_sport + 2] << 8 | chunk[off + at_sport + 3]
+                if host_states or lport in wanted or rport in wanted:
+                    state_counts[st] += 1
                 if lport in wanted:
                     out.local[lport][_state_name(st)] += 1
                     if st == _LISTEN:
@@ -178,20 +187,24 @@ _netlink_ok = True  # cleared for good once netlink fails: then /proc only
 
 
 def count_tcp(ports: Iterable[int] = (), ephemeral: tuple[int, int] | None = None, *,
-              source: str = "auto") -> TcpCounts:
-    """Count this host's TCP sockets: `source` "netlink" (sock_diag), "proc" (/proc/net/tcp
-    and tcp6) or "auto" (netlink while it works, else /proc)."""
+              source: str = "auto", host_states: bool = False) -> TcpCounts:
+    """Count the TCP sockets on `ports` (and, with `host_states`, every socket of the host by
+    state): `source` "netlink" (sock_diag), "proc" (/proc/net/tcp and tcp6) or "auto" (netlink
+    while it works, else /proc)."""
     global _netlink_ok
+    ports = sorted(set(ports))
+    if not ports and not host_states:
+        return TcpCounts()
     if source == "netlink" or (source == "auto" and _netlink_ok):
         try:
-            dumps = sd.dump_tcp()
+            dumps = sd.dump_tcp(None if host_states else ports)
         except OSError:
             if source == "netlink":
                 raise
             _netlink_ok = False
         else:
-            return tcp_counts_from_diag(dumps, ports, ephemeral)
-    return tcp_counts_from_tables(_tables(), ports, ephemeral)
+            return tcp_counts_from_diag(dumps, ports, ephemeral, host_states=host_states)
+    return tcp_counts_from_tables(_tables(), ports, ephemeral, host_states=host_states)
 
 
 def listening_inodes(port: int) -> set[int]:

@@ -14,6 +14,14 @@ inet_diag_req`, family AF_UNSPEC in the kernel): one walk of the kernel's socket
 SOCK_DIAG_BY_FAMILY request (`struct inet_diag_req_v2`) per family. It raises OSError when
 netlink or inet_diag is not available (no CONFIG_INET_DIAG, seccomp); callers fall back to the
 /proc tables.
+
+`dump_tcp(ports)` sends only the sockets whose local or remote port is one of `ports`: the
+request carries an inet_diag filter (`port_filter`, the bytecode `ss sport = :N or dport = :N`
+compiles to) that the kernel runs on each socket before it formats one. A socket that does not
+match costs the kernel a few nanoseconds instead of ~0.7 µs to format and copy plus ~0.4 µs of
+Python to skip: a host with 100,000 unrelated sockets (other services, TIME_WAIT of earlier
+runs) no longer weighs on every sample. A kernel that refuses the filter (EINVAL) gets the
+unfiltered request from then on, and the caller skips the other sockets itself.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import errno
 import os
 import socket
 import struct
+from collections.abc import Iterable
 
 __all__ = [
     "AT_DST",
@@ -40,6 +49,7 @@ __all__ = [
     "SOCK_DIAG_BY_FAMILY",
     "TCPDIAG_GETSOCK",
     "dump_tcp",
+    "port_filter",
     "request",
 ]
 
@@ -52,6 +62,14 @@ NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 ALL_STATES = 0xFFFFFFFF  # idiag_states bitmap: 1 << TCP_state for every state
+
+INET_DIAG_REQ_BYTECODE = 1  # the request attribute holding a filter
+# inet_diag_bc_op codes: an unconditional jump (it always takes `no`), port >= / <= comparisons
+# on the local (S) and remote (D) port; a comparison's port is in a follow-on op's `no`
+_BC_JMP, _BC_S_GE, _BC_S_LE, _BC_D_GE, _BC_D_LE = 1, 2, 3, 4, 5
+_BC_OP = struct.Struct("=BBH")  # code, yes, no: byte offsets to jump by when true / false
+_RANGE_LEN = 4 * _BC_OP.size  # GE op + its port, LE op + its port
+MAX_FILTER_RANGES = 256  # runs of consecutive ports, per side; more: no filter (kernel cost)
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 # inet_diag_req_v2: family, protocol, ext, pad, states, then inet_diag_sockid (48 bytes, zero)
@@ -70,25 +88,64 @@ AT_RQUEUE = HEAD + 56
 MIN_LEN = HEAD + 72  # nlmsghdr + inet_diag_msg; attributes may follow
 
 
-def request(family: int | None, states: int = ALL_STATES) -> bytes:
+def request(family: int | None, states: int = ALL_STATES, bytecode: bytes = b"") -> bytes:
     """A dump request for TCP sockets in `states`: of `family` (SOCK_DIAG_BY_FAMILY), or of
-    both families at once when `family` is None (TCPDIAG_GETSOCK)."""
+    both families at once when `family` is None (TCPDIAG_GETSOCK); with `bytecode` (see
+    `port_filter`), only the sockets it accepts."""
     if family is None:
         kind, body = TCPDIAG_GETSOCK, _REQ_V1.pack(socket.AF_INET, 0, 0, 0, states, 0)
     else:
         kind, body = SOCK_DIAG_BY_FAMILY, _REQ_V2.pack(family, socket.IPPROTO_TCP, 0, 0, states)
+    if bytecode:
+        body += struct.pack("=HH", 4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     return _NLMSGHDR.pack(HEAD + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body
+
+
+def port_ranges(ports: Iterable[int]) -> list[tuple[int, int]]:
+    """`ports` as sorted runs of consecutive ports: [(low, high), ...]."""
+    runs: list[tuple[int, int]] = []
+    for port in sorted(set(ports)):
+        if runs and runs[-1][1] == port - 1:
+            runs[-1] = (runs[-1][0], port)
+        else:
+            runs.append((port, port))
+    return runs
+
+
+def port_filter(ports: Iterable[int]) -> bytes:
+    """inet_diag bytecode accepting a socket whose local or remote port is in `ports` (b"" for
+    no port, or too many runs of them: no filter).
+
+    The kernel runs it from the start; each op jumps forward by `yes` or `no` bytes, and the
+    socket is accepted if the program ends exactly at its end, rejected if it jumps past it.
+    One alternative per (side, run of ports): `port >= low` then `port <= high`, then a jump to
+    the end (accept); a failed comparison jumps over that jump to the next alternative, past
+    the end after the last one (reject). The kernel's audit follows the `yes` chain, so every
+    `no` target is an alternative's first op, as it requires."""
+    runs = port_ranges(ports)
+    if not runs or len(runs) > MAX_FILTER_RANGES:
+        return b""
+    alternatives = [(ge, le, low, high) for ge, le in ((_BC_S_GE, _BC_S_LE), (_BC_D_GE, _BC_D_LE))
+                    for low, high in runs]
+    total = len(alternatives) * (_RANGE_LEN + _BC_OP.size) - _BC_OP.size
+    out = bytearray()
+    for ge, le, low, high in alternatives:
+        out += _BC_OP.pack(ge, 8, _RANGE_LEN + _BC_OP.size) + _BC_OP.pack(0, 0, low)
+        out += _BC_OP.pack(le, 8, 8 + _BC_OP.size) + _BC_OP.pack(0, 0, high)
+        if len(out) < total:  # not the last: accept by jumping to the end
+            out += _BC_OP.pack(_BC_JMP, _BC_OP.size, total - len(out))
+    return bytes(out)
 
 
 _ERRNO = struct.Struct("=i")
 _DONE_LEN = HEAD + _ERRNO.size  # NLMSG_DONE: a header and an errno (no extended ack asked)
 
 
-def _dump(family: int | None) -> list[bytes]:
+def _dump(family: int | None, bytecode: bytes = b"") -> list[bytes]:
     """The raw reply datagrams of one dump (the NLMSG_DONE one included). Raises OSError."""
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
     try:  # a socket of its own per dump: replies cannot mix, one sequence number will do
-        sock.sendto(request(family), (0, 0))
+        sock.sendto(request(family, bytecode=bytecode), (0, 0))
         chunks = []
         while True:
             chunk = sock.recv(65536)
@@ -125,21 +182,38 @@ def _ends_with_done(chunk: bytes) -> bool:
 
 
 _one_walk = True  # cleared once the kernel refuses TCPDIAG_GETSOCK
+_filters = True  # cleared once the kernel refuses a filter
 
 
-def dump_tcp() -> list[bytes]:
+def dump_tcp(ports: Iterable[int] | None = None) -> list[bytes]:
     """Raw sock_diag reply datagrams covering every TCP socket of both families (each record
-    names its family). A family the kernel lacks (no IPv6) is skipped; raises OSError if
-    netlink itself fails."""
+    names its family), or, given `ports`, those whose local or remote port is one of them (or
+    more, where the kernel takes no filter: callers still check the ports). A family the kernel
+    lacks (no IPv6) is skipped; raises OSError if netlink itself fails."""
+    global _filters
+    bytecode = port_filter(ports) if ports is not None and _filters else b""
+    if bytecode:
+        try:
+            return _dump_families(bytecode)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            _filters = False
+    return _dump_families(b"")
+
+
+def _dump_families(bytecode: bytes) -> list[bytes]:
     global _one_walk
     if _one_walk:
         try:
-            return _dump(None)
-        except OSError:
+            return _dump(None, bytecode)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and bytecode:  # the filter, not the request kind
+                raise
             _one_walk = False
-    chunks = _dump(socket.AF_INET)
+    chunks = _dump(socket.AF_INET, bytecode)
     try:
-        chunks += _dump(socket.AF_INET6)
+        chunks += _dump(socket.AF_INET6, bytecode)
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.EAFNOSUPPORT):  # not IPv6 off: a failure
             raise

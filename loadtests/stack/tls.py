@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,10 +84,16 @@ def service_key(cfg: StackConfig, user: str | None = None) -> Path:
 def install_service_key(cfg: StackConfig, user: str, group: str | None = None) -> Path:
     """Copy the private key for a service that reads it as `user` (mode 0600, owned by it)."""
     target = service_key(cfg, user)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(_key_file(cfg), tmp)
-    tmp.chmod(0o600)
-    if os.geteuid() == 0:
-        os.chown(tmp, *system_ids(user, group))
-    tmp.replace(target)
+    # a temporary name of its own: nginx and Roundcube both install www-data's copy, maybe at once
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:  # mkstemp makes it 0600
+            out.write(_key_file(cfg).read_bytes())
+        if os.geteuid() == 0:
+            os.chown(tmp, *system_ids(user, group))
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return target

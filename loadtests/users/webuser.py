@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import gevent
 from geventhttpclient.client import HTTPClient, HTTPClientPool
 from geventhttpclient.url import URL
+from geventhttpclient.useragent import RetriesExceeded
 from locust import FastHttpUser
 
 from loadtests.clients.steps import Step
@@ -138,11 +139,10 @@ class WebUser(FastHttpUser, ScenarioUser):
                 reply = Reply(response.status_code, response.content,
                               location[0] if location else None)
             error = judge(reply)
-        except TimeoutError as exc:
-            self._end_connections()
-            error = exc
         except Exception as exc:  # socket errors: recorded, never raised to Locust
-            error = exc
+            error = _last_try(exc)
+            if isinstance(error, TimeoutError):  # the connection may still get the late reply
+                self._end_connections()
         ms = (time.perf_counter() - t0) * 1000
         self.fire(Step(self.protocol, request.name, started, ms,
                        len(reply.body) if reply is not None else 0, error))
@@ -218,3 +218,11 @@ class WebUser(FastHttpUser, ScenarioUser):
             gauge.closed(self.protocol)
             if failed:
                 gauge.dropped(self.protocol)
+
+
+def _last_try(exc: Exception) -> BaseException:
+    """The error of the request's (only: `max_retries = 0`) try: geventhttpclient wraps it in
+    RetriesExceeded ("URL ...: 0, original=timed out ..."), which says nothing a reader needs."""
+    original = getattr(exc, "original", None) if isinstance(exc, RetriesExceeded) else None
+    return original if isinstance(original, BaseException) else exc
+
