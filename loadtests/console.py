@@ -15,9 +15,9 @@ from typing import Any, TextIO
 
 from loadtests.analysis.saturation import format_saturation
 from loadtests.analysis.workers import format_workers
+from loadtests.printable import printable
 from loadtests.profiles import ArrivalSchedule, Profile, RampSchedule
 from loadtests.report.headline import headline, headline_lines
-from loadtests.report.printable import printable
 from loadtests.run.progress import Progress
 from loadtests.units import format_duration
 

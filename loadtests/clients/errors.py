@@ -24,8 +24,10 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from loadtests.printable import printable
+
 __all__ = ["REDACTED", "ClientError", "ErrorInfo", "TlsError", "describe", "redact",
-           "tls_error", "visible"]
+           "tls_error"]
 
 REDACTED = "[REDACTED]"
 
@@ -67,9 +69,9 @@ def describe(exception: BaseException) -> ErrorInfo:
     if isinstance(exception, aiosmtplib.SMTPResponseException):
         # aiosmtplib says -1 where the server gave no reply code (a malformed line)
         code = exception.code if exception.code >= 0 else None
-        return ErrorInfo(kind, code, visible(exception.message))
+        return ErrorInfo(kind, code, _one_line(exception.message))
     if isinstance(exception, ClientError):
-        return ErrorInfo(kind, exception.code, visible(exception.text or str(exception) or kind))
+        return ErrorInfo(kind, exception.code, _one_line(exception.text or str(exception) or kind))
     if isinstance(exception, OSError):
         # aiosmtplib's SMTPConnectError is an OSError without errno; the socket's is its cause
         cause = exception.__cause__
@@ -77,18 +79,14 @@ def describe(exception: BaseException) -> ErrorInfo:
             cause.errno if isinstance(cause, OSError) else None)
         if number is not None:
             return ErrorInfo(kind, errno_names.errorcode.get(number, number),
-                             visible(str(exception)))
-    return ErrorInfo(kind, None, visible(str(exception) or repr(exception)))
+                             _one_line(str(exception)))
+    return ErrorInfo(kind, None, _one_line(str(exception) or repr(exception)))
 
 
-_CONTROLS: dict[int, str | None] = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-_CONTROLS.update({ord("\t"): " ", ord("\n"): " ", ord("\r"): None})
-
-
-def visible(text: str) -> str:
-    """`text` on one line (tabs and line breaks as spaces) with every other control character
-    written as `\\xNN`."""
-    return text.translate(_CONTROLS).strip()
+def _one_line(text: str) -> str:
+    """`text` on one line (line breaks as spaces), every other control character written as
+    `\\xNN` (loadtests.printable)."""
+    return printable(text.replace("\r\n", " ").replace("\n", " ")).strip()
 
 
 def tls_error(exc: BaseException) -> TlsError:

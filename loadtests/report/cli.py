@@ -61,7 +61,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         from loadtests.report.compare_page import render_compare
 
         args.html.write_text(render_compare(result, a, b), encoding="utf-8")
-    from loadtests.report.printable import printable
+    from loadtests.printable import printable
 
     # causes are servers' words: no control character reaches the terminal
     print(json.dumps(result, indent=2) if args.json

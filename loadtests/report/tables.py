@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadtests.monitor.resources import resources_with
-from loadtests.report.printable import printable
+from loadtests.printable import printable
 from loadtests.report.series import failure_cause
 from loadtests.stream import Req
 

@@ -1,6 +1,7 @@
 """Text from servers made safe to show: control characters written as escapes.
 
-A server's reply text reaches the console, the CSV tables and the terminal summary; raw, an ESC
+A server's reply text reaches the recorded causes (clients/errors.describe), the console, the CSV
+tables and the terminal summary; raw, an ESC
 sequence in it would move the cursor, recolour or retitle the terminal, a CR would hide what
 came before. `printable` writes every C0/C1 control character, DEL and the bidirectional
 overrides as `\\xNN` / `\\uNNNN` (a backslash itself is left as it is: readers see the escapes,
